@@ -1,0 +1,150 @@
+// Package config owns pauseproxy's configuration: the TOML schema, its
+// validation into typed values, and the import of an existing pgbouncer.ini
+// (with its auth_file). Everything downstream receives a *Config that has
+// already been validated; it never re-checks values.
+//
+// It must not open network connections or start goroutines: loading a config
+// is a pure function of the files it reads (and, for secrets, the
+// environment).
+package config
+
+import "time"
+
+// PoolMode is how long a client keeps a server connection.
+type PoolMode string
+
+// The pool modes, with PgBouncer's names and meaning.
+const (
+	PoolModeSession     PoolMode = "session"
+	PoolModeTransaction PoolMode = "transaction"
+)
+
+// AuthType is how clients authenticate to the proxy (PgBouncer's auth_type).
+type AuthType string
+
+// The supported auth types.
+const (
+	AuthTrust AuthType = "trust"
+	AuthMD5   AuthType = "md5"
+	AuthSCRAM AuthType = "scram-sha-256"
+	// AuthPlain asks for a clear-text password ("plain" in PgBouncer).
+	AuthPlain AuthType = "plain"
+)
+
+// Discovery kinds for [databases.<name>] discovery.
+const (
+	DiscoveryStatic  = "static"
+	DiscoveryPatroni = "patroni"
+	DiscoveryConsul  = "consul"
+)
+
+// Config is a validated configuration.
+type Config struct {
+	// File is the path the config was read from (for messages).
+	File      string
+	Proxy     Proxy
+	Databases map[string]*Database
+	Users     map[string]*User
+	// Warnings are non-fatal remarks (for example pgbouncer.ini settings
+	// that pauseproxy ignores), each naming the key and file.
+	Warnings []string
+}
+
+// TLS settings for one side (client_tls_* or server_tls_*).
+type TLS struct {
+	SSLMode  string // disable, allow, prefer, require, verify-ca, verify-full
+	CertFile string
+	KeyFile  string
+	CAFile   string
+}
+
+// Proxy is the [proxy] table. Field comments give the TOML key.
+type Proxy struct {
+	ListenAddr    string // listen_addr, default "127.0.0.1"; "" disables TCP
+	ListenPort    int    // listen_port, default 6432
+	UnixSocketDir string // unix_socket_dir, default "/tmp"; "" disables
+	HTTPListen    string // http_listen, "" (default) disables metrics/health HTTP
+
+	AuthType   AuthType // auth_type, default md5
+	AuthFile   string   // auth_file
+	AuthUser   string   // auth_user
+	AuthQuery  string   // auth_query, PgBouncer's default
+	AdminUsers []string // admin_users
+	StatsUsers []string // stats_users
+
+	PoolMode               PoolMode      // pool_mode, default transaction
+	MaxClientConn          int           // max_client_conn, default 100
+	DefaultPoolSize        int           // default_pool_size, default 20
+	MinPoolSize            int           // min_pool_size, default 0
+	ReservePoolSize        int           // reserve_pool_size, default 0
+	ReservePoolTimeout     time.Duration // reserve_pool_timeout, default 5s
+	MaxDBConnections       int           // max_db_connections, default 0 (unlimited)
+	MaxUserConnections     int           // max_user_connections, default 0 (unlimited)
+	ServerLifetime         time.Duration // server_lifetime, default 3600s
+	ServerIdleTimeout      time.Duration // server_idle_timeout, default 600s
+	ServerConnectTimeout   time.Duration // server_connect_timeout, default 15s
+	ServerLoginRetry       time.Duration // server_login_retry, default 15s
+	QueryWaitTimeout       time.Duration // query_wait_timeout, default 120s; 0 disables
+	QueryTimeout           time.Duration // query_timeout, default 0 (disabled)
+	ClientLoginTimeout     time.Duration // client_login_timeout, default 60s
+	ClientIdleTimeout      time.Duration // client_idle_timeout, default 0 (disabled)
+	IdleTransactionTimeout time.Duration // idle_transaction_timeout, default 0 (disabled)
+	ServerResetQuery       string        // server_reset_query, default "DISCARD ALL"
+	ServerResetQueryAlways bool          // server_reset_query_always, default false
+	IgnoreStartupParams    []string      // ignore_startup_parameters
+	MaxPreparedStatements  int           // max_prepared_statements, default 200; 0 disables
+	MaxMessageSize         int           // max_message_size, default 256 MiB (pkt_buf is unrelated)
+	ApplicationNameAddHost bool          // application_name_add_host
+
+	ClientTLS TLS // client_tls_sslmode, client_tls_cert_file, client_tls_key_file, client_tls_ca_file
+	ServerTLS TLS // server_tls_sslmode, server_tls_cert_file, server_tls_key_file, server_tls_ca_file
+
+	// pauseproxy's own settings.
+	HoldTimeout     time.Duration // hold_timeout, default 30s: the longest one transaction waits in a hold
+	DrainTimeout    time.Duration // drain_timeout, default 30s: how long PAUSE waits for in-flight transactions
+	ShutdownTimeout time.Duration // shutdown_timeout, default 30s: SIGTERM's bound on in-flight transactions
+	LogLevel        string        // log_level: debug, info (default), warn, error
+}
+
+// Database is one [databases.<name>] table: what clients call <name>.
+type Database struct {
+	Name     string // the table key
+	Host     string // host, default "127.0.0.1" (a Unix socket dir when it starts with /)
+	Hosts    []string
+	Port     int    // port, default 5432
+	DBName   string // dbname, default Name
+	User     string // user: when set, every client uses this server login
+	Password string // password (or password_env / password_file)
+	PoolSize int    // pool_size, default proxy.default_pool_size
+	// PoolMode overrides proxy.pool_mode when not empty.
+	PoolMode        PoolMode
+	MinPoolSize     int // min_pool_size, default proxy.min_pool_size
+	ReservePool     int // reserve_pool, default proxy.reserve_pool_size
+	MaxDBConns      int // max_db_connections, default proxy.max_db_connections
+	ConnectQuery    string
+	AuthUser        string // auth_user override
+	ApplicationName string // application_name
+
+	Discovery string // discovery: static (default), patroni, consul
+	// Patroni discovery.
+	PatroniURLs []string // patroni_urls
+	// Consul discovery.
+	ConsulAddr       string        // consul_addr, e.g. "127.0.0.1:8500"
+	ConsulService    string        // consul_service: the Patroni scope
+	ConsulNamespace  string        // consul_namespace (Patroni's consul namespace, default "service")
+	ConsulToken      string        // consul_token (or consul_token_env / consul_token_file)
+	ConsulDatacenter string        // consul_datacenter
+	ConsulScheme     string        // consul_scheme: http (default) or https
+	ConsulCAFile     string        // consul_ca_file
+	PollInterval     time.Duration // poll_interval, default 1s
+	FastPollInterval time.Duration // fast_poll_interval, default 100ms
+}
+
+// User is one [users.<name>] table.
+type User struct {
+	Name         string
+	Password     string   // password (plain, md5..., or SCRAM-SHA-256$...), or password_env / password_file
+	PoolMode     PoolMode // pool_mode override
+	MaxUserConns int      // max_user_connections
+	PoolSize     int      // pool_size override
+}

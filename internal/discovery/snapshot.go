@@ -1,0 +1,78 @@
+// Package discovery finds the writable primary of a database and publishes
+// what it knows as immutable snapshots. Sources: a static host list (asking
+// each host pg_is_in_recovery()), Patroni's REST API, and Consul (Patroni's
+// service registrations and KV keys).
+//
+// It owns polling, back-off and the interpretation of each source's answers.
+// It must not import any other pauseproxy package, hold client connections,
+// or decide when traffic is held: a snapshot says what the source believes;
+// the router decides what to do with it (and verifies writability itself
+// before sending a transaction anywhere).
+package discovery
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Member is one node of a cluster as a source describes it.
+type Member struct {
+	Name     string // Patroni member name, or host:port for static
+	Host     string // PostgreSQL host
+	Port     int    // PostgreSQL port
+	APIURL   string // Patroni REST API base URL, "" when unknown
+	Role     string // normalised: "primary", "replica", "standby_leader", ""
+	State    string // Patroni state: "running", "streaming", "stopped", ...
+	Timeline int64
+	// LagBytes is the replication lag in bytes when known, -1 otherwise.
+	LagBytes int64
+}
+
+// Addr is host:port.
+func (m Member) Addr() string { return joinHostPort(m.Host, m.Port) }
+
+// Snapshot is what a source knows at one moment. A published snapshot is
+// never modified; sources publish a new one instead.
+type Snapshot struct {
+	// Generation increases by one each time the primary (name or address)
+	// changes, including to or from "none".
+	Generation uint64
+	// Source describes where the snapshot came from ("patroni", "consul",
+	// "static") and Endpoint which URL/address answered last.
+	Source   string
+	Endpoint string
+	// Primary is nil when the source names no leader.
+	Primary  *Member
+	Replicas []Member
+	// Changing is true while the source signals a change under way (a
+	// failover key in Consul, a member in state "stopping"/"demoting", a
+	// leader that is not yet running as primary). Sources poll fast then.
+	Changing bool
+	// Updated is when the source last had a successful answer; Err is the
+	// last error (nil after a success).
+	Updated time.Time
+	Err     error
+}
+
+// Source is a running discovery source for one database.
+type Source interface {
+	// Run polls (or blocks on watches) until ctx is done. It publishes the
+	// first snapshot as soon as it has one.
+	Run(ctx context.Context)
+	// Snapshot returns the latest snapshot, never nil (an empty snapshot with
+	// Err set before the first answer).
+	Snapshot() *Snapshot
+	// Changed is closed when a snapshot newer than the one returned by the
+	// Snapshot call that preceded it is published; call Changed again for
+	// the next one (the pattern of a broadcast channel).
+	Changed() <-chan struct{}
+	// Hurry asks the source to poll fast for a while (the router calls it
+	// when a server connection reports the primary going away).
+	Hurry()
+}
+
+func joinHostPort(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
