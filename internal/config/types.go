@@ -6,6 +6,15 @@
 // It must not open network connections or start goroutines: loading a config
 // is a pure function of the files it reads (and, for secrets, the
 // environment).
+//
+// Entry points: Load reads pauseproxy's TOML; LoadPgBouncerINI imports a
+// pgbouncer.ini; ToTOML writes a Config back as TOML (pauseproxy convert);
+// ParseAuthFile reads PgBouncer's userlist.txt. Both loaders report every
+// problem at once in an *Error, each line naming the file and the key.
+// config.example.toml at the repository root documents every key.
+//
+// Relative paths (auth_file, TLS files, password_file, ...) are resolved
+// against the directory of the file that names them, and stored absolute.
 package config
 
 import "time"
@@ -89,15 +98,15 @@ type Proxy struct {
 	ClientLoginTimeout     time.Duration // client_login_timeout, default 60s
 	ClientIdleTimeout      time.Duration // client_idle_timeout, default 0 (disabled)
 	IdleTransactionTimeout time.Duration // idle_transaction_timeout, default 0 (disabled)
-	ServerResetQuery       string        // server_reset_query, default "DISCARD ALL"
+	ServerResetQuery       string        // server_reset_query, default "DISCARD ALL"; "" disables
 	ServerResetQueryAlways bool          // server_reset_query_always, default false
 	IgnoreStartupParams    []string      // ignore_startup_parameters
 	MaxPreparedStatements  int           // max_prepared_statements, default 200; 0 disables
-	MaxMessageSize         int           // max_message_size, default 256 MiB (pkt_buf is unrelated)
+	MaxMessageSize         int           // max_message_size in bytes, default 64 MiB (DefaultMaxMessageSize); pkt_buf is unrelated
 	ApplicationNameAddHost bool          // application_name_add_host
 
-	ClientTLS TLS // client_tls_sslmode, client_tls_cert_file, client_tls_key_file, client_tls_ca_file
-	ServerTLS TLS // server_tls_sslmode, server_tls_cert_file, server_tls_key_file, server_tls_ca_file
+	ClientTLS TLS // client_tls_sslmode (default disable), client_tls_cert_file, client_tls_key_file, client_tls_ca_file
+	ServerTLS TLS // server_tls_sslmode (default prefer), server_tls_cert_file, server_tls_key_file, server_tls_ca_file
 
 	// pauseproxy's own settings.
 	HoldTimeout     time.Duration // hold_timeout, default 30s: the longest one transaction waits in a hold
@@ -107,15 +116,32 @@ type Proxy struct {
 }
 
 // Database is one [databases.<name>] table: what clients call <name>.
+//
+// The name "*" is PgBouncer's fallback database: a client asking for a
+// database that has no table of its own gets the "*" settings, with DBName
+// set to the name it asked for unless "*" sets dbname. Use
+// Config.DatabaseFor rather than indexing Databases.
 type Database struct {
-	Name     string // the table key
-	Host     string // host, default "127.0.0.1" (a Unix socket dir when it starts with /)
+	Name string // the table key
+	// Host is host, default "127.0.0.1"; a Unix socket directory when it
+	// starts with "/" (the socket is <Host>/.s.PGSQL.<Port>). With hosts,
+	// Host and Port are its first address. "" for patroni and consul.
+	Host string
+	// Hosts is hosts, a list of "host" or "host:port" entries (port
+	// defaulting to port), the alternative to host for several servers.
+	// After loading, for static discovery, it always holds the normalised
+	// "host:port" addresses (net.JoinHostPort form; one entry when
+	// host/port were used). Empty for patroni and consul.
 	Hosts    []string
 	Port     int    // port, default 5432
-	DBName   string // dbname, default Name
+	DBName   string // dbname, default Name ("" for the "*" database: the requested name)
 	User     string // user: when set, every client uses this server login
-	Password string // password (or password_env / password_file)
-	PoolSize int    // pool_size, default proxy.default_pool_size
+	Password string // password (or password_env / password_file), resolved
+	// PasswordEnv and PasswordFile record where Password came from
+	// (password_env, password_file); both empty when it was inline.
+	PasswordEnv  string
+	PasswordFile string
+	PoolSize     int // pool_size, default proxy.default_pool_size
 	// PoolMode overrides proxy.pool_mode when not empty.
 	PoolMode        PoolMode
 	MinPoolSize     int // min_pool_size, default proxy.min_pool_size
@@ -129,10 +155,12 @@ type Database struct {
 	// Patroni discovery.
 	PatroniURLs []string // patroni_urls
 	// Consul discovery.
-	ConsulAddr       string        // consul_addr, e.g. "127.0.0.1:8500"
+	ConsulAddr       string        // consul_addr, default "127.0.0.1:8500"
 	ConsulService    string        // consul_service: the Patroni scope
 	ConsulNamespace  string        // consul_namespace (Patroni's consul namespace, default "service")
-	ConsulToken      string        // consul_token (or consul_token_env / consul_token_file)
+	ConsulToken      string        // consul_token (or consul_token_env / consul_token_file), resolved
+	ConsulTokenEnv   string        // consul_token_env: where ConsulToken came from, "" if inline
+	ConsulTokenFile  string        // consul_token_file: where ConsulToken came from, "" if inline
 	ConsulDatacenter string        // consul_datacenter
 	ConsulScheme     string        // consul_scheme: http (default) or https
 	ConsulCAFile     string        // consul_ca_file
@@ -143,7 +171,9 @@ type Database struct {
 // User is one [users.<name>] table.
 type User struct {
 	Name         string
-	Password     string   // password (plain, md5..., or SCRAM-SHA-256$...), or password_env / password_file
+	Password     string   // password (plain, md5..., or SCRAM-SHA-256$...), or password_env / password_file, resolved
+	PasswordEnv  string   // password_env: where Password came from, "" if inline
+	PasswordFile string   // password_file: where Password came from, "" if inline
 	PoolMode     PoolMode // pool_mode override
 	MaxUserConns int      // max_user_connections
 	PoolSize     int      // pool_size override

@@ -1,0 +1,377 @@
+package config
+
+import (
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	sslModes  = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+	logLevels = []string{"debug", "info", "warn", "error"}
+	poolModes = []string{string(PoolModeSession), string(PoolModeTransaction)}
+	authTypes = []string{string(AuthTrust), string(AuthMD5), string(AuthSCRAM), string(AuthPlain)}
+	// PgBouncer values pauseproxy does not implement get a clearer message
+	// than an unknown value would.
+	pgbouncerOnly = []string{"statement", "any", "cert", "hba", "pam", "ldap"}
+)
+
+// validate checks c as a whole once every key is typed and every default
+// applied. Downstream code relies on these checks and repeats none.
+func (b *builder) validate(c *Config) {
+	b.validateProxy(&c.Proxy)
+	for _, name := range sortedKeys(c.Databases) {
+		b.validateDatabase(c.Databases[name])
+	}
+	for _, name := range sortedKeys(c.Users) {
+		b.validateUser(c.Users[name])
+	}
+	b.validateAuth(c)
+}
+
+func (b *builder) px(k string) string { return keyOf([]string{b.src.proxySection}, k) }
+
+func (b *builder) validateProxy(p *Proxy) {
+	checkNonNegative(b, []string{b.src.proxySection}, proxyFields, p, nil)
+
+	if p.ListenAddr != "" && !validHost(p.ListenAddr) {
+		b.problem(b.px("listen_addr"), "want one IP address or host name, without port (see listen_port), got %q", p.ListenAddr)
+	}
+	b.port(b.px("listen_port"), p.ListenPort)
+	if p.UnixSocketDir != "" {
+		b.directory(b.px("unix_socket_dir"), p.UnixSocketDir)
+	}
+	if p.ListenAddr == "" && p.UnixSocketDir == "" {
+		b.problem(b.px("listen_addr"), "no listener: set listen_addr, unix_socket_dir or both")
+	}
+	if p.HTTPListen != "" {
+		host, port, err := net.SplitHostPort(p.HTTPListen)
+		n, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || n < 0 || n > 65535 || (host != "" && !validHost(host)) {
+			b.problem(b.px("http_listen"), `want "host:port", like "127.0.0.1:9127", got %q`, p.HTTPListen)
+		}
+	}
+
+	b.oneOf(b.px("auth_type"), string(p.AuthType), authTypes)
+	for _, k := range []struct {
+		key   string
+		users []string
+	}{{"admin_users", p.AdminUsers}, {"stats_users", p.StatsUsers}} {
+		if slices.Contains(k.users, "") {
+			b.problem(b.px(k.key), "empty user name")
+		}
+	}
+	b.oneOf(b.px("pool_mode"), string(p.PoolMode), poolModes)
+
+	b.atLeast(b.px("max_client_conn"), p.MaxClientConn, 1)
+	b.atLeast(b.px("default_pool_size"), p.DefaultPoolSize, 1)
+	if p.MaxMessageSize >= 0 && (p.MaxMessageSize < minMessageSize || p.MaxMessageSize > maxMessageSize) {
+		b.problem(b.px("max_message_size"), "must be %d..%d bytes, got %d", minMessageSize, maxMessageSize, p.MaxMessageSize)
+	}
+	b.oneOf(b.px("log_level"), p.LogLevel, logLevels)
+
+	b.validateTLS("client", &p.ClientTLS)
+	b.validateTLS("server", &p.ServerTLS)
+}
+
+// validateTLS checks one side's TLS settings. The client side serves a
+// certificate, so any mode but disable needs one; verify-ca/verify-full
+// there check client certificates and need a CA. The server side presents
+// a client certificate only when given one, and verifies the server
+// against server_tls_ca_file or, without it, the system roots.
+func (b *builder) validateTLS(side string, t *TLS) {
+	key := func(k string) string { return b.px(side + "_tls_" + k) }
+	b.oneOf(key("sslmode"), t.SSLMode, sslModes)
+	if side == "client" && t.SSLMode != "disable" && slices.Contains(sslModes, t.SSLMode) {
+		for _, f := range []struct{ k, v string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+			if f.v == "" {
+				b.problem(key(f.k), "required when %s is %q", key("sslmode"), t.SSLMode)
+			}
+		}
+		if (t.SSLMode == "verify-ca" || t.SSLMode == "verify-full") && t.CAFile == "" {
+			b.problem(key("ca_file"), "required when %s is %q, to verify client certificates", key("sslmode"), t.SSLMode)
+		}
+	}
+	if side == "server" && (t.CertFile == "") != (t.KeyFile == "") {
+		b.problem(key("cert_file"), "set %s and %s together", key("cert_file"), key("key_file"))
+	}
+	b.readable(key("cert_file"), t.CertFile)
+	b.readable(key("key_file"), t.KeyFile)
+	b.readable(key("ca_file"), t.CAFile)
+}
+
+func (b *builder) validateDatabase(d *Database) {
+	prefix := []string{"databases", d.Name}
+	key := func(k string) string { return keyOf(prefix, k) }
+	switch {
+	case d.Name == "":
+		b.problem(keyOf(prefix), "empty database name")
+	case slices.Contains(reservedDatabaseNames, d.Name):
+		b.problem(keyOf(prefix), "the name %q is reserved for the admin console", d.Name)
+	}
+	// pool_size, min_pool_size, reserve_pool and max_db_connections
+	// default to [proxy] values, which were checked there.
+	set := b.dbSet[d.Name]
+	inherited := func(k string) bool { return !set[k] }
+	checkNonNegative(b, prefix, databaseFields, d, inherited)
+
+	switch d.Discovery {
+	case DiscoveryStatic:
+		b.port(key("port"), d.Port)
+		if d.Host != "" && !strings.HasPrefix(d.Host, "/") && !validHost(d.Host) {
+			b.problem(key("host"), "want an IP address, a host name or a Unix socket directory, got %q", d.Host)
+		}
+	case DiscoveryPatroni:
+		if len(d.PatroniURLs) == 0 {
+			b.problem(key("patroni_urls"), `required with discovery = "patroni": the REST API of each member, like ["http://10.0.0.1:8008"]`)
+		}
+		for i, u := range d.PatroniURLs {
+			// The URL is not quoted: it may carry REST API credentials.
+			if !validHTTPURL(u) {
+				b.problem(key("patroni_urls"), "entry %d: want an http:// or https:// URL with a host", i+1)
+			}
+		}
+	case DiscoveryConsul:
+		if d.ConsulService == "" {
+			b.problem(key("consul_service"), `required with discovery = "consul": the Patroni scope`)
+		}
+		if _, port, err := net.SplitHostPort(d.ConsulAddr); err != nil || !validPort(port) {
+			b.problem(key("consul_addr"), `want "host:port", like "127.0.0.1:8500", got %q`, d.ConsulAddr)
+		}
+		if d.ConsulNamespace == "" {
+			b.problem(key("consul_namespace"), "must not be empty (Patroni's default is \"service\")")
+		}
+		b.oneOf(key("consul_scheme"), d.ConsulScheme, []string{"http", "https"})
+		b.readable(key("consul_ca_file"), d.ConsulCAFile)
+	default:
+		b.problem(key("discovery"), "unknown value %q (want static, patroni or consul)", d.Discovery)
+	}
+
+	if !inherited("pool_size") {
+		b.atLeast(key("pool_size"), d.PoolSize, 1)
+	}
+	if d.PoolSize > 0 && d.MinPoolSize > d.PoolSize {
+		// PgBouncer caps it silently; say so, and cap it here so that
+		// nothing downstream has to.
+		b.warn(key("min_pool_size"), "%d exceeds pool_size (%d); capped at %[2]d, as PgBouncer does", d.MinPoolSize, d.PoolSize)
+		d.MinPoolSize = d.PoolSize
+	}
+	if d.PoolMode != "" {
+		b.oneOf(key("pool_mode"), string(d.PoolMode), poolModes)
+	}
+	b.positive(key("poll_interval"), d.PollInterval)
+	b.positive(key("fast_poll_interval"), d.FastPollInterval)
+	if d.FastPollInterval > d.PollInterval && d.PollInterval > 0 {
+		b.problem(key("fast_poll_interval"), "must not exceed poll_interval (%s), got %s", d.PollInterval, d.FastPollInterval)
+	}
+	b.password(key("password"), d.Password)
+}
+
+func (b *builder) validateUser(u *User) {
+	prefix := []string{"users", u.Name}
+	if u.Name == "" {
+		b.problem(keyOf(prefix), "empty user name")
+	}
+	checkNonNegative(b, prefix, userFields, u, nil)
+	if u.PoolMode != "" {
+		b.oneOf(keyOf(prefix, "pool_mode"), string(u.PoolMode), poolModes)
+	}
+	b.password(keyOf(prefix, "password"), u.Password)
+}
+
+// validateAuth checks that password authentication has somewhere to find
+// passwords, as PgBouncer requires auth_file or auth_user for it: an
+// auth_file, auth_user with auth_query (globally or for a database), or
+// passwords in [users].
+func (b *builder) validateAuth(c *Config) {
+	p := &c.Proxy
+	authUser := p.AuthUser != ""
+	for _, name := range sortedKeys(c.Databases) {
+		if c.Databases[name].AuthUser != "" {
+			authUser = true
+		}
+	}
+	var userPasswords []string
+	for _, name := range sortedKeys(c.Users) {
+		if c.Users[name].Password != "" {
+			userPasswords = append(userPasswords, name)
+		}
+	}
+	if authUser && p.AuthQuery == "" {
+		b.problem(b.px("auth_query"), "must not be empty when auth_user is set")
+	}
+	needsPasswords := p.AuthType == AuthMD5 || p.AuthType == AuthSCRAM || p.AuthType == AuthPlain
+	if needsPasswords && p.AuthFile == "" && !authUser && len(userPasswords) == 0 {
+		b.problem(b.px("auth_type"), "%q needs passwords: set auth_file, auth_user (with auth_query), or password in [users.<name>] tables", p.AuthType)
+	}
+
+	var fromFile map[string]string
+	if p.AuthFile != "" && b.readable(b.px("auth_file"), p.AuthFile) {
+		m, err := ParseAuthFile(p.AuthFile)
+		var ce *Error
+		switch {
+		case errors.As(err, &ce):
+			b.problems = append(b.problems, ce.Problems...)
+		case err != nil:
+			b.problem(b.px("auth_file"), "%v", err)
+		}
+		fromFile = m
+	}
+
+	// An MD5 hash cannot answer a SCRAM exchange: such users would never
+	// log in (PgBouncer documents the same limit). Not fatal: PgBouncer
+	// accepts the file, and the users may be unused.
+	if p.AuthType == AuthSCRAM {
+		for _, name := range userPasswords {
+			if passwordKind(c.Users[name].Password) == passwordMD5 {
+				b.warn(keyOf([]string{"users", name}, "password"), "an MD5 hash cannot be used with auth_type = %q; this user cannot log in", AuthSCRAM)
+			}
+		}
+		var md5Users []string
+		for _, name := range sortedKeys(fromFile) {
+			if passwordKind(fromFile[name]) == passwordMD5 {
+				md5Users = append(md5Users, name)
+			}
+		}
+		if len(md5Users) > 0 {
+			b.warn(b.px("auth_file"), "MD5 hashes cannot be used with auth_type = %q; these users cannot log in: %s", AuthSCRAM, strings.Join(md5Users, ", "))
+		}
+	}
+}
+
+// checkNonNegative reports every integer or duration key of a table that
+// is negative: none of them has a meaning below zero. Keys for which skip
+// returns true are not checked.
+func checkNonNegative[T any](b *builder, prefix []string, fields []field[T], v *T, skip func(string) bool) {
+	for _, f := range fields {
+		if skip != nil && skip(f.key) {
+			continue
+		}
+		switch p := f.ptr(v).(type) {
+		case *int:
+			if *p < 0 {
+				b.problem(keyOf(prefix, f.key), "must not be negative, got %d", *p)
+			}
+		case *time.Duration:
+			if *p < 0 {
+				b.problem(keyOf(prefix, f.key), "must not be negative, got %s", *p)
+			}
+		}
+	}
+}
+
+// password checks the form of a stored password: one that claims to be a
+// SCRAM secret must be one.
+func (b *builder) password(key, pw string) {
+	if strings.HasPrefix(pw, scramPrefix) && passwordKind(pw) != passwordSCRAM {
+		b.problem(key, "malformed SCRAM secret (want SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>)")
+	}
+}
+
+// port checks a TCP port number (negative ones are reported already).
+func (b *builder) port(key string, n int) {
+	if n == 0 || n > 65535 {
+		b.problem(key, "must be 1..65535, got %d", n)
+	}
+}
+
+// atLeast checks a minimum above zero (negative values are reported
+// already).
+func (b *builder) atLeast(key string, n, least int) {
+	if n >= 0 && n < least {
+		b.problem(key, "must be at least %d, got %d", least, n)
+	}
+}
+
+// positive checks a duration that cannot be zero.
+func (b *builder) positive(key string, d time.Duration) {
+	if d == 0 {
+		b.problem(key, "must be more than 0")
+	}
+}
+
+// oneOf checks an enumerated value.
+func (b *builder) oneOf(key, v string, allowed []string) {
+	if slices.Contains(allowed, v) {
+		return
+	}
+	want := allowed[0]
+	if len(allowed) > 1 {
+		want = strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+	}
+	if slices.Contains(pgbouncerOnly, v) {
+		b.problem(key, "%q is not supported by pauseproxy (want %s)", v, want)
+		return
+	}
+	b.problem(key, "unknown value %q (want %s)", v, want)
+}
+
+// readable checks that path, when set, is a regular file the proxy can
+// open. It reports whether it is.
+func (b *builder) readable(key, path string) bool {
+	if path == "" {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.problem(key, "%s", readProblem(path, err))
+		return false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		b.problem(key, "%s: not a regular file", path)
+		return false
+	}
+	return true
+}
+
+// directory checks that path is an existing directory given absolutely.
+func (b *builder) directory(key, path string) {
+	if !strings.HasPrefix(path, "/") {
+		b.problem(key, "want an absolute path, got %q", path)
+		return
+	}
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		b.problem(key, "%s", readProblem(path, err))
+	case !st.IsDir():
+		b.problem(key, "%s: not a directory", path)
+	}
+}
+
+// validHost reports whether s is an IP address or a plausible host name.
+func validHost(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validPort(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+func validHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Hostname() != ""
+}
