@@ -8,6 +8,34 @@
 // or decide when traffic is held: a snapshot says what the source believes;
 // the router decides what to do with it (and verifies writability itself
 // before sending a transaction anywhere).
+//
+// # Reading a snapshot
+//
+// Primary is the source's candidate, not a proof: Patroni names a new
+// leader before its promotion has finished, and keeps answering for the old
+// one until its postmaster exits. While a change is under way Changing is
+// true and Primary may be the old primary (stopping), nil (no leader), or
+// the new one (promoting). Generation moves whenever Primary's name or
+// address does, so a watcher compares generations rather than members.
+//
+// Changing also stays true for a while after the new primary accepts writes
+// (on Consul, until the service registration follows the KV keys: about 3s
+// in tests), so the router must not wait for Changing to clear before it
+// releases traffic: it releases as soon as pg_is_in_recovery() is false on
+// Primary.
+//
+// Measured on Patroni 3.0.2 with loop_wait 1 on a 2-node local cluster
+// (internal/patronitest): a switchover leaves no writable primary for about
+// 1.4s; the Patroni source names the candidate about 150ms before it accepts
+// writes and clears Changing about 50ms after; the Consul source says
+// Changing within milliseconds of the switchover request (the failover key).
+//
+// # Lifecycle
+//
+// A source is built by NewStatic, NewPatroni or NewConsul, and runs once:
+// Run returns when its context is done, with every goroutine and idle
+// connection it started gone. Snapshot, Changed and Hurry may be called
+// from any goroutine, before, during and after Run.
 package discovery
 
 import (

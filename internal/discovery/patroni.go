@@ -1,0 +1,262 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// patroni is the source that polls Patroni's REST API.
+//
+// Each poll asks GET /cluster of the member that answered last, then of the
+// configured URLs, then of the members /cluster listed (so one reachable
+// URL is enough to find the others). /cluster names the leader from the
+// leader key, which moves before promotion has finished; so the poll also
+// asks GET /patroni of that leader, whose state and role come from the
+// running PostgreSQL, and says Changing until it reports a running primary.
+// Measured on Patroni 3.0.2: the old leader's /patroni says "stopping" about
+// a second before /cluster does, and the new leader's /patroni says
+// "replica" for the ~150ms between /cluster naming it and it accepting
+// writes.
+type patroni struct {
+	*publisher
+	opts       Options
+	transport  *http.Transport
+	client     *http.Client
+	configured []string // base URLs from the config, normalised
+	// learned and last belong to Run's goroutine.
+	learned []string // base URLs of members /cluster listed, not configured
+	last    string   // base URL that answered /cluster last
+}
+
+// NewPatroni returns a source polling the Patroni REST API at urls (base
+// URLs such as http://10.0.0.1:8008; a trailing /patroni, as in a member's
+// api_url, is accepted).
+//
+// Its snapshot names as Primary the member /cluster calls leader, even
+// while that member is not yet running as primary: Changing is true then,
+// as it is while the leader is stopping, starting or restarting, and while
+// no member holds the leader key. The router must verify writability with
+// pg_is_in_recovery() before sending traffic: a named leader is a candidate,
+// not a proof. A standby cluster's standby_leader is listed among Replicas
+// with Role "standby_leader"; Primary is nil then, since it is read-only.
+//
+// When no member answers, the snapshot keeps the last members with Err set
+// and Updated telling their age.
+func NewPatroni(urls []string, opts Options) Source {
+	opts = opts.withDefaults()
+	tr := &http.Transport{
+		// The REST API is reached directly: an HTTP proxy from the
+		// environment would add a hop that fails on its own.
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: opts.HTTPTimeout}).DialContext,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: opts.HTTPTimeout,
+		TLSHandshakeTimeout:   opts.HTTPTimeout,
+	}
+	p := &patroni{
+		publisher: newPublisher("patroni", opts.Logger),
+		opts:      opts,
+		transport: tr,
+		client:    &http.Client{Transport: tr},
+	}
+	for _, u := range urls {
+		if b := normaliseAPIURL(u); b != "" && !slices.Contains(p.configured, b) {
+			p.configured = append(p.configured, b)
+		}
+	}
+	return p
+}
+
+// normaliseAPIURL turns a Patroni REST URL or api_url into a base URL.
+func normaliseAPIURL(u string) string {
+	u = strings.TrimSpace(u)
+	if u == "" {
+		return ""
+	}
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	u = strings.TrimRight(u, "/")
+	u = strings.TrimSuffix(u, "/patroni")
+	return strings.TrimRight(u, "/")
+}
+
+// Run implements Source.
+func (p *patroni) Run(ctx context.Context) {
+	defer p.transport.CloseIdleConnections()
+	if len(p.configured) == 0 {
+		p.update(&view{}, errors.New("patroni discovery: no REST API URLs"))
+		<-ctx.Done()
+		return
+	}
+	p.pollLoop(ctx, p.opts, p.poll)
+}
+
+// clusterJSON is GET /cluster (Patroni 2.x-4.x).
+type clusterJSON struct {
+	Members []struct {
+		Name     string          `json:"name"`
+		Role     string          `json:"role"`
+		State    string          `json:"state"`
+		APIURL   string          `json:"api_url"`
+		Host     string          `json:"host"`
+		Port     int             `json:"port"`
+		Timeline int64           `json:"timeline"`
+		Lag      json.RawMessage `json:"lag"` // bytes, or "unknown"
+	} `json:"members"`
+}
+
+// statusJSON is the part of GET /patroni this source reads.
+type statusJSON struct {
+	State string `json:"state"`
+	Role  string `json:"role"`
+}
+
+func (p *patroni) poll(ctx context.Context) (*view, error) {
+	var errs []error
+	for _, base := range p.candidates() {
+		var cl clusterJSON
+		if err := p.get(ctx, base+"/cluster", &cl); err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		p.last = base
+		p.learn(&cl)
+		return p.interpret(ctx, base, &cl), nil
+	}
+	return nil, fmt.Errorf("patroni discovery: no member answered /cluster: %w", errors.Join(errs...))
+}
+
+// candidates lists the base URLs to try, the last one that answered first.
+func (p *patroni) candidates() []string {
+	out := make([]string, 0, 1+len(p.configured)+len(p.learned))
+	for _, list := range [][]string{{p.last}, p.configured, p.learned} {
+		for _, u := range list {
+			if u != "" && !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// learn remembers the API URLs of the members /cluster listed.
+func (p *patroni) learn(cl *clusterJSON) {
+	p.learned = p.learned[:0]
+	for _, m := range cl.Members {
+		if b := normaliseAPIURL(m.APIURL); b != "" && !slices.Contains(p.configured, b) && !slices.Contains(p.learned, b) {
+			p.learned = append(p.learned, b)
+		}
+	}
+}
+
+// interpret turns /cluster into a view, asking the leader's /patroni.
+func (p *patroni) interpret(ctx context.Context, endpoint string, cl *clusterJSON) *view {
+	v := &view{Endpoint: endpoint}
+	leaderRole := ""
+	for _, cm := range cl.Members {
+		m := Member{
+			Name:     cm.Name,
+			Host:     cm.Host,
+			Port:     cm.Port,
+			APIURL:   normaliseAPIURL(cm.APIURL),
+			Role:     normaliseRole(cm.Role),
+			State:    cm.State,
+			Timeline: cm.Timeline,
+			LagBytes: -1,
+		}
+		var lag int64
+		if json.Unmarshal(cm.Lag, &lag) == nil {
+			m.LagBytes = lag
+		}
+		if m.Role == "primary" || m.Role == "standby_leader" {
+			leaderRole = m.Role
+		}
+		if m.Role == "primary" && v.Primary == nil && m.Host != "" && m.Port != 0 {
+			v.Primary = &m
+			continue
+		}
+		v.Replicas = append(v.Replicas, m)
+	}
+	switch {
+	case leaderRole == "" && len(cl.Members) > 0:
+		// Members but no leader key: an election is under way.
+		v.Changing = true
+	case leaderRole == "primary" && v.Primary == nil:
+		// A leader we cannot reach (no host in its conn_url).
+		v.Changing = true
+	case v.Primary != nil:
+		v.Changing = !runningPrimary(v.Primary.State, "primary")
+		if v.Primary.APIURL != "" {
+			var st statusJSON
+			// A leader whose API does not answer is taken on /cluster's
+			// word: Changing would otherwise stay true (and polling fast)
+			// wherever only some members' APIs are reachable.
+			if err := p.get(ctx, v.Primary.APIURL+"/patroni", &st); err == nil && !runningPrimary(st.State, st.Role) {
+				v.Changing = true
+			}
+		}
+	}
+	return v
+}
+
+// runningPrimary reports whether a Patroni state and role say PostgreSQL
+// runs as a primary.
+func runningPrimary(state, role string) bool {
+	return state == "running" && normaliseRole(role) == "primary"
+}
+
+// normaliseRole maps the role names of Patroni 2.x-4.x, in /cluster, in
+// /patroni and in the DCS member keys, onto Member.Role's values.
+func normaliseRole(r string) string {
+	switch strings.ReplaceAll(strings.ToLower(r), "-", "_") {
+	case "leader", "master", "primary":
+		return "primary"
+	case "standby_leader":
+		return "standby_leader"
+	case "replica", "sync_standby", "quorum_standby":
+		return "replica"
+	}
+	// "demoted", "promoted", "uninitialized", ...: transitional.
+	return ""
+}
+
+// get GETs url into v within HTTPTimeout. Patroni answers /patroni with 503
+// and a JSON body when PostgreSQL is not running; that body is decoded too.
+func (p *patroni) get(ctx context.Context, url string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.HTTPTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return fmt.Errorf("GET %s: status %s", url, resp.Status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: status %s: decode: %w", url, resp.Status, err)
+	}
+	return nil
+}
