@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/proxy"
+	"github.com/pauseproxy/pauseproxy/internal/router"
+)
+
+// serve runs the proxy until SIGTERM (drain, then exit 0) or SIGINT (close
+// at once). SIGHUP reloads the configuration.
+func serve(load func() (*config.Config, error), stderr io.Writer) int {
+	cfg, err := load()
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	level := new(slog.LevelVar)
+	setLevel(level, cfg.Proxy.LogLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+
+	r := router.New(cfg, log)
+	defer r.Close()
+	app := &App{log: log, router: r, load: load, level: level}
+	srv, err := proxy.New(cfg, r, app.adminConsole(), log)
+	if err != nil {
+		log.Error("cannot start", slog.Any("err", err))
+		return 1
+	}
+	app.proxy = srv
+	if err := srv.Listen(); err != nil {
+		log.Error("cannot start", slog.Any("err", err))
+		return 1
+	}
+	stopHTTP, err := app.startHTTP(cfg)
+	if err != nil {
+		log.Error("cannot start", slog.Any("err", err))
+		return 1
+	}
+	defer stopHTTP()
+
+	// hard is cancelled to close every client at once.
+	hard, cancelHard := context.WithCancel(context.Background())
+	defer cancelHard()
+	served := make(chan struct{})
+	go func() {
+		srv.Serve(hard)
+		close(served)
+	}()
+	addrs := srv.Addrs()
+	log.Info("pauseproxy started", slog.String("version", version), slog.Any("listen", addrs), slog.Int("databases", len(cfg.Databases)))
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			app.Reload()
+		case syscall.SIGUSR1:
+			app.signalPause()
+		case syscall.SIGUSR2:
+			app.signalResume()
+		case syscall.SIGINT:
+			log.Info("SIGINT: closing every connection now")
+			srv.StopAccepting()
+			cancelHard()
+			<-served
+			srv.Wait()
+			return 0
+		case syscall.SIGTERM:
+			return app.drain(srv, sigs, cancelHard, served)
+		}
+	}
+	return 0
+}
+
+// drain is SIGTERM: stop accepting, let transactions in flight finish
+// (bounded by shutdown_timeout), then close. A second SIGTERM or a SIGINT
+// ends at once.
+func (a *App) drain(srv *proxy.Server, sigs <-chan os.Signal, cancelHard context.CancelFunc, served <-chan struct{}) int {
+	cfg := a.router.Config()
+	a.log.Info("SIGTERM: draining", slog.Duration("shutdown_timeout", cfg.Proxy.ShutdownTimeout))
+	a.draining.Store(true)
+	srv.StopAccepting()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.ShutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.router.Drain(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			a.log.Warn("shutdown_timeout reached with transactions still running; closing them")
+		}
+	case sig := <-sigs:
+		a.log.Info("second signal: closing every connection now", slog.String("signal", sig.String()))
+	}
+	cancelHard()
+	<-served
+	srv.Wait()
+	a.log.Info("pauseproxy stopped")
+	return 0
+}
+
+func setLevel(v *slog.LevelVar, s string) {
+	switch s {
+	case "debug":
+		v.Set(slog.LevelDebug)
+	case "warn":
+		v.Set(slog.LevelWarn)
+	case "error":
+		v.Set(slog.LevelError)
+	default:
+		v.Set(slog.LevelInfo)
+	}
+}
+
+// Reload re-reads the configuration. One that fails validation is refused
+// with its problems and the old one keeps serving.
+func (a *App) Reload() error {
+	cfg, err := a.load()
+	if err != nil {
+		a.log.Error("reload refused; the running configuration stays", slog.String("problems", err.Error()))
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	if err := a.proxy.Reload(cfg); err != nil {
+		a.log.Error("reload refused; the running configuration stays", slog.Any("err", err))
+		return fmt.Errorf("reload refused: %w", err)
+	}
+	a.router.Reload(cfg)
+	setLevel(a.level, cfg.Proxy.LogLevel)
+	for _, w := range cfg.Warnings {
+		a.log.Warn(w)
+	}
+	a.log.Info("configuration reloaded", slog.Int("databases", len(cfg.Databases)))
+	return nil
+}

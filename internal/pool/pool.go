@@ -1,0 +1,426 @@
+// Package pool keeps server connections for one (database, user) pair: it
+// dials them through a DialFunc, hands them out to sessions in arrival order,
+// takes them back, and evicts them by age and idleness, with PgBouncer's
+// meaning of pool_size, min_pool_size, reserve_pool_size,
+// server_lifetime, server_idle_timeout and query_wait_timeout.
+//
+// Two seams serve role changes: Hold makes new acquisitions queue (in
+// arrival order) even when connections are free, and SetTarget points the
+// pool at another backend and generation, so that connections of an older
+// generation are closed when released and never handed out again.
+//
+// The pool does not speak SQL, authenticate, or decide where the primary is;
+// each Conn runs one reader goroutine that forwards server messages to the
+// session bound to it (see Handler).
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/wire"
+)
+
+// Target is the backend a pool dials, and the generation of the decision
+// that chose it. A connection is reused only while its generation is current.
+type Target struct {
+	Host string // host name, IP, or Unix socket directory
+	Port int
+	Gen  uint64
+}
+
+// DialFunc opens and authenticates a server connection to t.
+type DialFunc func(ctx context.Context, t Target) (*Server, error)
+
+// Config sizes a pool. Zero values mean "no limit" for durations.
+type Config struct {
+	Size           int
+	MinSize        int
+	Reserve        int
+	ReserveTimeout time.Duration
+	Lifetime       time.Duration
+	IdleTimeout    time.Duration
+	ConnectTimeout time.Duration
+	LoginRetry     time.Duration
+	QueryWait      time.Duration // query_wait_timeout
+	HoldTimeout    time.Duration // hold_timeout: the longest wait in a hold
+	MaxMessageSize int
+}
+
+// Error is an acquisition failure to report to the client with its SQLSTATE.
+type Error struct {
+	Code string
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrClosed is returned by Acquire on a closed pool.
+var ErrClosed = &Error{Code: "08006", Msg: "pool closed"}
+
+// Pool is the set of server connections of one (database, user).
+type Pool struct {
+	Name   string
+	dial   DialFunc
+	log    *slog.Logger
+	nextID *atomic.Uint64
+
+	// OnServerError, when set, is called with the SQLSTATE of an error a
+	// server reported while idle (for example 57P01 at shutdown).
+	OnServerError func(code string)
+
+	mu       sync.Mutex // guards all below
+	cfg      Config
+	target   Target
+	held     bool
+	closed   bool
+	idle     []*Conn // most recently used last
+	total    int     // open plus dialing
+	active   int
+	dialing  int
+	waiters  []*waiter
+	loginErr error
+	loginAt  time.Time
+	welcome  map[string]string
+	stopJan  chan struct{}
+	janDone  chan struct{}
+}
+
+type waiter struct {
+	ch       chan grant
+	since    time.Time
+	deadline time.Time
+	held     bool // queued because of a hold
+}
+
+// grant is what a waiter receives: a connection, the right to dial one
+// (its slot already counted), or an error.
+type grant struct {
+	c    *Conn
+	dial bool
+	err  error
+}
+
+// New returns a pool dialing t with dial. ids numbers connections across
+// pools (SHOW SERVERS); it may be shared.
+func New(name string, cfg Config, t Target, dial DialFunc, log *slog.Logger, ids *atomic.Uint64) *Pool {
+	if ids == nil {
+		ids = new(atomic.Uint64)
+	}
+	p := &Pool{
+		Name: name, cfg: cfg, target: t, dial: dial, log: log, nextID: ids,
+		stopJan: make(chan struct{}), janDone: make(chan struct{}),
+	}
+	go p.janitor()
+	return p
+}
+
+// Acquire returns a server connection for one transaction (or session),
+// waiting in arrival order while the pool is held or full. The caller must
+// Bind it, and the binding ends with the handler's release or failure; if
+// Bind fails the caller gives it back with Put.
+func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if !p.held && len(p.waiters) == 0 {
+		if c := p.popIdleLocked(); c != nil {
+			p.active++
+			p.mu.Unlock()
+			return c, nil
+		}
+		if p.total < p.cfg.Size {
+			if err := p.loginBackoffLocked(); err != nil {
+				p.mu.Unlock()
+				return nil, err
+			}
+			p.total++
+			p.dialing++
+			p.mu.Unlock()
+			return p.dialSlot(ctx)
+		}
+	}
+	w := &waiter{ch: make(chan grant, 1), since: time.Now(), held: p.held}
+	limit := p.cfg.QueryWait
+	if p.held {
+		limit = p.cfg.HoldTimeout
+	}
+	var timeout <-chan time.Time
+	if limit > 0 {
+		w.deadline = w.since.Add(limit)
+		t := time.NewTimer(limit)
+		defer t.Stop()
+		timeout = t.C
+	}
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+
+	select {
+	case g := <-w.ch:
+		return p.take(ctx, g)
+	case <-timeout:
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	if !p.removeWaiterLocked(w) {
+		// Granted while we gave up: honour the grant's bookkeeping.
+		p.mu.Unlock()
+		g := <-w.ch
+		if g.c != nil {
+			p.Put(g.c)
+		} else if g.dial {
+			p.mu.Lock()
+			p.total--
+			p.dialing--
+			p.serveLocked()
+			p.mu.Unlock()
+		}
+	} else {
+		p.mu.Unlock()
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if w.held {
+		return nil, &Error{Code: "57P03", Msg: fmt.Sprintf(
+			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; no writable primary in time, try again", limit, p.Name)}
+	}
+	return nil, &Error{Code: "53300", Msg: fmt.Sprintf(
+		"pauseproxy: no server connection available within %s (query_wait_timeout, pool_size %d)", limit, p.cfg.Size)}
+}
+
+func (p *Pool) take(ctx context.Context, g grant) (*Conn, error) {
+	if g.err != nil {
+		return nil, g.err
+	}
+	if g.c != nil {
+		return g.c, nil
+	}
+	return p.dialSlot(ctx)
+}
+
+// dialSlot dials a connection into a slot already counted in total/dialing.
+func (p *Pool) dialSlot(ctx context.Context) (*Conn, error) {
+	p.mu.Lock()
+	t := p.target
+	timeout := p.cfg.ConnectTimeout
+	p.mu.Unlock()
+	dctx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	srv, err := p.dial(dctx, t)
+	p.mu.Lock()
+	p.dialing--
+	if err != nil {
+		p.total--
+		p.loginErr, p.loginAt = err, time.Now()
+		p.serveLocked()
+		p.mu.Unlock()
+		p.log.Warn("server login failed", slog.String("pool", p.Name), slog.String("target", addr(t)), slog.Any("err", err))
+		return nil, loginError(err)
+	}
+	p.loginErr = nil
+	c := p.newConnLocked(srv, t)
+	if p.closed || t.Gen != p.target.Gen {
+		// Retargeted (or closed) while dialing: never hand out a
+		// connection of an old generation.
+		p.total--
+		p.mu.Unlock()
+		c.close()
+		<-c.done
+		if p.isClosed() {
+			return nil, ErrClosed
+		}
+		p.mu.Lock()
+		p.total++
+		p.dialing++
+		p.mu.Unlock()
+		return p.dialSlot(ctx)
+	}
+	p.active++
+	p.mu.Unlock()
+	return c, nil
+}
+
+func (p *Pool) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+func (p *Pool) newConnLocked(srv *Server, t Target) *Conn {
+	c := &Conn{
+		ID:      p.nextID.Add(1),
+		pool:    p,
+		srv:     *srv,
+		target:  t,
+		created: time.Now(),
+		rd:      wire.NewReader(srv.Conn, p.cfg.MaxMessageSize),
+		done:    make(chan struct{}),
+		params:  make(map[string]string, len(srv.Params)),
+	}
+	for k, v := range srv.Params {
+		c.params[k] = v
+	}
+	c.lastUsed = c.created
+	if p.welcome == nil {
+		p.welcome = srv.Params
+	}
+	go c.readLoop()
+	return c
+}
+
+// loginBackoffLocked returns the last login error while server_login_retry
+// has not passed since it (PgBouncer's server_login_retry), so a broken
+// backend is not hammered by every arriving client.
+func (p *Pool) loginBackoffLocked() error {
+	if p.loginErr == nil || p.cfg.LoginRetry <= 0 {
+		return nil
+	}
+	if time.Since(p.loginAt) >= p.cfg.LoginRetry {
+		return nil
+	}
+	return loginError(p.loginErr)
+}
+
+func loginError(err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return &Error{Code: "08006", Msg: "pauseproxy: cannot connect to server: " + err.Error(), Err: err}
+}
+
+// Put gives a connection back after its binding ended. Connections that
+// broke, were retired, belong to an old generation, outlived
+// server_lifetime, or exceed a shrunk pool size are closed.
+func (p *Pool) Put(c *Conn) {
+	p.mu.Lock()
+	p.active--
+	now := time.Now()
+	discard := c.dead.Load() || c.retire.Load() || p.closed || c.target.Gen != p.target.Gen ||
+		(p.cfg.Lifetime > 0 && now.Sub(c.created) >= p.cfg.Lifetime) ||
+		p.total > p.cfg.Size+p.cfg.Reserve
+	if discard {
+		p.total--
+		p.serveLocked()
+		p.mu.Unlock()
+		c.close()
+		return
+	}
+	c.mu.Lock()
+	c.lastUsed = now
+	c.mu.Unlock()
+	if len(p.waiters) > 0 && !p.held {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.active++
+		w.ch <- grant{c: c}
+		p.mu.Unlock()
+		return
+	}
+	c.inIdle = true
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// popIdleLocked takes the most recently used live idle connection.
+func (p *Pool) popIdleLocked() *Conn {
+	for len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle[len(p.idle)-1] = nil
+		p.idle = p.idle[:len(p.idle)-1]
+		c.inIdle = false
+		if c.dead.Load() || c.retire.Load() || c.target.Gen != p.target.Gen {
+			p.total--
+			go c.close()
+			continue
+		}
+		return c
+	}
+	return nil
+}
+
+// dropIdle forgets a connection that died while idle.
+func (p *Pool) dropIdle(c *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !c.inIdle {
+		return
+	}
+	for i, x := range p.idle {
+		if x == c {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			break
+		}
+	}
+	c.inIdle = false
+	p.total--
+	p.serveLocked()
+}
+
+// serveLocked hands free connections, or the right to dial, to waiters in
+// arrival order.
+func (p *Pool) serveLocked() {
+	if p.held || p.closed {
+		return
+	}
+	for len(p.waiters) > 0 {
+		w := p.waiters[0]
+		if c := p.popIdleLocked(); c != nil {
+			p.active++
+			w.ch <- grant{c: c}
+		} else if p.total < p.limitLocked(w) {
+			if err := p.loginBackoffLocked(); err != nil {
+				w.ch <- grant{err: err}
+			} else {
+				p.total++
+				p.dialing++
+				w.ch <- grant{dial: true}
+			}
+		} else {
+			return
+		}
+		p.waiters[0] = nil
+		p.waiters = p.waiters[1:]
+	}
+}
+
+// limitLocked is pool_size, plus reserve_pool_size once the first waiter
+// has waited reserve_pool_timeout (PgBouncer's reserve pool).
+func (p *Pool) limitLocked(w *waiter) int {
+	if p.cfg.Reserve > 0 && time.Since(w.since) >= p.cfg.ReserveTimeout {
+		return p.cfg.Size + p.cfg.Reserve
+	}
+	return p.cfg.Size
+}
+
+func (p *Pool) removeWaiterLocked(w *waiter) bool {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func addr(t Target) string { return fmt.Sprintf("%s:%d", t.Host, t.Port) }
+
+func (p *Pool) serverError(c *Conn, code string) {
+	if f := p.OnServerError; f != nil && code != "" {
+		f(code)
+	}
+}

@@ -1,0 +1,222 @@
+package proxy_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func TestPsqlThroughProxy(t *testing.T) {
+	p := startProxy(t, proxyOptions{})
+	for _, host := range []string{"127.0.0.1", p.SockDir} {
+		cmd := exec.Command("psql", fmt.Sprintf("host=%s port=%d user=app dbname=appdb", host, p.Port),
+			"-X", "-v", "ON_ERROR_STOP=1", "-tA",
+			"-c", "SELECT 40 + 2", "-c", "BEGIN; CREATE TEMP TABLE t (x int) ON COMMIT DROP; INSERT INTO t VALUES (1),(2); SELECT sum(x) FROM t; COMMIT")
+		cmd.Env = append(os.Environ(), "PGPASSWORD=apppass")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql via %s: %v\n%s", host, err, out)
+		}
+		if got := strings.Fields(string(out)); len(got) < 2 || got[0] != "42" || got[len(got)-2] != "3" {
+			t.Fatalf("psql via %s: unexpected output %q", host, out)
+		}
+	}
+}
+
+func TestPgxExecModes(t *testing.T) {
+	p := startProxy(t, proxyOptions{PoolSize: 2})
+	ctx := context.Background()
+	modes := []pgx.QueryExecMode{
+		pgx.QueryExecModeSimpleProtocol,
+		pgx.QueryExecModeExec,
+		pgx.QueryExecModeDescribeExec,
+	}
+	for _, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg, err := pgx.ParseConfig(p.DSN("app", "apppass", "appdb"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DefaultQueryExecMode = mode
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for g := 0; g < 8; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := pgx.ConnectConfig(ctx, cfg)
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer c.Close(ctx)
+					for i := 0; i < 50; i++ {
+						var n int
+						var s string
+						if err := c.QueryRow(ctx, "SELECT $1::int * 2, $2::text", i+g, "x").Scan(&n, &s); err != nil {
+							errs <- err
+							return
+						}
+						if n != (i+g)*2 || s != "x" {
+							errs <- fmt.Errorf("wrong result %d %q", n, s)
+							return
+						}
+						rows, _ := c.Query(ctx, "SELECT generate_series(1, $1::int)", 5)
+						vals, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+						if err != nil || len(vals) != 5 {
+							errs <- fmt.Errorf("series: %v %v", vals, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestErrorsInsideTransactionAndPipeline(t *testing.T) {
+	p := startProxy(t, proxyOptions{PoolSize: 1})
+	ctx := context.Background()
+	c := p.connect(t, ctx)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, "SELECT 1/0")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "22012" {
+		t.Fatalf("want division_by_zero, got %v", err)
+	}
+	_, err = tx.Exec(ctx, "SELECT 1")
+	if !errors.As(err, &pe) || pe.Code != "25P02" {
+		t.Fatalf("want in_failed_sql_transaction, got %v", err)
+	}
+	tx.Rollback(ctx)
+
+	// A pipelined batch with an error in the middle: the server skips to
+	// the Sync; the proxy must release only after it.
+	b := &pgx.Batch{}
+	b.Queue("SELECT 1")
+	b.Queue("SELECT 1/0")
+	b.Queue("SELECT 3")
+	br := c.SendBatch(ctx, b)
+	var one int
+	if err := br.QueryRow().Scan(&one); err != nil || one != 1 {
+		t.Fatalf("first: %v %d", err, one)
+	}
+	if _, err := br.Exec(); !errors.As(err, &pe) || pe.Code != "22012" {
+		t.Fatalf("second: %v", err)
+	}
+	br.Close()
+	// The connection is usable afterwards, on the single server.
+	var v int
+	if err := c.QueryRow(ctx, "SELECT 7").Scan(&v); err != nil || v != 7 {
+		t.Fatalf("after batch: %v %d", err, v)
+	}
+}
+
+func TestWrongPasswordAndUnknownDatabase(t *testing.T) {
+	p := startProxy(t, proxyOptions{})
+	ctx := context.Background()
+	cases := []struct {
+		name, dsn, code string
+	}{
+		{"wrong password", p.DSN("app", "nope", "appdb"), "28P01"},
+		{"unknown user", p.DSN("ghost", "nope", "appdb"), "28P01"},
+		{"unknown database", p.DSN("app", "apppass", "nosuchdb"), "3D000"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := pgconn.Connect(ctx, tc.dsn)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != tc.code {
+				t.Fatalf("want SQLSTATE %s, got %v", tc.code, err)
+			}
+		})
+	}
+}
+
+func TestCancelReachesServer(t *testing.T) {
+	p := startProxy(t, proxyOptions{})
+	ctx := context.Background()
+	c, err := pgconn.Connect(ctx, p.DSN("app", "apppass", "appdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	// Cancelling an idle client reaches nothing and does no harm.
+	if err := c.CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var start time.Time
+	time.AfterFunc(300*time.Millisecond, func() {
+		start = time.Now()
+		c.CancelRequest(ctx)
+	})
+	_, err = c.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("want query_canceled 57014, got %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("cancel took %s", d)
+	}
+}
+
+func TestSessionParametersFollowClient(t *testing.T) {
+	p := startProxy(t, proxyOptions{PoolSize: 1})
+	ctx := context.Background()
+	cfgA, _ := pgx.ParseConfig(p.DSN("app", "apppass", "appdb"))
+	cfgA.RuntimeParams["TimeZone"] = "Asia/Tokyo"
+	cfgA.RuntimeParams["search_path"] = "a_schema, public"
+	cfgA.RuntimeParams["application_name"] = "client-a"
+	a, err := pgx.ConnectConfig(ctx, cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	b := p.connect(t, ctx)
+	if _, err := b.Exec(ctx, "SET DateStyle = 'SQL, DMY'"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		var tz, sp, app, ds string
+		if err := a.QueryRow(ctx, "SELECT current_setting('TimeZone'), current_setting('search_path'), current_setting('application_name'), current_setting('DateStyle')").Scan(&tz, &sp, &app, &ds); err != nil {
+			t.Fatal(err)
+		}
+		if tz != "Asia/Tokyo" || sp != "a_schema, public" || app != "client-a" || ds != "ISO, MDY" {
+			t.Fatalf("client a sees %q %q %q %q", tz, sp, app, ds)
+		}
+		if err := b.QueryRow(ctx, "SELECT current_setting('TimeZone'), current_setting('search_path'), current_setting('DateStyle')").Scan(&tz, &sp, &ds); err != nil {
+			t.Fatal(err)
+		}
+		if tz == "Asia/Tokyo" || sp != `"$user", public` || ds != "SQL, DMY" {
+			t.Fatalf("client b sees %q %q %q", tz, sp, ds)
+		}
+		if got := b.PgConn().ParameterStatus("DateStyle"); got != "SQL, DMY" {
+			t.Fatalf("client b ParameterStatus DateStyle = %q", got)
+		}
+	}
+	// An unsupported startup parameter is refused unless ignored.
+	cfgC, _ := pgx.ParseConfig(p.DSN("app", "apppass", "appdb"))
+	cfgC.RuntimeParams["enable_seqscan"] = "off"
+	_, err = pgx.ConnectConfig(ctx, cfgC)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08P01" || !strings.Contains(pe.Message, "enable_seqscan") {
+		t.Fatalf("want refusal naming enable_seqscan, got %v", err)
+	}
+}

@@ -1,0 +1,298 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pauseproxy/pauseproxy/internal/auth"
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/router"
+	"github.com/pauseproxy/pauseproxy/internal/wire"
+)
+
+// serveConn runs one client connection from its first byte to its end.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	defer s.wg.Done()
+	n := s.clients.Add(1)
+	defer s.clients.Add(-1)
+	cfg := s.conf.Load()
+	px := &cfg.Proxy
+	if px.ClientLoginTimeout > 0 {
+		nc.SetDeadline(time.Now().Add(px.ClientLoginTimeout))
+	}
+	conn, st, err := s.startup(nc)
+	if err != nil {
+		s.refuse(nc, err)
+		return
+	}
+	switch st.Kind {
+	case wire.CancelRequest:
+		nc.Close()
+		s.router.Cancel(router.CancelKey{PID: st.ProcessID, Secret: st.SecretKey})
+		return
+	}
+	user, _ := st.Get("user")
+	if user == "" {
+		s.refuse(conn, &router.StartError{Code: "28000", Msg: "no PostgreSQL user name specified in startup packet"})
+		return
+	}
+	dbname, ok := st.Get("database")
+	if !ok || dbname == "" {
+		dbname = user
+	}
+	if px.MaxClientConn > 0 && n > int64(px.MaxClientConn) {
+		s.refuse(conn, &router.StartError{Code: "53300", Msg: fmt.Sprintf("pauseproxy: no more connections allowed (max_client_conn %d)", px.MaxClientConn)})
+		return
+	}
+	mode := px.ClientTLS.SSLMode
+	if _, isTLS := conn.(*tls.Conn); !isTLS && (mode == "require" || mode == "verify-ca" || mode == "verify-full") {
+		s.refuse(conn, &router.StartError{Code: "28000", Msg: "pauseproxy: SSL required (client_tls_sslmode " + mode + ")"})
+		return
+	}
+	log := s.log.With(slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()))
+
+	isAdmin := AdminDatabases[dbname]
+	var db *router.Database
+	if !isAdmin {
+		db, ok = s.router.Database(dbname)
+		if !ok {
+			s.refuse(conn, &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)})
+			return
+		}
+	}
+	serverPassword, err := s.authenticate(ctx, conn, cfg, user)
+	if err != nil {
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			log.Info("client authentication failed", slog.Any("err", err))
+		}
+		s.refuse(conn, err)
+		return
+	}
+	rd := wire.NewReader(conn, px.MaxMessageSize)
+	if isAdmin {
+		if s.admin == nil {
+			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"})
+			return
+		}
+		conn.SetDeadline(time.Time{})
+		s.admin.Serve(ctx, conn, rd, user)
+		return
+	}
+	sess, err := s.router.Start(ctx, router.Login{
+		Conn: conn, Reader: rd, Startup: st, DB: db, User: user,
+		ServerUser: user, ServerPassword: serverPassword,
+	})
+	if err != nil {
+		log.Info("client login refused", slog.Any("err", err))
+		s.refuse(conn, err)
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	log.Debug("client logged in", slog.Uint64("client", sess.ID))
+	sess.Run(ctx)
+}
+
+// startup reads the first packets: SSLRequest and GSSENCRequest are
+// answered (TLS when configured, else 'N'), until a StartupMessage or
+// CancelRequest arrives.
+func (s *Server) startup(nc net.Conn) (net.Conn, *wire.Startup, error) {
+	conn := nc
+	sslDone, gssDone := false, false
+	for {
+		st, err := wire.ReadStartup(conn)
+		if err != nil {
+			return conn, nil, err
+		}
+		switch st.Kind {
+		case wire.SSLRequest:
+			if sslDone {
+				return conn, nil, &wire.ProtocolError{Code: "08P01", Msg: "duplicate SSLRequest"}
+			}
+			sslDone = true
+			tc := s.tlsConf.Load()
+			if tc == nil {
+				if _, err := conn.Write([]byte{'N'}); err != nil {
+					return conn, nil, err
+				}
+				continue
+			}
+			if _, err := conn.Write([]byte{'S'}); err != nil {
+				return conn, nil, err
+			}
+			t := tls.Server(conn, tc)
+			if err := t.Handshake(); err != nil {
+				return conn, nil, fmt.Errorf("TLS handshake: %w", err)
+			}
+			conn = t
+		case wire.GSSENCRequest:
+			if gssDone {
+				return conn, nil, &wire.ProtocolError{Code: "08P01", Msg: "duplicate GSSENCRequest"}
+			}
+			gssDone = true
+			if _, err := conn.Write([]byte{'N'}); err != nil {
+				return conn, nil, err
+			}
+		default:
+			return conn, st, nil
+		}
+	}
+}
+
+// authenticate checks the client's identity with the configured auth_type
+// and returns the clear-text password to log in to the server with, when
+// the proxy knows one.
+func (s *Server) authenticate(ctx context.Context, conn net.Conn, cfg *config.Config, user string) (string, error) {
+	secret, found, err := s.lookup(ctx, cfg, user)
+	if err != nil {
+		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
+	}
+	method := auth.Method(cfg.Proxy.AuthType)
+	if method == auth.MethodTrust {
+		if pw, ok := secret.Plain(); ok {
+			return pw, nil
+		}
+		return "", nil
+	}
+	be := pgproto3.NewBackend(conn, conn)
+	if err := auth.Authenticate(be, method, user, secret, found); err != nil {
+		return "", err
+	}
+	pw, _ := secret.Plain()
+	return pw, nil
+}
+
+// lookup finds a user's secret: a [users.<name>] password, then the
+// auth_file, then auth_query through auth_user.
+func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string) (auth.Secret, bool, error) {
+	if u, ok := cfg.Users[user]; ok && u.Password != "" {
+		return auth.ParseSecret(u.Password), true, nil
+	}
+	st := s.secrets.Load()
+	if pw, ok := st.file[user]; ok {
+		return auth.ParseSecret(pw), true, nil
+	}
+	px := &cfg.Proxy
+	if px.AuthQuery == "" || px.AuthUser == "" {
+		return auth.Secret{}, false, nil
+	}
+	return s.authQuery(ctx, cfg, user)
+}
+
+// authQuery runs auth_query as auth_user on the first configured database
+// (PgBouncer runs it in the database the client asked for; pauseproxy
+// uses the database the auth_user entry names, or the first one).
+func (s *Server) authQuery(ctx context.Context, cfg *config.Config, user string) (auth.Secret, bool, error) {
+	px := &cfg.Proxy
+	var dc *config.Database
+	for _, name := range sortedNames(cfg.Databases) {
+		dc = cfg.Databases[name]
+		break
+	}
+	if dc == nil {
+		return auth.Secret{}, false, errors.New("no database to run auth_query in")
+	}
+	st := s.secrets.Load()
+	password := st.file[px.AuthUser]
+	if u, ok := cfg.Users[px.AuthUser]; ok && u.Password != "" {
+		password = u.Password
+	}
+	connStr := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=prefer", quote(dc.Host), dc.Port, quote(dc.DBName), quote(px.AuthUser))
+	pc, err := pgconn.ParseConfig(connStr)
+	if err != nil {
+		return auth.Secret{}, false, err
+	}
+	pc.Password = password
+	qctx, cancel := context.WithTimeout(ctx, px.ServerConnectTimeout+5*time.Second)
+	defer cancel()
+	return auth.QuerySecret(qctx, pc, px.AuthQuery, user)
+}
+
+// refuse sends a FATAL ErrorResponse naming the problem and closes.
+func (s *Server) refuse(conn net.Conn, err error) {
+	defer conn.Close()
+	code, msg := "08P01", ""
+	var (
+		se *router.StartError
+		ae *auth.Error
+	)
+	switch {
+	case errors.As(err, &se):
+		code, msg = se.Code, se.Msg
+	case errors.As(err, &ae):
+		code, msg = ae.Code, ae.Message
+	default:
+		if pe, ok := wire.IsProtocolError(err); ok {
+			code, msg = pe.Code, pe.Msg
+		} else {
+			// The connection itself failed (EOF, timeout, TLS): there is
+			// nobody to tell, but log timeouts, which PgBouncer reports
+			// as client_login_timeout.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				s.log.Info("client login timed out", slog.String("addr", conn.RemoteAddr().String()))
+				conn.SetWriteDeadline(time.Now().Add(time.Second))
+				conn.Write(wire.AppendError(nil, wire.SeverityFatal, "08P01", "pauseproxy: client_login_timeout"))
+			}
+			return
+		}
+	}
+	conn.SetWriteDeadline(time.Now().Add(time.Second))
+	conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
+}
+
+func loadCertPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no certificates found", path)
+	}
+	return p, nil
+}
+
+// secretStore holds the parsed auth_file.
+type secretStore struct {
+	file map[string]string
+}
+
+func loadSecrets(cfg *config.Config) (*secretStore, error) {
+	st := &secretStore{file: map[string]string{}}
+	if cfg.Proxy.AuthFile == "" {
+		return st, nil
+	}
+	m, err := config.ParseAuthFile(cfg.Proxy.AuthFile)
+	if err != nil {
+		return nil, err
+	}
+	st.file = m
+	return st, nil
+}
+
+func sortedNames(m map[string]*config.Database) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// quote quotes a value for a libpq keyword/value connection string.
+func quote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}

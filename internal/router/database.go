@@ -1,0 +1,265 @@
+package router
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+)
+
+// Database is what clients connect to by name: its configuration, its pools
+// (one per server login), and the hold that pauses it.
+type Database struct {
+	Name  string
+	r     *Router
+	stats dbStats
+
+	disabled atomic.Bool
+	removed  atomic.Bool
+
+	mu     sync.Mutex // guards the fields below
+	cfg    *config.Database
+	pools  map[string]*pool.Pool // by server login user
+	held   bool
+	target pool.Target
+}
+
+func newDatabase(r *Router, name string, dc *config.Database) *Database {
+	d := &Database{Name: name, r: r, cfg: dc, pools: make(map[string]*pool.Pool)}
+	d.target = pool.Target{Host: dc.Host, Port: dc.Port, Gen: 1}
+	return d
+}
+
+// Config returns the database's configuration.
+func (d *Database) Config() *config.Database {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+func (d *Database) poolMode(user string) config.PoolMode {
+	cfg := d.r.Config()
+	if u, ok := cfg.Users[user]; ok && u.PoolMode != "" {
+		return u.PoolMode
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cfg.PoolMode != "" {
+		return d.cfg.PoolMode
+	}
+	return cfg.Proxy.PoolMode
+}
+
+// poolFor returns the pool for the server login a client maps to: the
+// database's forced user when configured, else the client's own.
+func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dc := d.cfg
+	if dc.User != "" {
+		login = serverLogin{User: dc.User, Password: dc.Password}
+	}
+	login.DBName = dc.DBName
+	if p, ok := d.pools[login.User]; ok {
+		return p, nil
+	}
+	cfg := d.r.Config()
+	pc := d.poolConfigLocked(cfg, login.User)
+	tlsCfg := cfg.Proxy.ServerTLS
+	appName := dc.ApplicationName
+	dial := func(ctx context.Context, t pool.Target) (*pool.Server, error) {
+		pcfg, err := pgconnConfig(t, login, tlsCfg, appName)
+		if err != nil {
+			return nil, err
+		}
+		return dialServer(ctx, pcfg)
+	}
+	p := pool.New(d.Name+"/"+login.User, pc, d.target, dial, d.r.log, &d.r.connIDs)
+	p.OnServerError = d.serverTrouble
+	if d.held {
+		p.Hold()
+	}
+	d.pools[login.User] = p
+	return p, nil
+}
+
+func (d *Database) poolConfigLocked(cfg *config.Config, user string) pool.Config {
+	px := &cfg.Proxy
+	size := d.cfg.PoolSize
+	if u, ok := cfg.Users[user]; ok && u.PoolSize > 0 {
+		size = u.PoolSize
+	}
+	return pool.Config{
+		Size:           size,
+		MinSize:        d.cfg.MinPoolSize,
+		Reserve:        d.cfg.ReservePool,
+		ReserveTimeout: px.ReservePoolTimeout,
+		Lifetime:       px.ServerLifetime,
+		IdleTimeout:    px.ServerIdleTimeout,
+		ConnectTimeout: px.ServerConnectTimeout,
+		LoginRetry:     px.ServerLoginRetry,
+		QueryWait:      px.QueryWaitTimeout,
+		HoldTimeout:    px.HoldTimeout,
+		MaxMessageSize: px.MaxMessageSize,
+	}
+}
+
+// reconfigure applies a reloaded database entry: new sizes to the pools and,
+// when the target changed, a new generation that moves them there.
+func (d *Database) reconfigure(dc *config.Database) {
+	d.mu.Lock()
+	old := d.cfg
+	d.cfg = dc
+	cfg := d.r.Config()
+	moved := old.Host != dc.Host || old.Port != dc.Port || old.DBName != dc.DBName ||
+		old.User != dc.User || old.Password != dc.Password
+	var pools []*pool.Pool
+	for user, p := range d.pools {
+		p.SetConfig(d.poolConfigLocked(cfg, user))
+		pools = append(pools, p)
+	}
+	if moved {
+		// Login settings are captured by each pool's dial function, so a
+		// changed login means new pools; connections of the old ones are
+		// closed when released.
+		if old.User != dc.User || old.Password != dc.Password || old.DBName != dc.DBName {
+			d.pools = make(map[string]*pool.Pool)
+			for _, p := range pools {
+				go p.Close()
+			}
+			pools = nil
+		}
+		d.target = pool.Target{Host: dc.Host, Port: dc.Port, Gen: d.target.Gen + 1}
+		for _, p := range pools {
+			p.SetTarget(d.target)
+		}
+	}
+	d.mu.Unlock()
+	if moved {
+		d.r.log.Info("database target changed", slog.String("database", d.Name),
+			slog.String("host", dc.Host), slog.Int("port", dc.Port))
+	}
+}
+
+// acquire gets a server connection for a session's next transaction.
+func (d *Database) acquire(ctx context.Context, p *pool.Pool) (*pool.Conn, error) {
+	return p.Acquire(ctx)
+}
+
+// Pools returns the database's pools.
+func (d *Database) Pools() map[string]*pool.Pool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]*pool.Pool, len(d.pools))
+	for k, v := range d.pools {
+		out[k] = v
+	}
+	return out
+}
+
+// Hold makes new transactions of this database wait at the transaction
+// boundary; transactions already running continue.
+func (d *Database) Hold() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.held = true
+	for _, p := range d.pools {
+		p.Hold()
+	}
+}
+
+// Unhold releases the held transactions in arrival order.
+func (d *Database) Unhold() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.held = false
+	for _, p := range d.pools {
+		p.Unhold()
+	}
+}
+
+// Held reports whether the database is held.
+func (d *Database) Held() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.held
+}
+
+// Retarget points every pool at host:port in a new generation. Idle
+// connections to the old target close now, bound ones when released.
+func (d *Database) Retarget(host string, port int) pool.Target {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.target = pool.Target{Host: host, Port: port, Gen: d.target.Gen + 1}
+	for _, p := range d.pools {
+		p.SetTarget(d.target)
+	}
+	return d.target
+}
+
+// Target returns where the database's pools dial.
+func (d *Database) Target() pool.Target {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.target
+}
+
+// Disable refuses new client logins (admin DISABLE); Enable allows them.
+func (d *Database) Disable() { d.disabled.Store(true) }
+
+// Enable reverses Disable.
+func (d *Database) Enable() { d.disabled.Store(false) }
+
+// Disabled reports whether new logins are refused.
+func (d *Database) Disabled() bool { return d.disabled.Load() }
+
+// Reconnect closes idle server connections now and bound ones when
+// released (admin RECONNECT).
+func (d *Database) Reconnect() {
+	for _, p := range d.Pools() {
+		p.CloseIdle()
+		// A fresh generation on the same target retires bound
+		// connections as they are released.
+	}
+	t := d.Target()
+	d.Retarget(t.Host, t.Port)
+}
+
+// serverTrouble is called when a server reports the signs of a primary
+// going away (see roleChangeCode) or a server connection breaks.
+func (d *Database) serverTrouble(code string) {
+	d.r.log.Debug("server trouble", slog.String("database", d.Name), slog.String("sqlstate", code))
+}
+
+func (d *Database) close() {
+	for _, p := range d.Pools() {
+		p.Close()
+	}
+}
+
+// dbStats are the database's counters, read by SHOW STATS and metrics.
+type dbStats struct {
+	Xacts     atomic.Int64
+	Queries   atomic.Int64
+	XactNanos atomic.Int64
+	WaitNanos atomic.Int64
+}
+
+func (s *dbStats) xact(d time.Duration) {
+	s.Xacts.Add(1)
+	s.XactNanos.Add(int64(d))
+}
+
+func (s *dbStats) query() { s.Queries.Add(1) }
+
+func (s *dbStats) waited(d time.Duration) { s.WaitNanos.Add(int64(d)) }
+
+// Stats returns the database's counters.
+func (d *Database) Stats() *dbStats { return &d.stats }
+
+func lower(s string) string { return strings.ToLower(s) }

@@ -1,0 +1,95 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+)
+
+// serverLogin is who the proxy logs in as on the server.
+type serverLogin struct {
+	User     string
+	Password string
+	DBName   string
+}
+
+// pgconnConfig builds the pgconn configuration for one target. It goes
+// through a keyword/value string so that pgconn sets up TLS exactly as
+// libpq's sslmode would, then pins every field so the environment (PGHOST,
+// PGPASSWORD, ...) cannot leak in.
+func pgconnConfig(t pool.Target, login serverLogin, tlsCfg config.TLS, appName string) (*pgconn.Config, error) {
+	var b strings.Builder
+	kv := func(k, v string) {
+		b.WriteString(k)
+		b.WriteString("='")
+		b.WriteString(strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v))
+		b.WriteString("' ")
+	}
+	kv("host", t.Host)
+	kv("port", strconv.Itoa(t.Port))
+	kv("user", login.User)
+	kv("dbname", login.DBName)
+	mode := tlsCfg.SSLMode
+	if mode == "" {
+		mode = "prefer"
+	}
+	if strings.HasPrefix(t.Host, "/") {
+		mode = "disable"
+	}
+	kv("sslmode", mode)
+	if tlsCfg.CAFile != "" {
+		kv("sslrootcert", tlsCfg.CAFile)
+	}
+	if tlsCfg.CertFile != "" {
+		kv("sslcert", tlsCfg.CertFile)
+		kv("sslkey", tlsCfg.KeyFile)
+	}
+	cfg, err := pgconn.ParseConfig(b.String())
+	if err != nil {
+		return nil, fmt.Errorf("server connection settings for %s:%d: %w", t.Host, t.Port, err)
+	}
+	cfg.Password = login.Password
+	cfg.RuntimeParams = map[string]string{}
+	if appName != "" {
+		cfg.RuntimeParams["application_name"] = appName
+	}
+	cfg.ConnectTimeout = 0 // the pool's context carries server_connect_timeout
+	return cfg, nil
+}
+
+// dialServer connects and authenticates with pgconn, then takes the raw
+// connection over (Hijack): from here on the proxy drives the protocol.
+func dialServer(ctx context.Context, cfg *pgconn.Config) (*pool.Server, error) {
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("take over server connection: %w", err)
+	}
+	srv := &pool.Server{
+		Conn:      hj.Conn,
+		PID:       hj.PID,
+		SecretKey: hj.SecretKey,
+		Params:    hj.ParameterStatuses,
+	}
+	// Remember how to reach the same server for a CancelRequest, over
+	// the same kind of connection (TLS when the session used it).
+	srv.Network, srv.Address = "tcp", net.JoinHostPort(hj.Config.Host, strconv.Itoa(int(hj.Config.Port)))
+	if strings.HasPrefix(hj.Config.Host, "/") {
+		srv.Network, srv.Address = "unix", fmt.Sprintf("%s/.s.PGSQL.%d", hj.Config.Host, hj.Config.Port)
+	}
+	if isTLS(hj.Conn) {
+		srv.TLS = hj.Config.TLSConfig
+	}
+	return srv, nil
+}

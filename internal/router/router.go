@@ -1,0 +1,385 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+	"github.com/pauseproxy/pauseproxy/internal/wire"
+)
+
+// Router owns the databases, their pools and the logged-in sessions.
+type Router struct {
+	log      *slog.Logger
+	conf     atomic.Pointer[config.Config]
+	connIDs  atomic.Uint64
+	sessIDs  atomic.Uint64
+	draining atomic.Bool
+
+	mu       sync.Mutex // guards the maps below; never held while blocking
+	dbs      map[string]*Database
+	sessions map[uint64]*Session
+	keys     map[CancelKey]*Session
+	drained  chan struct{} // closed when sessions becomes empty, for shutdown
+}
+
+// New returns a router serving cfg.
+func New(cfg *config.Config, log *slog.Logger) *Router {
+	r := &Router{
+		log:      log,
+		dbs:      make(map[string]*Database),
+		sessions: make(map[uint64]*Session),
+		keys:     make(map[CancelKey]*Session),
+	}
+	r.conf.Store(cfg)
+	for name, dc := range cfg.Databases {
+		r.dbs[name] = newDatabase(r, name, dc)
+	}
+	return r
+}
+
+func (r *Router) cfg() *config.Proxy { return &r.conf.Load().Proxy }
+
+// Config returns the configuration in force.
+func (r *Router) Config() *config.Config { return r.conf.Load() }
+
+// Reload applies a new (validated) configuration: pool sizes, users and
+// database targets change; connected clients stay.
+func (r *Router) Reload(cfg *config.Config) {
+	r.conf.Store(cfg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, dc := range cfg.Databases {
+		if d, ok := r.dbs[name]; ok {
+			d.reconfigure(dc)
+		} else {
+			r.dbs[name] = newDatabase(r, name, dc)
+		}
+	}
+	for name, d := range r.dbs {
+		if _, ok := cfg.Databases[name]; !ok && name != "*" {
+			d.removed.Store(true)
+		}
+	}
+}
+
+// Database returns the database clients know as name, creating it from the
+// "*" fallback entry when there is one.
+func (r *Router) Database(name string) (*Database, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d, ok := r.dbs[name]; ok && !d.removed.Load() {
+		return d, true
+	}
+	dc, ok := r.conf.Load().DatabaseFor(name)
+	if !ok {
+		return nil, false
+	}
+	d := newDatabase(r, name, dc)
+	r.dbs[name] = d
+	return d, true
+}
+
+// Databases returns the databases sorted by name.
+func (r *Router) Databases() []*Database {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Database, 0, len(r.dbs))
+	for _, d := range r.dbs {
+		if !d.removed.Load() {
+			out = append(out, d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Sessions returns the logged-in sessions sorted by ID.
+func (r *Router) Sessions() []*Session {
+	r.mu.Lock()
+	out := make([]*Session, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		out = append(out, s)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ClientCount is the number of logged-in sessions.
+func (r *Router) ClientCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.sessions)
+}
+
+// Login describes a client that passed authentication.
+type Login struct {
+	Conn    net.Conn
+	Reader  *wire.Reader
+	Startup *wire.Startup
+	DB      *Database
+	User    string
+	// ServerUser/ServerPassword log in to the server when the database
+	// entry does not force a user.
+	ServerUser     string
+	ServerPassword string
+}
+
+// StartError is a login that cannot proceed; Code is its SQLSTATE.
+type StartError struct {
+	Code string
+	Msg  string
+}
+
+func (e *StartError) Error() string { return e.Msg }
+
+// Start finishes a client's login: it checks the startup parameters, finds
+// (or creates) the pool, learns the server's parameters, and sends
+// AuthenticationOk, ParameterStatus, BackendKeyData and ReadyForQuery. The
+// session it returns is not yet running; call Run.
+func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
+	cfg := r.conf.Load()
+	want, err := startupParams(l.Startup, cfg.Proxy.IgnoreStartupParams)
+	if err != nil {
+		return nil, err
+	}
+	d := l.DB
+	if d.disabled.Load() {
+		return nil, &StartError{Code: "08P01", Msg: fmt.Sprintf("pauseproxy: database %q is disabled", d.Name)}
+	}
+	p, err := d.poolFor(l.User, serverLogin{User: l.ServerUser, Password: l.ServerPassword})
+	if err != nil {
+		return nil, err
+	}
+	welcome, err := p.Welcome(ctx)
+	if err != nil {
+		var pe *pool.Error
+		if errors.As(err, &pe) {
+			return nil, &StartError{Code: pe.Code, Msg: pe.Msg}
+		}
+		return nil, &StartError{Code: "08006", Msg: "pauseproxy: " + err.Error()}
+	}
+	s := &Session{
+		ID: r.sessIDs.Add(1), User: l.User, DBName: d.Name, Addr: l.Conn.RemoteAddr(), Start: time.Now(),
+		r: r, db: d, pool: p, mode: d.poolMode(l.User),
+		cc: l.Conn, crd: l.Reader, cw: bufio.NewWriterSize(l.Conn, 16<<10),
+		tx: wire.TxIdle, state: "idle",
+	}
+	s.self = s
+	s.want = mergeParams(welcome, want)
+	s.Key = r.register(s)
+
+	out := []byte{wire.MsgAuthentication, 0, 0, 0, 8, 0, 0, 0, 0}
+	for _, k := range sortedKeys(welcome) {
+		v := welcome[k]
+		for _, p := range s.want {
+			if p.name == k {
+				v = p.value
+			}
+		}
+		out = wire.AppendParameterStatus(out, k, v)
+	}
+	for _, p := range s.want {
+		if _, ok := welcome[p.name]; !ok {
+			if _, reported := reportedParams[lower(p.name)]; reported {
+				out = wire.AppendParameterStatus(out, p.name, p.value)
+			}
+		}
+	}
+	out = append(out, wire.MsgBackendKeyData, 0, 0, 0, 12)
+	out = binary.BigEndian.AppendUint32(out, s.Key.PID)
+	out = binary.BigEndian.AppendUint32(out, s.Key.Secret)
+	out = wire.AppendReadyForQuery(out, wire.TxIdle)
+	if _, err := l.Conn.Write(out); err != nil {
+		r.removeSession(s)
+		return nil, err
+	}
+	return s, nil
+}
+
+// startupParams turns the client's startup parameters into the session
+// parameters to carry, refusing those the proxy cannot carry unless
+// ignore_startup_parameters lists them (PgBouncer's rule).
+func startupParams(st *wire.Startup, ignore []string) ([]param, error) {
+	ignored := func(n string) bool {
+		for _, i := range ignore {
+			if lower(i) == lower(n) {
+				return true
+			}
+		}
+		return false
+	}
+	var out []param
+	add := func(name, value string) error {
+		if cn, ok := canonicalParam(name); ok {
+			for i := range out {
+				if out[i].name == cn {
+					out[i].value = value
+					return nil
+				}
+			}
+			out = append(out, param{name: cn, value: value})
+			return nil
+		}
+		if ignored(name) {
+			return nil
+		}
+		return &StartError{Code: "08P01", Msg: fmt.Sprintf("pauseproxy: unsupported startup parameter: %s (add it to ignore_startup_parameters to ignore it)", name)}
+	}
+	for _, p := range st.Params {
+		switch lower(p.Name) {
+		case "user", "database":
+			continue
+		case "replication":
+			if p.Value == "false" || p.Value == "off" || p.Value == "0" || p.Value == "no" {
+				continue
+			}
+			return nil, &StartError{Code: "08P01", Msg: "pauseproxy: replication connections are not supported"}
+		case "options":
+			if ignored("options") {
+				continue
+			}
+			opts, err := parseOptions(p.Value)
+			if err != nil {
+				return nil, &StartError{Code: "08P01", Msg: "pauseproxy: " + err.Error()}
+			}
+			for _, o := range opts {
+				if err := add(o.name, o.value); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		if err := add(p.Name, p.Value); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// mergeParams starts from the reported parameters a server sends at login
+// and overlays what the client asked for.
+func mergeParams(welcome map[string]string, asked []param) []param {
+	var out []param
+	for _, name := range reportedParams {
+		if v, ok := welcome[name]; ok {
+			out = append(out, param{name: name, value: v})
+		}
+	}
+	for _, a := range asked {
+		found := false
+		for i := range out {
+			if out[i].name == a.name {
+				out[i].value = a.value
+				found = true
+			}
+		}
+		if !found {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func (r *Router) register(s *Session) CancelKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var b [8]byte
+		rand.Read(b[:])
+		k := CancelKey{PID: binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, Secret: binary.BigEndian.Uint32(b[4:])}
+		if _, taken := r.keys[k]; taken || k.PID == 0 {
+			continue
+		}
+		r.keys[k] = s
+		r.sessions[s.ID] = s
+		return k
+	}
+}
+
+func (r *Router) removeSession(s *Session) {
+	r.mu.Lock()
+	delete(r.sessions, s.ID)
+	delete(r.keys, s.Key)
+	if len(r.sessions) == 0 && r.drained != nil {
+		close(r.drained)
+		r.drained = nil
+	}
+	r.mu.Unlock()
+}
+
+// Cancel forwards a client's CancelRequest to the server connection serving
+// it right now. A client with no server bound has nothing running: the
+// request is dropped, as PostgreSQL drops a cancel for an idle backend.
+func (r *Router) Cancel(k CancelKey) {
+	r.mu.Lock()
+	s := r.keys[k]
+	r.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	srv := s.server
+	s.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	if err := srv.Cancel(5 * time.Second); err != nil {
+		r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
+	}
+}
+
+// WaitIdle blocks until no session is left or ctx is done.
+func (r *Router) WaitIdle(ctx context.Context) error {
+	r.mu.Lock()
+	if len(r.sessions) == 0 {
+		r.mu.Unlock()
+		return nil
+	}
+	if r.drained == nil {
+		r.drained = make(chan struct{})
+	}
+	ch := r.drained
+	r.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close closes every pool. Sessions end by their own contexts.
+func (r *Router) Close() {
+	for _, d := range r.Databases() {
+		d.close()
+	}
+}
+
+func isTLS(c net.Conn) bool {
+	_, ok := c.(*tls.Conn)
+	return ok
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

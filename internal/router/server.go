@@ -1,0 +1,200 @@
+package router
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+	"github.com/pauseproxy/pauseproxy/internal/wire"
+)
+
+// ServerMessage handles one message from the bound server: it forwards it
+// to the client (unless it answers one of the proxy's own queries), tracks
+// ReadyForQuery, and ends the binding at a safe point. It runs on the server
+// connection's reader goroutine.
+func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
+	typ := m.Type()
+	if s.swallow.Load() > 0 {
+		return s.swallowed(c, m)
+	}
+	switch typ {
+	case wire.MsgReadyForQuery:
+		return s.readyForQuery(c, m, more)
+	case wire.MsgParameterStatus:
+		s.paramStatus(c, m)
+	case wire.MsgCopyInResponse:
+		s.mu.Lock()
+		s.copyIn = true
+		s.mu.Unlock()
+	case wire.MsgErrorResponse:
+		if s.serverError(m) {
+			// FATAL: the server is about to close. The client hears about
+			// it as a lost connection (ServerFailed), with this reason,
+			// but keeps its own connection.
+			return false
+		}
+	case wire.MsgCommandComplete:
+		s.db.stats.query()
+	}
+	s.wmu.Lock()
+	s.cw.Write(m)
+	if !more {
+		s.cw.Flush()
+	}
+	s.wmu.Unlock()
+	return false
+}
+
+// readyForQuery ends a batch. In transaction mode the server goes back to
+// the pool when the client has nothing outstanding on it and no
+// transaction is open: every Query/Sync it sent has had its ReadyForQuery,
+// nothing was sent since, and the status is idle.
+func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
+	status, _ := wire.ReadyForQueryStatus(m)
+	s.mu.Lock()
+	s.pending--
+	s.tx = status
+	s.copyIn = false
+	release := s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 && status == wire.TxIdle
+	if release {
+		s.server = nil
+		s.pending = 0
+		s.state = "idle"
+		s.db.stats.xact(time.Since(s.xactStart))
+	}
+	s.wmu.Lock()
+	s.mu.Unlock()
+	s.cw.Write(m)
+	if release || !more {
+		s.cw.Flush()
+	}
+	s.wmu.Unlock()
+	if release && s.r.draining.Load() {
+		s.terminate()
+	}
+	return release
+}
+
+// swallowed consumes the response to a query the proxy sent itself (SET of
+// session parameters, the reset query). Reported parameters are recorded,
+// and passed on to the client when they change what it last saw.
+func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
+	switch m.Type() {
+	case wire.MsgParameterStatus:
+		s.paramStatus(c, m)
+		s.wmu.Lock()
+		s.cw.Write(m)
+		s.wmu.Unlock()
+	case wire.MsgErrorResponse:
+		f, _ := wire.ParseError(m)
+		s.r.log.Warn("proxy query failed on server", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID),
+			slog.String("sqlstate", string(f.Code)), slog.String("message", string(f.Message)))
+	case wire.MsgReadyForQuery:
+		if s.swallow.Add(-1) == 0 {
+			s.mu.Lock()
+			end := s.endAfterSwallow
+			if end {
+				s.server = nil
+			}
+			s.mu.Unlock()
+			return end
+		}
+	}
+	return false
+}
+
+// paramStatus records a reported parameter on the server connection and,
+// for the ones the proxy carries, as the client's expected value.
+func (s *Session) paramStatus(c *pool.Conn, m wire.Message) {
+	name, value, err := wire.ParameterStatus(m)
+	if err != nil {
+		return
+	}
+	n, v := string(name), string(value)
+	c.SetParam(n, v)
+	for i := range s.want {
+		if s.want[i].name == n {
+			s.want[i].value = v
+			return
+		}
+	}
+}
+
+// serverError looks at an ErrorResponse for the signs of a primary going
+// away (shutdown, crash recovery, read-only after demotion) and tells the
+// database, which may start a role-change check. It reports whether the
+// error is FATAL (or PANIC), remembering its reason for ServerFailed.
+func (s *Session) serverError(m wire.Message) (fatal bool) {
+	f, err := wire.ParseError(m)
+	if err != nil {
+		return false
+	}
+	if roleChangeCode(string(f.Code)) {
+		s.db.serverTrouble(string(f.Code))
+	}
+	sev := string(f.Severity)
+	if sev == "FATAL" || sev == "PANIC" {
+		s.mu.Lock()
+		s.fatalReason = string(f.Message) + " (" + string(f.Code) + ")"
+		s.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// roleChangeCode reports SQLSTATEs that mean the server is going away or no
+// longer writable: admin_shutdown, crash_shutdown, cannot_connect_now,
+// read_only_sql_transaction.
+func roleChangeCode(code string) bool {
+	switch code {
+	case "57P01", "57P02", "57P03", "25006":
+		return true
+	}
+	return false
+}
+
+// ServerFailed handles the loss of the bound server. The client gets an
+// ErrorResponse (08006) for what it is waiting on; if it was inside a
+// transaction or mid-batch, its next batch gets the error instead. Either
+// way it stays connected for its next transaction.
+func (s *Session) ServerFailed(c *pool.Conn, err error) {
+	s.mu.Lock()
+	if s.server != c {
+		s.mu.Unlock()
+		return
+	}
+	s.server = nil
+	s.swallow.Store(0)
+	owed := s.pending
+	inTx := s.tx == wire.TxActive || s.tx == wire.TxFailed
+	s.pending, s.copyIn = 0, false
+	s.tx = wire.TxIdle
+	s.state = "idle"
+	closing := s.closing
+	msg := "pauseproxy: server connection lost during the transaction"
+	if s.fatalReason != "" {
+		msg += ": " + s.fatalReason
+		s.fatalReason = ""
+	}
+	e := wire.AppendError(nil, wire.SeverityError, "08006", msg)
+	if s.unsynced > 0 || (owed == 0 && (inTx || s.mode == config.PoolModeSession)) {
+		s.discard = true
+		s.discardErr = e
+	}
+	s.unsynced = 0
+	s.wmu.Lock()
+	s.mu.Unlock()
+	s.db.serverTrouble("08006")
+	if !closing {
+		s.r.log.Info("server connection lost under a client", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID), slog.Any("err", err))
+	}
+	if owed > 0 {
+		s.cw.Write(e)
+		for ; owed > 0; owed-- {
+			s.cw.Write(wire.AppendReadyForQuery(nil, wire.TxIdle))
+		}
+		s.cw.Flush()
+	}
+	s.wmu.Unlock()
+}

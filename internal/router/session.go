@@ -1,0 +1,371 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+	"github.com/pauseproxy/pauseproxy/internal/wire"
+)
+
+// Session is one logged-in client. Its Run goroutine (the client pump) owns
+// reading from the client and writing to the bound server; the bound
+// server's reader goroutine calls ServerMessage/ServerFailed, which write to
+// the client.
+//
+// Lock order: mu before wmu. Nobody takes mu while holding wmu, and nobody
+// holds mu while blocking on a socket.
+type Session struct {
+	ID     uint64
+	User   string
+	DBName string
+	Key    CancelKey
+	Addr   net.Addr
+	Start  time.Time
+
+	r    *Router
+	db   *Database
+	pool *pool.Pool
+	mode config.PoolMode
+
+	cc  net.Conn
+	crd *wire.Reader
+	cw  *bufio.Writer
+
+	self pool.Handler // s, for pool.Conn.Bind without allocating
+
+	want []param // parameters the client expects on every server
+	out  []byte  // scratch for messages the client pump builds
+
+	// sbuf holds client messages (and the proxy's own queries) not yet
+	// sent to the bound server. It belongs to the session, never to the
+	// server connection (see pool.Conn).
+	sbuf []byte
+
+	swallow atomic.Int32 // internal queries whose responses the client must not see
+
+	mu       sync.Mutex // guards the fields below
+	server   *pool.Conn
+	pending  int  // Query/Sync/FunctionCall forwarded whose ReadyForQuery has not arrived
+	unsynced int  // messages forwarded since the last Query/Sync
+	sinceExe int  // Syncs forwarded since the last Execute/Query (ignored by a server in COPY IN)
+	copyIn   bool // the server sent CopyInResponse since the last ReadyForQuery
+	tx       byte // transaction status of the last ReadyForQuery
+	// discard drops client messages until the next Sync or Query, which
+	// are then answered with discardErr and ReadyForQuery: the client's
+	// batch or transaction failed on the proxy's side.
+	discard         bool
+	discardErr      []byte
+	endAfterSwallow bool // session end: release once the reset query is answered
+	closing         bool
+	fatalReason     string // message of a FATAL error the bound server sent before closing
+	xactStart       time.Time
+	waitStart       time.Time
+	state           string // for SHOW CLIENTS: "active", "idle", "waiting"
+
+	wmu sync.Mutex // serializes writes to the client (cw)
+}
+
+// CancelKey is the BackendKeyData the proxy gave a client.
+type CancelKey struct{ PID, Secret uint32 }
+
+// Run serves the client until it terminates, the connection breaks, or ctx
+// (the proxy's hard stop) is done. It closes the client connection.
+func (s *Session) Run(ctx context.Context) {
+	defer s.end()
+	stop := context.AfterFunc(ctx, func() { s.cc.Close() })
+	defer stop()
+	idleTimeoutSet := false
+	for {
+		if !s.crd.HasMessage() {
+			if len(s.sbuf) > 0 {
+				s.flushServer()
+			}
+			if d := s.readTimeout(); d > 0 {
+				s.cc.SetReadDeadline(time.Now().Add(d))
+				idleTimeoutSet = true
+			} else if idleTimeoutSet {
+				s.cc.SetReadDeadline(time.Time{})
+				idleTimeoutSet = false
+			}
+		}
+		m, err := s.crd.ReadMessage()
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		if m.Type() == wire.MsgTerminate {
+			return
+		}
+		if !s.handle(ctx, m) {
+			return
+		}
+	}
+}
+
+// handle routes one client message. It returns false when the session must
+// end.
+func (s *Session) handle(ctx context.Context, m wire.Message) bool {
+	typ := m.Type()
+	s.mu.Lock()
+	if s.discard {
+		s.discardLocked(typ)
+		return true
+	}
+	srv := s.server
+	if srv == nil {
+		s.mu.Unlock()
+		switch typ {
+		case wire.MsgCopyData, wire.MsgCopyDone, wire.MsgCopyFail, wire.MsgFlush:
+			// Left over from a COPY that ended with an error, or a Flush
+			// with nothing outstanding: PostgreSQL drops these outside
+			// COPY mode too (docs 55.2.6).
+			return true
+		case wire.MsgSync:
+			// Nothing outstanding: answer as the server would.
+			s.writeClient(wire.AppendReadyForQuery(s.out[:0], wire.TxIdle))
+			return true
+		}
+		if s.r.draining.Load() {
+			s.terminate()
+			return false
+		}
+		var err error
+		srv, err = s.bind(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			s.failBatch(typ, err)
+			return true
+		}
+		// A fresh binding has nothing outstanding, so it cannot be
+		// released before the counters below record this message.
+		s.mu.Lock()
+		if s.server != srv {
+			// Lost already: handle the message in the new state.
+			s.mu.Unlock()
+			return s.handle(ctx, m)
+		}
+	}
+	// The check above and the counting below are one critical section:
+	// once this message is counted, the reader cannot release srv.
+	switch typ {
+	case wire.MsgQuery, wire.MsgFunctionCall:
+		s.pending++
+		s.unsynced = 0
+		s.sinceExe = 0
+	case wire.MsgSync:
+		s.pending++
+		s.unsynced = 0
+		s.sinceExe++
+	case wire.MsgExecute:
+		s.unsynced++
+		s.sinceExe = 0
+	case wire.MsgCopyDone, wire.MsgCopyFail:
+		// A server in COPY IN ignores Sync until CopyDone/CopyFail (docs
+		// 55.2.6), so Syncs sent since the COPY started get no
+		// ReadyForQuery of their own.
+		if s.copyIn {
+			s.pending -= s.sinceExe
+			s.sinceExe = 0
+		}
+	case wire.MsgCopyData:
+	default:
+		s.unsynced++
+	}
+	s.mu.Unlock()
+	s.queue(srv, m)
+	return true
+}
+
+// maxQueued is how much the client pump gathers before writing to the
+// server even though the client has more to read; bigger messages go out
+// unbuffered.
+const maxQueued = 32 << 10
+
+// queue buffers b for the bound server srv, writing out when the buffer
+// is full.
+func (s *Session) queue(srv *pool.Conn, b []byte) {
+	if len(s.sbuf)+len(b) > maxQueued {
+		if len(s.sbuf) > 0 {
+			srv.Write(s.sbuf)
+			s.sbuf = s.sbuf[:0]
+		}
+		if len(b) > maxQueued {
+			srv.Write(b)
+			return
+		}
+	}
+	s.sbuf = append(s.sbuf, b...)
+}
+
+// bind acquires a server connection for the next transaction (waiting in a
+// hold if the database is paused), attaches the session to it and queues
+// the SET statements its parameters need.
+func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
+	s.setState("waiting")
+	s.waitStart = time.Now()
+	for {
+		c, err := s.db.acquire(ctx, s.pool)
+		if err != nil {
+			s.setState("idle")
+			return nil, err
+		}
+		s.mu.Lock()
+		s.server = c
+		s.pending, s.unsynced, s.sinceExe, s.copyIn = 0, 0, 0, false
+		s.xactStart = time.Now()
+		s.state = "active"
+		s.mu.Unlock()
+		if !c.Bind(&s.self) {
+			s.mu.Lock()
+			s.server = nil
+			s.mu.Unlock()
+			s.pool.Put(c)
+			continue
+		}
+		s.db.stats.waited(time.Since(s.waitStart))
+		if q := paramSync(s.out[:0], c, s.want); len(q) > 0 {
+			s.swallow.Add(1)
+			s.queue(c, q)
+		}
+		return c, nil
+	}
+}
+
+// flushServer sends the queued messages. Queued bytes keep the binding
+// (their answers are still due), so the bound server is the one they were
+// queued for.
+func (s *Session) flushServer() {
+	s.mu.Lock()
+	srv := s.server
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Write(s.sbuf)
+	}
+	s.sbuf = s.sbuf[:0]
+}
+
+// readTimeout is the deadline for the next client read: client_idle_timeout
+// when idle, idle_transaction_timeout when idle inside a transaction.
+func (s *Session) readTimeout() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg := s.r.cfg()
+	if s.server != nil && s.pending == 0 && (s.tx == wire.TxActive || s.tx == wire.TxFailed) {
+		return cfg.IdleTransactionTimeout
+	}
+	if s.server == nil {
+		return cfg.ClientIdleTimeout
+	}
+	return 0
+}
+
+func (s *Session) readFailed(err error) {
+	var fe *wire.FrameError
+	switch {
+	case errors.As(err, &fe):
+		s.r.log.Warn("client sent a bad message", slog.Uint64("client", s.ID), slog.Any("err", err))
+		s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "08P01", "pauseproxy: invalid message from client: "+fe.Error()))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.mu.Lock()
+		inTx := s.server != nil
+		s.mu.Unlock()
+		if inTx {
+			s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "25P03", "pauseproxy: idle transaction timeout (idle_transaction_timeout)"))
+		} else {
+			s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "57P05", "pauseproxy: client idle timeout (client_idle_timeout)"))
+		}
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	default:
+		s.r.log.Debug("client read failed", slog.Uint64("client", s.ID), slog.Any("err", err))
+	}
+}
+
+// failBatch answers the message that could not get a server: a Query at
+// once, an extended-protocol batch when its Sync arrives.
+func (s *Session) failBatch(typ byte, err error) {
+	code, msg := "08006", err.Error()
+	var pe *pool.Error
+	if errors.As(err, &pe) {
+		code, msg = pe.Code, pe.Msg
+	}
+	e := wire.AppendError(nil, wire.SeverityError, code, msg)
+	s.mu.Lock()
+	s.discard = true
+	s.discardErr = e
+	s.discardLocked(typ)
+}
+
+// discardLocked drops a message of a failed batch; a Query or Sync ends the
+// batch with the stored error and ReadyForQuery. Called with mu held; it
+// releases mu.
+func (s *Session) discardLocked(typ byte) {
+	if typ != wire.MsgQuery && typ != wire.MsgSync && typ != wire.MsgFunctionCall {
+		s.mu.Unlock()
+		return
+	}
+	e := s.discardErr
+	s.discard = false
+	s.discardErr = nil
+	s.wmu.Lock()
+	s.mu.Unlock()
+	s.cw.Write(e)
+	s.cw.Write(wire.AppendReadyForQuery(nil, wire.TxIdle))
+	s.cw.Flush()
+	s.wmu.Unlock()
+}
+
+func (s *Session) writeClient(b []byte) {
+	s.wmu.Lock()
+	s.cw.Write(b)
+	s.cw.Flush()
+	s.wmu.Unlock()
+}
+
+func (s *Session) setState(st string) {
+	s.mu.Lock()
+	s.state = st
+	s.mu.Unlock()
+}
+
+// end runs when the client is gone: a server still bound is reset and
+// released (session mode, idle) or closed (anything in flight).
+func (s *Session) end() {
+	s.mu.Lock()
+	s.closing = true
+	srv := s.server
+	clean := srv != nil && s.pending == 0 && s.unsynced == 0 && s.tx == wire.TxIdle && !s.copyIn
+	reset := s.r.cfg().ServerResetQuery
+	if srv != nil && clean && reset != "" && s.swallow.Load() == 0 {
+		s.endAfterSwallow = true
+		s.swallow.Add(1)
+		s.mu.Unlock()
+		srv.Write(append(s.sbuf, wire.AppendQuery(s.out[:0], reset)...))
+	} else if srv != nil && clean && reset == "" && s.swallow.Load() == 0 {
+		s.server = nil
+		s.mu.Unlock()
+		// No reader callback will come: hand it back ourselves.
+		if srv.Unbind(&s.self) {
+			s.pool.Put(srv)
+		}
+	} else {
+		s.mu.Unlock()
+		if srv != nil {
+			srv.Retire()
+			srv.Kill()
+		}
+	}
+	s.cc.Close()
+	s.r.removeSession(s)
+}
