@@ -30,7 +30,7 @@ func (a *App) startHTTP(cfg *config.Config) (func(), error) { return func() {}, 
 // signalPause is SIGUSR1: pause every database (PgBouncer's PAUSE).
 func (a *App) signalPause() {
 	for _, d := range a.router.Databases() {
-		d.Hold()
+		d.Hold("pause")
 	}
 	a.log.Info("SIGUSR1: paused all databases")
 }
@@ -38,7 +38,7 @@ func (a *App) signalPause() {
 // signalResume is SIGUSR2: resume every database.
 func (a *App) signalResume() {
 	for _, d := range a.router.Databases() {
-		d.Unhold()
+		d.Unhold("pause")
 	}
 	a.log.Info("SIGUSR2: resumed all databases")
 }

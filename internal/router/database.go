@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,7 @@ type Database struct {
 	mu     sync.Mutex // guards the fields below
 	cfg    *config.Database
 	pools  map[string]*pool.Pool // by server login user
-	held   bool
+	holds  map[string]bool       // reasons the database is held ("pause", "role-change", ...)
 	target pool.Target
 }
 
@@ -81,7 +82,7 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	}
 	p := pool.New(d.Name+"/"+login.User, pc, d.target, dial, d.r.log, &d.r.connIDs)
 	p.OnServerError = d.serverTrouble
-	if d.held {
+	if len(d.holds) > 0 {
 		p.Hold()
 	}
 	d.pools[login.User] = p
@@ -163,31 +164,56 @@ func (d *Database) Pools() map[string]*pool.Pool {
 }
 
 // Hold makes new transactions of this database wait at the transaction
-// boundary; transactions already running continue.
-func (d *Database) Hold() {
+// boundary; transactions already running continue. Each holder names a
+// reason (an admin PAUSE, a role change, ...); the database stays held
+// until every reason is released, so a RESUME cannot end a role change's
+// hold and vice versa.
+func (d *Database) Hold(reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.held = true
+	if d.holds == nil {
+		d.holds = make(map[string]bool)
+	}
+	d.holds[reason] = true
 	for _, p := range d.pools {
 		p.Hold()
 	}
 }
 
-// Unhold releases the held transactions in arrival order.
-func (d *Database) Unhold() {
+// Unhold releases one reason's hold; when none is left, held transactions
+// go on in arrival order.
+func (d *Database) Unhold(reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.held = false
+	delete(d.holds, reason)
+	if len(d.holds) > 0 {
+		return
+	}
 	for _, p := range d.pools {
 		p.Unhold()
 	}
 }
 
-// Held reports whether the database is held.
-func (d *Database) Held() bool {
+// Held reports whether the database is held, and why.
+func (d *Database) Held() (bool, []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.held
+	var reasons []string
+	for r := range d.holds {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	return len(reasons) > 0, reasons
+}
+
+// Active is the number of server connections bound to a client right now
+// (transactions in flight, in transaction mode).
+func (d *Database) Active() int {
+	n := 0
+	for _, p := range d.Pools() {
+		n += p.Stats().Active
+	}
+	return n
 }
 
 // Retarget points every pool at host:port in a new generation. Idle
