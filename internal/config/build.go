@@ -51,7 +51,8 @@ func build(src *source) (*Config, error) {
 		Databases: map[string]*Database{},
 		Users:     map[string]*User{},
 	}
-	decodeTable(b, []string{src.proxySection}, src.proxy, proxyFields, &c.Proxy)
+	proxySet := decodeTable(b, []string{src.proxySection}, src.proxy, proxyFields, &c.Proxy)
+	b.secret([]string{src.proxySection}, proxySet, "http_token", &c.Proxy.HTTPToken, &c.Proxy.HTTPTokenEnv, &c.Proxy.HTTPTokenFile)
 	if c.Proxy.ListenAddr == "*" {
 		// PgBouncer's "all addresses".
 		c.Proxy.ListenAddr = "0.0.0.0"

@@ -85,8 +85,12 @@ var proxyFields = []field[Proxy]{
 	{"server_tls_ca_file", func(p *Proxy) any { return &p.ServerTLS.CAFile }},
 	{"hold_timeout", func(p *Proxy) any { return &p.HoldTimeout }},
 	{"drain_timeout", func(p *Proxy) any { return &p.DrainTimeout }},
+	{"pause_timeout_action", func(p *Proxy) any { return &p.PauseTimeoutAction }},
 	{"shutdown_timeout", func(p *Proxy) any { return &p.ShutdownTimeout }},
 	{"log_level", func(p *Proxy) any { return &p.LogLevel }},
+	{"http_token", func(p *Proxy) any { return &p.HTTPToken }},
+	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
+	{"http_token_file", func(p *Proxy) any { return &p.HTTPTokenFile }},
 }
 
 // databaseFields are the keys of a [databases.<name>] table.
@@ -145,6 +149,7 @@ var pathKeys = map[string]bool{
 	"password_file":        true,
 	"consul_token_file":    true,
 	"consul_ca_file":       true,
+	"http_token_file":      true,
 }
 
 // discoveryOnlyKeys are the database keys that mean something for one
@@ -194,10 +199,11 @@ func defaultProxy() Proxy {
 		ClientTLS: TLS{SSLMode: "disable"},
 		ServerTLS: TLS{SSLMode: "prefer"},
 
-		HoldTimeout:     30 * time.Second,
-		DrainTimeout:    30 * time.Second,
-		ShutdownTimeout: 30 * time.Second,
-		LogLevel:        "info",
+		HoldTimeout:        30 * time.Second,
+		DrainTimeout:       30 * time.Second,
+		PauseTimeoutAction: PauseTimeoutResume,
+		ShutdownTimeout:    30 * time.Second,
+		LogLevel:           "info",
 	}
 }
 

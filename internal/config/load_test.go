@@ -168,6 +168,8 @@ hold_timeout = "10s"
 drain_timeout = "20s"
 shutdown_timeout = "45s"
 log_level = "debug"
+pause_timeout_action = "cancel"
+http_token = "s3cret"
 
 [databases.app]
 hosts = ["10.0.0.1", "10.0.0.2:5433", "[::1]:5434", "::2", "/var/run/postgresql"]
@@ -228,7 +230,7 @@ pool_size = 2
 		ClientTLS:   TLS{SSLMode: "verify-full", CertFile: abs("server.crt"), KeyFile: abs("server.key"), CAFile: abs("ca.crt")},
 		ServerTLS:   TLS{SSLMode: "verify-ca", CAFile: abs("ca.crt")},
 		HoldTimeout: 10 * time.Second, DrainTimeout: 20 * time.Second, ShutdownTimeout: 45 * time.Second,
-		LogLevel: "debug",
+		LogLevel: "debug", PauseTimeoutAction: PauseTimeoutCancel, HTTPToken: "s3cret",
 	}
 	if !reflect.DeepEqual(c.Proxy, want) {
 		t.Errorf("Proxy = %+v\nwant  %+v", c.Proxy, want)

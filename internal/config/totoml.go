@@ -32,7 +32,9 @@ func ToTOML(c *Config) string {
 
 	w.WriteString("\n[proxy]\n")
 	def := defaultProxy()
-	writeFields(&w, proxyFields, &c.Proxy, &def, nil)
+	proxySkip := map[string]bool{}
+	skipSecret(proxySkip, "http_token", c.Proxy.HTTPToken, c.Proxy.HTTPTokenEnv, c.Proxy.HTTPTokenFile)
+	writeFields(&w, proxyFields, &c.Proxy, &def, proxySkip)
 
 	for _, name := range sortedKeys(c.Databases) {
 		d := c.Databases[name]
@@ -70,7 +72,7 @@ func skipSecret(skip map[string]bool, name, value, env, file string) {
 }
 
 // secretKeys are written with a warning comment when inline.
-var secretKeys = map[string]bool{"password": true, "consul_token": true}
+var secretKeys = map[string]bool{"password": true, "consul_token": true, "http_token": true}
 
 // writeFields writes the keys of v that differ from def, in schema order,
 // except the skipped ones.

@@ -113,7 +113,27 @@ type Proxy struct {
 	DrainTimeout    time.Duration // drain_timeout, default 30s: how long PAUSE waits for in-flight transactions
 	ShutdownTimeout time.Duration // shutdown_timeout, default 30s: SIGTERM's bound on in-flight transactions
 	LogLevel        string        // log_level: debug, info (default), warn, error
+
+	// PauseTimeoutAction is pause_timeout_action: what PAUSE does when
+	// drain_timeout passes with transactions still running: "resume"
+	// (the default: the PAUSE fails and traffic flows again) or "cancel"
+	// (the stragglers' queries are cancelled, their server connections
+	// closed if that is not enough, and the PAUSE succeeds).
+	PauseTimeoutAction string
+
+	// HTTPToken is http_token (or http_token_env / http_token_file),
+	// resolved: the bearer token that POST /pause and /resume on
+	// http_listen require. "" disables those endpoints.
+	HTTPToken     string
+	HTTPTokenEnv  string // http_token_env: where HTTPToken came from, "" if inline
+	HTTPTokenFile string // http_token_file: where HTTPToken came from, "" if inline
 }
+
+// The values of pause_timeout_action.
+const (
+	PauseTimeoutResume = "resume"
+	PauseTimeoutCancel = "cancel"
+)
 
 // Database is one [databases.<name>] table: what clients call <name>.
 //

@@ -74,6 +74,10 @@ func (b *builder) validateProxy(p *Proxy) {
 		b.problem(b.px("max_message_size"), "must be %d..%d bytes, got %d", minMessageSize, maxMessageSize, p.MaxMessageSize)
 	}
 	b.oneOf(b.px("log_level"), p.LogLevel, logLevels)
+	b.oneOf(b.px("pause_timeout_action"), p.PauseTimeoutAction, []string{PauseTimeoutResume, PauseTimeoutCancel})
+	if p.HTTPToken != "" && p.HTTPListen == "" {
+		b.warn(b.px("http_token"), "set without http_listen: the HTTP endpoints are disabled")
+	}
 
 	b.validateTLS("client", &p.ClientTLS)
 	b.validateTLS("server", &p.ServerTLS)
