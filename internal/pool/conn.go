@@ -178,6 +178,7 @@ func (c *Conn) Cancel(timeout time.Duration) error {
 // the bound handler, and handles the rare messages an idle server sends.
 func (c *Conn) readLoop() {
 	defer close(c.done)
+	defer c.pool.conns.remove(c)
 	for {
 		m, err := c.rd.ReadMessage()
 		if err != nil {

@@ -91,6 +91,8 @@ type Pool struct {
 	welcome  map[string]string
 	stopJan  chan struct{}
 	janDone  chan struct{}
+
+	conns connSet // every open connection, for SHOW SERVERS (inspect.go)
 }
 
 type waiter struct {
@@ -278,6 +280,7 @@ func (p *Pool) newConnLocked(srv *Server, t Target) *Conn {
 	if p.welcome == nil {
 		p.welcome = srv.Params
 	}
+	p.conns.add(c)
 	go c.readLoop()
 	return c
 }
