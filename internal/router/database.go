@@ -274,16 +274,26 @@ type dbStats struct {
 	Queries   atomic.Int64
 	XactNanos atomic.Int64
 	WaitNanos atomic.Int64
+
+	// For SHOW STATS and metrics (admin, metrics).
+	Received  atomic.Int64 // bytes from clients
+	Sent      atomic.Int64 // bytes to clients
+	XactTimes Histogram
+	WaitTimes Histogram
 }
 
 func (s *dbStats) xact(d time.Duration) {
 	s.Xacts.Add(1)
 	s.XactNanos.Add(int64(d))
+	s.XactTimes.Observe(d)
 }
 
 func (s *dbStats) query() { s.Queries.Add(1) }
 
-func (s *dbStats) waited(d time.Duration) { s.WaitNanos.Add(int64(d)) }
+func (s *dbStats) waited(d time.Duration) {
+	s.WaitNanos.Add(int64(d))
+	s.WaitTimes.Observe(d)
+}
 
 // Stats returns the database's counters.
 func (d *Database) Stats() *dbStats { return &d.stats }

@@ -32,7 +32,8 @@ type Router struct {
 	dbs      map[string]*Database
 	sessions map[uint64]*Session
 	keys     map[CancelKey]*Session
-	drained  chan struct{} // closed when sessions becomes empty, for shutdown
+	drained  chan struct{}   // closed when sessions becomes empty, for shutdown
+	holdAll  map[string]bool // reasons that hold every database (holds.go)
 }
 
 // New returns a router serving cfg.
@@ -65,7 +66,7 @@ func (r *Router) Reload(cfg *config.Config) {
 		if d, ok := r.dbs[name]; ok {
 			d.reconfigure(dc)
 		} else {
-			r.dbs[name] = newDatabase(r, name, dc)
+			r.dbs[name] = r.holdNew(newDatabase(r, name, dc))
 		}
 	}
 	for name, d := range r.dbs {
@@ -87,7 +88,7 @@ func (r *Router) Database(name string) (*Database, bool) {
 	if !ok {
 		return nil, false
 	}
-	d := newDatabase(r, name, dc)
+	d := r.holdNew(newDatabase(r, name, dc))
 	r.dbs[name] = d
 	return d, true
 }

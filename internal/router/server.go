@@ -18,6 +18,7 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 	if s.swallow.Load() > 0 {
 		return s.swallowed(c, m)
 	}
+	s.db.stats.Sent.Add(int64(len(m)))
 	switch typ {
 	case wire.MsgReadyForQuery:
 		return s.readyForQuery(c, m, more)

@@ -103,6 +103,7 @@ func (s *Session) Run(ctx context.Context) {
 			s.readFailed(err)
 			return
 		}
+		s.db.stats.Received.Add(int64(len(m)))
 		if m.Type() == wire.MsgTerminate {
 			return
 		}
