@@ -1,0 +1,225 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Goal statuses.
+const (
+	goalMet         = "met"
+	goalBorderline  = "borderline"
+	goalNotMet      = "not met"
+	goalNotMeasured = "not measured"
+)
+
+// Goal is one of the issue's performance goals with what this run measured.
+// Goals are reported, never asserted: a noisy machine must not fail a build.
+type Goal struct {
+	Text      string `json:"goal"`
+	Threshold string `json:"threshold"`
+	Measured  string `json:"measured"`
+	// Status: met (every run met it), borderline (the median meets it but
+	// the spread crosses the threshold), not met (the median misses it),
+	// not measured (Note says why).
+	Status string `json:"status"`
+	Note   string `json:"note,omitempty"`
+}
+
+// judge compares a spread with a threshold; atLeast says which side is
+// good.
+func judge(s Spread, threshold float64, atLeast bool) string {
+	ok := func(v float64) bool {
+		if atLeast {
+			return v >= threshold
+		}
+		return v <= threshold
+	}
+	switch {
+	case !ok(s.Median):
+		return goalNotMet
+	case ok(s.Min) && ok(s.Max):
+		return goalMet
+	default:
+		return goalBorderline
+	}
+}
+
+// fmtSpread formats a spread as "1.23 (1.10–1.30, n=3)" with the given
+// precision.
+func fmtSpread(s Spread, prec int) string {
+	if !s.Valid() {
+		return "–"
+	}
+	if s.N == 1 || s.Min == s.Max {
+		return fmt.Sprintf("%.*f (n=%d)", prec, s.Median, s.N)
+	}
+	return fmt.Sprintf("%.*f (%.*f–%.*f, n=%d)", prec, s.Median, prec, s.Min, prec, s.Max, s.N)
+}
+
+// whyMissing explains why a target has no figure in a scenario.
+func whyMissing(sum *ScenarioSummary, target string) string {
+	if sum == nil {
+		return "scenario not run"
+	}
+	ts := sum.Target(target)
+	if ts == nil || ts.Runs == 0 {
+		return target + " not run"
+	}
+	if ts.OKRuns == 0 {
+		return target + " failed: " + oneLine(ts.Error)
+	}
+	return "no paired run of the other target succeeded"
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
+
+func ratioGoal(r *Results, text, scenario, target, other string, threshold float64) Goal {
+	g := Goal{Text: text, Threshold: fmt.Sprintf("≥ %.2f", threshold)}
+	sum := r.Summary(scenario)
+	var sp Spread
+	if sum != nil {
+		if ts := sum.Target(target); ts != nil {
+			sp = ts.Ratios[other]
+		}
+	}
+	if !sp.Valid() {
+		g.Status, g.Measured = goalNotMeasured, "–"
+		g.Note = whyMissing(sum, target)
+		if sum != nil && sum.Target(target) != nil && sum.Target(target).OKRuns > 0 {
+			g.Note = whyMissing(sum, other)
+		}
+		return g
+	}
+	g.Measured = fmtSpread(sp, 2)
+	g.Status = judge(sp, threshold, true)
+	return g
+}
+
+// evalGoals checks the issue's goals against the results.
+func evalGoals(r *Results) []Goal {
+	goals := []Goal{
+		ratioGoal(r, "Select-only (simple, 50 clients): pauseproxy TPS / PgBouncer TPS", scSelectSimple, targetPauseproxy, targetPgBouncer, 1.10),
+		ratioGoal(r, "Select-only (simple, 50 clients): pauseproxy TPS / direct TPS", scSelectSimple, targetPauseproxy, targetDirect, 0.80),
+		ratioGoal(r, "Select-only prepared (-M prepared): pauseproxy TPS / direct TPS", scSelectPrepared, targetPauseproxy, targetDirect, 0.75),
+		ratioGoal(r, "New connection per transaction (-C): pauseproxy TPS / PgBouncer TPS", scConnect, targetPauseproxy, targetPgBouncer, 1.00),
+	}
+
+	idle := Goal{Text: "Memory per idle client (VmRSS growth / clients)", Threshold: "≤ 16 KiB", Status: goalNotMeasured, Measured: "–"}
+	if ir := r.IdleOf(targetPauseproxy); ir == nil {
+		idle.Note = "idle-clients scenario not run"
+	} else if ir.Status != "ok" {
+		idle.Note = "pauseproxy " + ir.Status + ": " + oneLine(ir.Error)
+	} else {
+		idle.Measured = fmt.Sprintf("%.1f KiB (%d clients)", ir.KiBPerClient, ir.Opened)
+		idle.Status = judge(Spread{Median: ir.KiBPerClient, Min: ir.KiBPerClient, Max: ir.KiBPerClient, N: 1}, 16, false)
+		if ir.Opened < 10000 {
+			idle.Note = fmt.Sprintf("measured with %d clients, not 10,000", ir.Opened)
+		}
+	}
+	goals = append(goals, idle)
+
+	lat := Goal{Text: "Added latency at 1 client, p50 (pauseproxy p50 − direct p50, same round)", Threshold: "≤ 30 µs", Status: goalNotMeasured, Measured: "–"}
+	if sum := r.Summary(scLatency); sum != nil && sum.Target(targetPauseproxy) != nil && sum.Target(targetPauseproxy).AddedP50us.Valid() {
+		sp := sum.Target(targetPauseproxy).AddedP50us
+		lat.Measured = fmtSpread(sp, 1) + " µs"
+		lat.Status = judge(sp, 30, false)
+	} else {
+		lat.Note = whyMissing(sum, targetPauseproxy)
+	}
+	goals = append(goals, lat)
+
+	goals = append(goals, allocGoal(r.GoBench))
+
+	sw := Goal{Text: "Switchover under TPC-B load through pauseproxy: failed transactions and aborted clients", Threshold: "0 and 0", Status: goalNotMeasured, Measured: "–"}
+	if s := r.SwitchoverOf(targetPauseproxy); s == nil {
+		sw.Note = "switchover scenario not run"
+	} else if s.Status == "not available" {
+		sw.Note = s.Reason
+	} else {
+		sw.Measured = fmt.Sprintf("%d failed, %d aborted, longest stall %.2f s", s.Pgbench.Failed, s.Pgbench.AbortedClients, s.LongestStallSeconds)
+		sw.Status = goalNotMet
+		if s.Status == "ok" {
+			sw.Status = goalMet
+		} else {
+			sw.Note = oneLine(s.Reason)
+		}
+	}
+	goals = append(goals, sw)
+
+	scale := Goal{Text: "pauseproxy scales with GOMAXPROCS (select-only, 50 clients): TPS at the CPU count / TPS at GOMAXPROCS=1", Threshold: "> 1.00", Status: goalNotMeasured, Measured: "–"}
+	if sum := r.Summary(scGOMAXPROCS); sum != nil && len(sum.Targets) > 1 {
+		ts := sum.Target(targetPauseproxy)
+		if ts != nil && ts.Ratios[sum.Baseline].Valid() {
+			sp := ts.Ratios[sum.Baseline]
+			scale.Measured = fmtSpread(sp, 2)
+			scale.Status = goalNotMet
+			if sp.Median > 1 {
+				scale.Status = goalMet
+				if sp.Min <= 1 {
+					scale.Status = goalBorderline
+				}
+			}
+			scale.Note = "pgbench and PostgreSQL share the same cores, so the curve is flatter than on a machine where the proxy has cores of its own"
+		} else {
+			scale.Note = whyMissing(sum, targetPauseproxy)
+		}
+	} else if r.Machine.NProc < 2 {
+		scale.Note = "one CPU: nothing to compare"
+	} else {
+		scale.Note = "scenario not run"
+	}
+	goals = append(goals, scale)
+	return goals
+}
+
+// hotPathPackages hold the per-message code whose benchmarks count for the
+// allocation goal.
+var hotPathPackages = []string{"/internal/wire", "/internal/router", "/internal/pool", "/internal/proxy"}
+
+func allocGoal(gb GoBench) Goal {
+	g := Goal{Text: "Allocations per forwarded message in steady state (Go benchmarks of the hot path, allocs/op)", Threshold: "0", Status: goalNotMeasured, Measured: "–"}
+	switch gb.Status {
+	case "", "skipped":
+		g.Note = "Go benchmarks not run (--gobench=false)"
+		return g
+	case "none":
+		g.Note = "no Benchmark functions exist yet under ./internal/"
+		return g
+	}
+	var worst *GoBenchmark
+	n := 0
+	for i, b := range gb.Benchmarks {
+		hot := false
+		for _, p := range hotPathPackages {
+			hot = hot || strings.HasSuffix(b.Package, p)
+		}
+		if !hot {
+			continue
+		}
+		n++
+		if worst == nil || b.AllocsPerOp > worst.AllocsPerOp {
+			worst = &gb.Benchmarks[i]
+		}
+	}
+	if worst == nil {
+		g.Note = "no benchmark in the hot-path packages (wire, router, pool, proxy)"
+		if gb.Status == "failed" {
+			g.Note = "go test -bench failed: " + oneLine(gb.Error)
+		}
+		return g
+	}
+	g.Measured = fmt.Sprintf("max %.0f allocs/op over %d benchmarks (%s)", worst.AllocsPerOp, n, worst.Name)
+	g.Status = goalMet
+	if worst.AllocsPerOp > 0 {
+		g.Status = goalNotMet
+	}
+	g.Note = "one op may be a whole transaction or batch, so allocs/op bounds allocations per message from above"
+	return g
+}
