@@ -31,7 +31,8 @@ func serve(load func() (*config.Config, error), stderr io.Writer) int {
 
 	r := router.New(cfg, log)
 	defer r.Close()
-	app := &App{log: log, router: r, load: load, level: level}
+	app := newApp(log, level, r, load)
+	defer app.close()
 	srv, err := proxy.New(cfg, r, app.adminConsole(), log)
 	if err != nil {
 		log.Error("cannot start", slog.Any("err", err))
@@ -60,7 +61,7 @@ func serve(load func() (*config.Config, error), stderr io.Writer) int {
 	addrs := srv.Addrs()
 	log.Info("pauseproxy started", slog.String("version", version), slog.Any("listen", addrs), slog.Int("databases", len(cfg.Databases)))
 
-	sigs := make(chan os.Signal, 4)
+	sigs := app.sigs
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 	for sig := range sigs {
@@ -125,14 +126,26 @@ func setLevel(v *slog.LevelVar, s string) {
 	}
 }
 
-// Reload re-reads the configuration. One that fails validation is refused
-// with its problems and the old one keeps serving.
+// Reload re-reads the configuration (SIGHUP, RELOAD). One that fails
+// validation is refused with its problems and the old one keeps serving.
 func (a *App) Reload() error {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
 	cfg, err := a.load()
 	if err != nil {
 		a.log.Error("reload refused; the running configuration stays", slog.String("problems", err.Error()))
 		return fmt.Errorf("reload refused: %w", err)
 	}
+	if err := a.apply(cfg); err != nil {
+		return err
+	}
+	a.log.Info("configuration reloaded", slog.Int("databases", len(cfg.Databases)))
+	return nil
+}
+
+// apply puts a validated configuration in force: the login phase first,
+// whose TLS files and auth_file may still fail to load, then the router.
+func (a *App) apply(cfg *config.Config) error {
 	if err := a.proxy.Reload(cfg); err != nil {
 		a.log.Error("reload refused; the running configuration stays", slog.Any("err", err))
 		return fmt.Errorf("reload refused: %w", err)
@@ -142,6 +155,5 @@ func (a *App) Reload() error {
 	for _, w := range cfg.Warnings {
 		a.log.Warn(w)
 	}
-	a.log.Info("configuration reloaded", slog.Int("databases", len(cfg.Databases)))
 	return nil
 }

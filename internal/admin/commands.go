@@ -349,12 +349,12 @@ func (c *Console) shutdown(_ context.Context, cc *consoleConn, args []token, r *
 	if c.o.Control == nil {
 		return errorf("0A000", "SHUTDOWN is not available in this process")
 	}
-	err := c.o.Control.Shutdown(mode)
-	c.record(cc, strings.TrimSpace("SHUTDOWN "+mode), "", err)
-	if err != nil {
-		return errorf("55000", "SHUTDOWN failed: %v", err)
-	}
 	r.complete("SHUTDOWN")
+	// Answer first: an immediate shutdown closes this connection too.
+	r.after = append(r.after, func() {
+		err := c.o.Control.Shutdown(mode)
+		c.record(cc, strings.TrimSpace("SHUTDOWN "+mode), "", err)
+	})
 	return nil
 }
 

@@ -179,10 +179,12 @@ func (c *Console) Serve(ctx context.Context, conn net.Conn, rd *wire.Reader, use
 			w.Flush()
 			return
 		}
-		if _, err := w.Write(r.buf); err != nil {
-			return
+		w.Write(r.buf)
+		err = w.Flush()
+		for _, f := range r.after {
+			f()
 		}
-		if err := w.Flush(); err != nil {
+		if err != nil {
 			return
 		}
 	}

@@ -225,9 +225,12 @@ func TestSetAndReload(t *testing.T) {
 	// SHUTDOWN goes to Control with its mode.
 	run(t, adm, "SHUTDOWN WAIT_FOR_CLIENTS")
 	run(t, adm, "shutdown")
-	if got := p.control.shutdowns; !slices.Equal(got, []string{"WAIT_FOR_CLIENTS", ""}) {
-		t.Fatalf("shutdowns %q", got)
-	}
+	// Control hears it once the answer is sent.
+	eventually(t, 5*time.Second, "two shutdowns", func() bool {
+		p.control.mu.Lock()
+		defer p.control.mu.Unlock()
+		return slices.Equal(p.control.shutdowns, []string{"WAIT_FOR_CLIENTS", ""})
+	})
 	if _, err := execSQL(adm, "SUSPEND"); sqlState(err) != "0A000" {
 		t.Fatalf("SUSPEND: %v", err)
 	}

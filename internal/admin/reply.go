@@ -52,6 +52,9 @@ func cols(specs ...any) []column {
 // reply accumulates the messages answering one Query.
 type reply struct {
 	buf []byte
+	// after runs once the reply has been sent (SHUTDOWN answers before
+	// the process goes).
+	after []func()
 }
 
 // rows appends a result set: RowDescription, a DataRow per row and
