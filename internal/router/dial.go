@@ -71,6 +71,13 @@ func dialServer(ctx context.Context, cfg *pgconn.Config) (*pool.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// SyncConn makes sure pgconn's background reader (started when a
+	// login write is slow) is stopped; otherwise it stays blocked on the
+	// socket and swallows the server's first answer after Hijack.
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, fmt.Errorf("sync server connection: %w", err)
+	}
 	hj, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)

@@ -133,6 +133,8 @@ type connState struct {
 	// carried holds the carried (unreported) parameters the proxy SET on
 	// this connection.
 	carried map[string]string
+	// stmts are the named statements the proxy prepared on it.
+	stmts stmtCache
 }
 
 func stateOf(c *pool.Conn) *connState {

@@ -27,6 +27,7 @@ type Router struct {
 	connIDs  atomic.Uint64
 	sessIDs  atomic.Uint64
 	draining atomic.Bool
+	stmts    stmtRegistry
 
 	mu       sync.Mutex // guards the maps below; never held while blocking
 	dbs      map[string]*Database
@@ -180,6 +181,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 		tx: wire.TxIdle, state: "idle",
 	}
 	s.self = s
+	s.tracking = s.mode == config.PoolModeTransaction && cfg.Proxy.MaxPreparedStatements > 0
 	s.want = mergeParams(welcome, want)
 	s.Key = r.register(s)
 

@@ -35,11 +35,45 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 			// but keeps its own connection.
 			return false
 		}
+		if s.tracking {
+			return s.matched(c, m, more)
+		}
 	case wire.MsgCommandComplete:
 		s.db.stats.query()
+		if s.tracking {
+			return s.matched(c, m, more)
+		}
+	case wire.MsgParseComplete, wire.MsgBindComplete, wire.MsgCloseComplete, wire.MsgNoData,
+		wire.MsgRowDescription, wire.MsgEmptyQueryResponse, wire.MsgPortalSuspended:
+		if s.tracking {
+			return s.matched(c, m, more)
+		}
 	}
 	s.wmu.Lock()
 	s.cw.Write(m)
+	if !more {
+		s.cw.Flush()
+	}
+	s.wmu.Unlock()
+	return false
+}
+
+// matched forwards (or swallows) a server message that answers a tracked
+// request, followed by the answers the proxy owes after it.
+func (s *Session) matched(c *pool.Conn, m wire.Message, more bool) bool {
+	s.mu.Lock()
+	fwd, synth := s.response(c, m, s.rsynth[:0])
+	s.rsynth = synth
+	repl := s.repl
+	s.repl = nil
+	s.wmu.Lock()
+	s.mu.Unlock()
+	if repl != nil {
+		s.cw.Write(repl)
+	} else if fwd {
+		s.cw.Write(m)
+	}
+	s.cw.Write(synth)
 	if !more {
 		s.cw.Flush()
 	}
@@ -57,7 +91,12 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	s.pending--
 	s.tx = status
 	s.copyIn = false
-	release := s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 && status == wire.TxIdle
+	var synth []byte
+	if s.tracking {
+		_, synth = s.response(c, m, s.rsynth[:0])
+		s.rsynth = synth
+	}
+	release := s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 && status == wire.TxIdle && s.exps.empty()
 	if release {
 		s.server = nil
 		s.pending = 0
@@ -67,6 +106,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	s.wmu.Lock()
 	s.mu.Unlock()
 	s.cw.Write(m)
+	s.cw.Write(synth)
 	if release || !more {
 		s.cw.Flush()
 	}
@@ -83,10 +123,11 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 	switch m.Type() {
 	case wire.MsgParameterStatus:
-		s.paramStatus(c, m)
-		s.wmu.Lock()
-		s.cw.Write(m)
-		s.wmu.Unlock()
+		if s.paramStatus(c, m) {
+			s.wmu.Lock()
+			s.cw.Write(m)
+			s.wmu.Unlock()
+		}
 	case wire.MsgErrorResponse:
 		f, _ := wire.ParseError(m)
 		s.r.log.Warn("proxy query failed on server", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID),
@@ -106,20 +147,25 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 }
 
 // paramStatus records a reported parameter on the server connection and,
-// for the ones the proxy carries, as the client's expected value.
-func (s *Session) paramStatus(c *pool.Conn, m wire.Message) {
+// for the ones the proxy carries, as the client's expected value. It
+// reports whether the value differs from what the client last saw.
+func (s *Session) paramStatus(c *pool.Conn, m wire.Message) (changed bool) {
 	name, value, err := wire.ParameterStatus(m)
 	if err != nil {
-		return
+		return false
 	}
-	n, v := string(name), string(value)
-	c.SetParam(n, v)
+	n := string(name)
+	c.SetParam(n, string(value))
 	for i := range s.want {
 		if s.want[i].name == n {
-			s.want[i].value = v
-			return
+			if s.want[i].value == string(value) {
+				return false
+			}
+			s.want[i].value = string(value)
+			return true
 		}
 	}
+	return true
 }
 
 // serverError looks at an ErrorResponse for the signs of a primary going
@@ -170,6 +216,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	owed := s.pending
 	inTx := s.tx == wire.TxActive || s.tx == wire.TxFailed
 	s.pending, s.copyIn = 0, false
+	s.exps.reset()
 	s.tx = wire.TxIdle
 	s.state = "idle"
 	closing := s.closing

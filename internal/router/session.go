@@ -46,6 +46,18 @@ type Session struct {
 	want []param // parameters the client expects on every server
 	out  []byte  // scratch for messages the client pump builds
 
+	// Named statements (transaction mode with max_prepared_statements):
+	// see stmts.go. tracking is fixed at login; the rest is guarded by mu.
+	tracking   bool
+	stmts      map[string]*stmtDef // client name -> statement
+	unnamed    []byte              // the client's last Parse of the unnamed statement
+	unnamedAt  uint64              // binding in which unnamed was last sent
+	binding    uint64              // counts bindings
+	exps       expQueue
+	rsynth     []byte // scratch for the reader goroutine's owed answers
+	rsynthPump []byte // the same for the client pump
+	repl       []byte // a rewritten server message to send instead (mu)
+
 	// sbuf holds client messages (and the proxy's own queries) not yet
 	// sent to the bound server. It belongs to the session, never to the
 	// server connection (see pool.Conn).
@@ -126,14 +138,21 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	if srv == nil {
 		s.mu.Unlock()
 		switch typ {
-		case wire.MsgCopyData, wire.MsgCopyDone, wire.MsgCopyFail, wire.MsgFlush:
-			// Left over from a COPY that ended with an error, or a Flush
-			// with nothing outstanding: PostgreSQL drops these outside
-			// COPY mode too (docs 55.2.6).
+		case wire.MsgCopyData, wire.MsgCopyDone, wire.MsgCopyFail:
+			// Left over from a COPY that ended with an error: PostgreSQL
+			// drops these outside COPY mode too (docs 55.2.6).
+			return true
+		case wire.MsgFlush:
+			s.wmu.Lock()
+			s.cw.Flush()
+			s.wmu.Unlock()
 			return true
 		case wire.MsgSync:
 			// Nothing outstanding: answer as the server would.
 			s.writeClient(wire.AppendReadyForQuery(s.out[:0], wire.TxIdle))
+			return true
+		}
+		if s.tracking && s.answerUnbound(m) {
 			return true
 		}
 		if s.r.draining.Load() {
@@ -178,14 +197,40 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 		// ReadyForQuery of their own.
 		if s.copyIn {
 			s.pending -= s.sinceExe
+			if s.tracking {
+				s.exps.dropSyncs(s.sinceExe)
+			}
 			s.sinceExe = 0
 		}
 	case wire.MsgCopyData:
 	default:
 		s.unsynced++
 	}
+	out := []byte(m)
+	if s.tracking {
+		var due bool
+		out, due = s.track(srv, m)
+		if due {
+			if synth := s.emitSynthLocked(s.rsynthPump[:0]); len(synth) > 0 {
+				s.wmu.Lock()
+				s.mu.Unlock()
+				s.cw.Write(synth)
+				s.wmu.Unlock()
+				s.mu.Lock()
+			}
+		}
+	}
 	s.mu.Unlock()
-	s.queue(srv, m)
+	if out != nil {
+		s.queue(srv, out)
+	}
+	if typ == wire.MsgFlush {
+		// The client waits for what is owed so far, some of which the
+		// proxy may have answered itself.
+		s.wmu.Lock()
+		s.cw.Flush()
+		s.wmu.Unlock()
+	}
 	return true
 }
 
@@ -225,6 +270,8 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 		s.mu.Lock()
 		s.server = c
 		s.pending, s.unsynced, s.sinceExe, s.copyIn = 0, 0, 0, false
+		s.binding++
+		s.exps.reset()
 		s.xactStart = time.Now()
 		s.state = "active"
 		s.mu.Unlock()
@@ -349,6 +396,8 @@ func (s *Session) end() {
 	clean := srv != nil && s.pending == 0 && s.unsynced == 0 && s.tx == wire.TxIdle && !s.copyIn
 	reset := s.r.cfg().ServerResetQuery
 	if srv != nil && clean && reset != "" && s.swallow.Load() == 0 {
+		// The reset query (DISCARD ALL) drops the server's statements.
+		stateOf(srv).stmts.clear()
 		s.endAfterSwallow = true
 		s.swallow.Add(1)
 		s.mu.Unlock()
