@@ -34,8 +34,9 @@
 //   - services.go: starting and stopping PostgreSQL, PgBouncer, pauseproxy.
 //   - pgbench.go: running pgbench and parsing its output and per-transaction logs.
 //   - scenarios.go: the pgbench scenarios and the round loop.
-//   - idle.go, switchover.go, gobench.go: the scenarios that are not a plain pgbench run.
-//   - stats.go, goals.go: medians, spreads, ratios, goals.
+//   - idle.go, switchover.go: the scenarios that are not a plain pgbench run.
+//   - profile.go, gobench.go: perf samples and syscall counts, the Go benchmarks.
+//   - stats.go, summary.go, goals.go: medians, spreads, within-round ratios, goals.
 //   - report.go, svg.go: results.json, results.md and the charts.
 //
 // The report code (parsing, statistics, rendering) is tested by go test

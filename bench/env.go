@@ -188,43 +188,44 @@ func gitOut(root string, args ...string) (string, error) {
 }
 
 // buildPauseproxy builds cmd/pauseproxy into dir and returns the binary's
-// path. With rev empty it builds the working tree (what a developer
-// measuring their change wants); otherwise it builds that commit from a
-// clean export, so other uncommitted work in the checkout does not leak in.
-func buildPauseproxy(ctx context.Context, root, rev, version, dir string) (string, error) {
-	src := root
+// path and the source tree it was built from. With rev empty it builds the
+// working tree (what a developer measuring their change wants); otherwise
+// it builds that commit from a clean export under dir, so other uncommitted
+// work in the checkout does not leak in.
+func buildPauseproxy(ctx context.Context, root, rev, version, dir string) (bin, src string, err error) {
+	src = root
 	if rev != "" {
 		src = filepath.Join(dir, "src")
 		if err := os.MkdirAll(src, 0o755); err != nil {
-			return "", err
+			return "", "", err
 		}
 		archive := exec.CommandContext(ctx, "git", "archive", "--format=tar", rev)
 		archive.Dir = root
 		tar := exec.CommandContext(ctx, "tar", "-x", "-C", src)
 		pipe, err := archive.StdoutPipe()
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
 		tar.Stdin = pipe
 		var stderr bytes.Buffer
 		archive.Stderr, tar.Stderr = &stderr, &stderr
 		if err := tar.Start(); err != nil {
-			return "", fmt.Errorf("export %s: %w", rev, err)
+			return "", "", fmt.Errorf("export %s: %w", rev, err)
 		}
 		if err := archive.Run(); err != nil {
 			tar.Wait()
-			return "", fmt.Errorf("git archive %s: %w: %s", rev, err, stderr.String())
+			return "", "", fmt.Errorf("git archive %s: %w: %s", rev, err, stderr.String())
 		}
 		if err := tar.Wait(); err != nil {
-			return "", fmt.Errorf("untar %s: %w: %s", rev, err, stderr.String())
+			return "", "", fmt.Errorf("untar %s: %w: %s", rev, err, stderr.String())
 		}
 	}
-	bin := filepath.Join(dir, "bin", "pauseproxy")
+	bin = filepath.Join(dir, "bin", "pauseproxy")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
 		"-ldflags", "-X main.version="+version, "-o", bin, "./cmd/pauseproxy")
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/pauseproxy in %s: %w\n%s", src, err, out)
+		return "", "", fmt.Errorf("go build ./cmd/pauseproxy in %s: %w\n%s", src, err, out)
 	}
-	return bin, nil
+	return bin, src, nil
 }

@@ -37,6 +37,7 @@ type Options struct {
 	Out                string
 	Rev                string
 	GoBench            bool
+	Profile            bool
 	BenchTime          string
 	Keep               bool
 	// Render re-renders results.md and the charts from a results.json
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Out, "out", "", "results directory (default bench/results in the repository)")
 	fs.StringVar(&o.Rev, "rev", "", "build pauseproxy from this git revision instead of the working tree")
 	fs.BoolVar(&o.GoBench, "gobench", true, "run the Go benchmarks of ./internal/... and embed their allocations")
+	fs.BoolVar(&o.Profile, "profile", true, "sample pauseproxy with perf, and count both poolers' system calls, during extra select-simple runs")
 	fs.StringVar(&o.BenchTime, "benchtime", "", "go test -benchtime (default go's; quick 200ms)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory (logs, configs) and print its path")
 	fs.StringVar(&o.Render, "render", "", "only re-render the report and charts from this results.json")
@@ -228,7 +230,7 @@ func runBench(ctx context.Context, root string, opts Options, args []string, log
 
 	res.Versions.Pauseproxy = gitRevision(root, opts.Rev)
 	log.Info("building pauseproxy", slog.String("rev", res.Versions.Pauseproxy))
-	bin, err := buildPauseproxy(ctx, root, opts.Rev, res.Versions.Pauseproxy, tmp)
+	bin, src, err := buildPauseproxy(ctx, root, opts.Rev, res.Versions.Pauseproxy, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -277,12 +279,13 @@ func runBench(ctx context.Context, root string, opts Options, args []string, log
 		server := serverAddr{pg.Host, pg.Port}
 
 		if len(scs) > 0 {
-			runs, err := runScenarios(ctx, opts, scs, bin, tmp, pool, server, gomaxprocs, pg.Port, log)
+			runs, prof, err := runScenarios(ctx, opts, scs, bin, tmp, pool, server, gomaxprocs, pg.Port, log)
 			if err != nil {
 				return nil, err
 			}
 			res.Runs = runs
 			res.Scenarios = summarize(scs, runs)
+			res.Profile = prof
 		}
 		if selected(scIdle) {
 			res.Idle = runIdleScenario(ctx, opts, bin, tmp, pool, server, log)
@@ -299,7 +302,8 @@ func runBench(ctx context.Context, root string, opts Options, args []string, log
 	res.GoBench = GoBench{Status: "skipped", Command: goBenchCommand(opts.BenchTime)}
 	if opts.GoBench && ctx.Err() == nil {
 		log.Info("running the Go benchmarks of ./internal/...")
-		res.GoBench = runGoBench(ctx, root, opts.BenchTime)
+		// The benchmarks of the same source as the binary.
+		res.GoBench = runGoBench(ctx, src, opts.BenchTime)
 	}
 
 	res.Targets = targetInfos(res, gomaxprocs)
@@ -311,8 +315,9 @@ func runBench(ctx context.Context, root string, opts Options, args []string, log
 }
 
 // runScenarios starts the poolers for the pgbench scenarios, runs the
-// rounds, and stops the poolers.
-func runScenarios(ctx context.Context, opts Options, scs []Scenario, bin, tmp string, pool PoolSettings, server serverAddr, gomaxprocs []int, pgPort int, log *slog.Logger) ([]Run, error) {
+// rounds, profiles pauseproxy during one more select-simple run, and stops
+// the poolers.
+func runScenarios(ctx context.Context, opts Options, scs []Scenario, bin, tmp string, pool PoolSettings, server serverAddr, gomaxprocs []int, pgPort int, log *slog.Logger) ([]Run, *Profile, error) {
 	targets := map[string]*Target{targetDirect: {Name: targetDirect, Port: pgPort}}
 	defer func() {
 		for _, t := range targets {
@@ -323,12 +328,12 @@ func runScenarios(ctx context.Context, opts Options, scs []Scenario, bin, tmp st
 	}()
 	pgb, err := startPgBouncer(ctx, tmp, targetPgBouncer, pool, server)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	targets[targetPgBouncer] = pgb
 	pp, _, err := startPauseproxy(ctx, bin, tmp, targetPauseproxy, pool, staticDatabase(server), 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	targets[targetPauseproxy] = pp
 	for _, sc := range scs {
@@ -338,14 +343,26 @@ func runScenarios(ctx context.Context, opts Options, scs []Scenario, bin, tmp st
 		for _, n := range gomaxprocs {
 			t, _, err := startPauseproxy(ctx, bin, tmp, gomaxprocsTarget(n), pool, staticDatabase(server), n)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			targets[t.Name] = t
 		}
 	}
 	r := &runner{log: log, targets: targets, pgPort: pgPort, duration: opts.Duration, tmp: tmp}
 	log.Info("running scenarios", slog.Int("rounds", opts.Rounds), slog.Duration("per_run", opts.Duration))
-	return r.runRounds(ctx, scs, opts.Rounds), nil
+	runs := r.runRounds(ctx, scs, opts.Rounds)
+	if !opts.Profile || ctx.Err() != nil {
+		return runs, nil, nil
+	}
+	for _, sc := range scs {
+		if sc.ID == scSelectSimple {
+			log.Info("profiling with perf", slog.String("scenario", sc.ID))
+			p := profilePoolers(ctx, pgb, pp, sc, opts.Duration, tmp)
+			log.Info("profile done", slog.String("status", p.Status), slog.String("error", p.Error))
+			return runs, &p, nil
+		}
+	}
+	return runs, nil, nil
 }
 
 // runIdleScenario measures fresh PgBouncer and pauseproxy instances, so
@@ -433,12 +450,17 @@ func notMeasured(r *Results, opts Options) []string {
 			out = append(out, fmt.Sprintf("Goal %q: %s.", g.Text, strings.TrimSuffix(g.Note, ".")))
 		}
 	}
+	switch {
+	case !opts.Profile:
+		out = append(out, "CPU profile of pauseproxy: not taken (--profile=false).")
+	case r.Profile != nil && r.Profile.Status != "ok":
+		out = append(out, fmt.Sprintf("CPU profile of pauseproxy: %s: %s.", r.Profile.Status, oneLine(r.Profile.Error)))
+	}
 	if r.Mode == "quick" {
 		out = append(out, fmt.Sprintf("Quick mode: %d rounds of %s, %d idle clients instead of 10,000, a %s switchover run; figures are indicative only.",
 			opts.Rounds, opts.Duration, opts.IdleClients, opts.SwitchoverDuration))
 	}
 	out = append(out,
-		"A CPU profile of pauseproxy under load: pauseproxy has no pprof endpoint yet, so the harness takes none; profile the hot path with the Go benchmarks (`go test -bench . -cpuprofile cpu.out ./internal/...`).",
 		"Pooler on cores of its own: pgbench, the pooler and PostgreSQL share the same cores, so every CPU cycle a pooler spends is taken from PostgreSQL and pgbench. On a machine where the pooler has spare cores, ratios to direct are higher and the GOMAXPROCS curve steeper.",
 		"Unix-socket clients and TLS: every connection is TCP over loopback without TLS.",
 		"Session pooling and statement pooling: both poolers run in transaction mode only.",

@@ -253,3 +253,78 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePerfReport(t *testing.T) {
+	out := `# To display the perf.data header info, please use --header/--header-only options.
+#
+# Samples: 2K of event 'cpu-clock:ppp'
+#
+# Overhead  Symbol
+# ........  ......................................
+#
+    20.50%  [k] _raw_spin_unlock_irqrestore
+    10.00%  [.] runtime.mallocgc
+     8.00%  [.] runtime.findRunnable
+     6.00%  [.] github.com/pauseproxy/pauseproxy/internal/router.(*session).run
+     4.00%  [.] syscall.Syscall6
+     3.00%  [.] runtime.memmove
+     2.00%  [.] sync/atomic.(*Pointer[github.com/pauseproxy/pauseproxy/internal/pool.conn]).Load
+     1.50%  [k] tcp_sendmsg
+     1.00%  [.] 0x00000000004a1b2c
+
+#
+# (Tip: ...)
+`
+	es := parsePerfReport(out)
+	if len(es) != 9 || es[0] != (ProfileEntry{"[kernel] _raw_spin_unlock_irqrestore", 20.5}) || es[3].Name != "github.com/pauseproxy/pauseproxy/internal/router.(*session).run" {
+		t.Fatalf("%+v", es)
+	}
+	areas := profileAreas(es)
+	want := []ProfileEntry{
+		{"kernel (network stack, system calls, scheduling)", 22},
+		{"runtime: allocation and garbage collection", 10},
+		{"runtime: scheduler, netpoller, system-call entry, other", 8},
+		{"pauseproxy internal/router", 6},
+		{"Go system-call wrappers (syscall, internal/poll)", 4},
+		{"runtime: copying and comparing memory", 3},
+		{"sync/atomic", 2},
+		{"unresolved addresses", 1},
+	}
+	if len(areas) != len(want) {
+		t.Fatalf("areas %+v", areas)
+	}
+	for i := range want {
+		if areas[i].Name != want[i].Name || !near(areas[i].Percent, want[i].Percent) {
+			t.Errorf("area %d = %+v, want %+v", i, areas[i], want[i])
+		}
+	}
+}
+
+func TestGoPackage(t *testing.T) {
+	for sym, want := range map[string]string{
+		"runtime.mallocgc": "runtime",
+		"net.(*conn).Read": "net",
+		"github.com/jackc/pgx/v5/pgproto3.(*Frontend).Receive":   "github.com/jackc/pgx/v5/pgproto3",
+		"sync/atomic.(*Pointer[go.shape.struct { a/b.c }]).Load": "sync/atomic",
+		"main":   "",
+		"_start": "",
+	} {
+		if got := goPackage(sym); got != want {
+			t.Errorf("goPackage(%q) = %q, want %q", sym, got, want)
+		}
+	}
+}
+
+func TestParsePerfStat(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stat.csv")
+	// perf stat -e raw_syscalls:sys_enter -x , -o FILE, as perf 6.1 writes it.
+	os.WriteFile(path, []byte("# started on Sun Nov 22 03:00:08 2026\n\n144,,raw_syscalls:sys_enter,1176926,100.00,,\n"), 0o644)
+	if n, err := parsePerfStat(path); err != nil || n != 144 {
+		t.Fatalf("%d, %v", n, err)
+	}
+	os.WriteFile(path, []byte("# started\n\n<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n"), 0o644)
+	if _, err := parsePerfStat(path); err == nil {
+		t.Fatal("not counted: want an error")
+	}
+}

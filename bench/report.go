@@ -28,6 +28,7 @@ type Results struct {
 	Idle       []IdleResult       `json:"idle_clients,omitempty"`
 	Switchover []SwitchoverResult `json:"switchover,omitempty"`
 	GoBench    GoBench            `json:"go_benchmarks"`
+	Profile    *Profile           `json:"profile,omitempty"`
 	// NotMeasured lists what this run could not measure and why.
 	NotMeasured []string `json:"not_measured"`
 	Runs        []Run    `json:"runs"`
@@ -375,6 +376,38 @@ func renderMarkdown(r *Results, charts []chartFile) string {
 			w("| %s | %s | %s | %s |\n", gomaxprocsLabel(r, ts.Target), tps, rel, fmtSpread(ts.CPUPer1000, 4))
 		}
 		w("\n")
+	}
+
+	if p := r.Profile; p != nil {
+		w("## Where pauseproxy spends its CPU\n\n")
+		w("From Linux perf, outside the process (pauseproxy has no pprof endpoint), during extra runs that are not part of the figures above: `%s`.\n\n", p.Command)
+		if len(p.Syscalls) > 0 {
+			w("| Pooler | System calls per transaction | TPS under perf |\n|---|---|---|\n")
+			for _, sc := range p.Syscalls {
+				if sc.Error != "" {
+					w("| %s | failed: %s | |\n", sc.Target, cell(oneLine(sc.Error)))
+					continue
+				}
+				w("| %s | %.2f | %.0f |\n", sc.Target, sc.PerTx, sc.TPS)
+			}
+			w("\n")
+		}
+		if p.Status != "ok" {
+			w("Not measured: %s: %s\n\n", p.Status, cell(oneLine(p.Error)))
+		} else {
+			w("pauseproxy's CPU samples (self time), by area and by symbol:\n\n")
+			w("| Area | Share of samples |\n|---|---|\n")
+			for _, a := range p.Areas {
+				if a.Percent >= 0.5 {
+					w("| %s | %.1f %% |\n", cell(a.Name), a.Percent)
+				}
+			}
+			w("\n| Top symbols (self) | Share |\n|---|---|\n")
+			for _, e := range p.Top {
+				w("| `%s` | %.1f %% |\n", strings.ReplaceAll(e.Name, "|", `\|`), e.Percent)
+			}
+			w("\n")
+		}
 	}
 
 	if len(r.Idle) > 0 {

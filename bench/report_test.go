@@ -155,6 +155,10 @@ func fakeResults() *Results {
 			{Target: targetPgBouncerScripted, Method: methodPgBouncer, Status: "ok", LongestStallSeconds: 2.7, WritableAtSeconds: 2.1, StallEndAtSeconds: 2.9,
 				ReleaseAfterWritableSeconds: 0.8, Pgbench: PgbenchResult{TPS: 900, Processed: 18000}},
 		},
+		Profile: &Profile{Status: "ok", Command: "perf record", TPS: 10000,
+			Syscalls: []SyscallCount{{Target: targetPgBouncer, PerTx: 4.1, TPS: 12000}, {Target: targetPauseproxy, PerTx: 8.3, TPS: 11000}},
+			Top:      []ProfileEntry{{"[kernel] tcp_sendmsg", 30}, {"runtime.mallocgc", 10}},
+			Areas:    []ProfileEntry{{"kernel (network stack, system calls, scheduling)", 30}, {"runtime: allocation and garbage collection", 10}}},
 		GoBench: GoBench{Status: "ok", Command: goBenchCommand("200ms"), Packages: []string{"./internal/wire"}, Benchmarks: []GoBenchmark{
 			{Package: "github.com/pauseproxy/pauseproxy/internal/wire", Name: "BenchmarkForward-2", Iterations: 100, NsPerOp: 900, AllocsPerOp: 0},
 			{Package: "github.com/pauseproxy/pauseproxy/internal/wire", Name: "BenchmarkBatch-2", Iterations: 100, NsPerOp: 2000, BytesPerOp: 64, AllocsPerOp: 1},
@@ -232,6 +236,9 @@ func TestWriteResults(t *testing.T) {
 		"**This is a quick run**",
 		"| BenchmarkBatch-2 |",
 		"## What was not measured, and why",
+		"## Where pauseproxy spends its CPU",
+		"| `runtime.mallocgc` | 10.0 % |",
+		"| pauseproxy | 8.30 | 11000 |",
 		"go run ./bench --quick",
 	} {
 		if !strings.Contains(string(md), want) {

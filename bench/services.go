@@ -320,11 +320,7 @@ func startPauseproxy(ctx context.Context, bin, dir, name string, s PoolSettings,
 // startPostgres starts the throwaway cluster and creates the bench role and
 // database, filled by pgbench -i at the given scale.
 func startPostgres(ctx context.Context, authType string, scale int) (*pgtest.Cluster, error) {
-	method := authType
-	if method == "plain" {
-		method = "md5"
-	}
-	pg, err := pgtest.Start(pgtest.Options{AuthMethod: method})
+	pg, err := pgtest.Start(pgtest.Options{AuthMethod: authType})
 	if err != nil {
 		return nil, err
 	}

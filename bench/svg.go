@@ -48,6 +48,10 @@ type RefLine struct {
 	Label string
 }
 
+// halo draws a white outline under text so that labels stay readable over
+// bars and lines.
+const halo = `stroke="#ffffff" stroke-width="3" paint-order="stroke"`
+
 // palette is Tableau 10, readable by most colour-blind readers.
 var palette = []string{"#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f"}
 
@@ -165,9 +169,9 @@ func (c BarChart) SVG() string {
 				for _, yy := range []float64{lo, hi} {
 					fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#222"/>`+"\n", cx-4, yy, cx+4, yy)
 				}
-				labelY = min(labelY, hi-5)
+				labelY = min(labelY, hi-7)
 			}
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11" fill="#222">%s</text>`+"\n", cx, labelY, esc(fmt.Sprintf(format, bar.Value)))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11" fill="#222" %s>%s</text>`+"\n", cx, labelY, halo, esc(fmt.Sprintf(format, bar.Value)))
 		}
 	}
 
@@ -175,7 +179,7 @@ func (c BarChart) SVG() string {
 	for _, r := range c.Refs {
 		yy := y(r.Value)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#c0392b" stroke-dasharray="6 4" stroke-width="1.5"/>`+"\n", marginLeft, yy, chartW-marginRight, yy)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" font-size="11" fill="#c0392b">%s</text>`+"\n", chartW-marginRight-4, yy-4, esc(r.Label))
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" font-size="11" fill="#c0392b" %s>%s</text>`+"\n", chartW-marginRight-4, yy-4, halo, esc(r.Label))
 	}
 
 	// Legend, one row under the title.

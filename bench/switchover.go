@@ -338,12 +338,12 @@ func (s *switchoverBench) pgbouncerScript(ctx context.Context, c *patronitest.Cl
 		return log.String(), fmt.Errorf("admin console: %w", err)
 	}
 	defer admin.Close(context.Background())
-	exec := func(sql string) error {
+	command := func(sql string) error {
 		step("%s", sql)
 		_, err := admin.Exec(ctx, sql).ReadAll()
 		return err
 	}
-	if err := exec("PAUSE " + benchDB); err != nil {
+	if err := command("PAUSE " + benchDB); err != nil {
 		return log.String(), err
 	}
 	// Whatever happens next, clients must not stay paused.
@@ -366,10 +366,10 @@ func (s *switchoverBench) pgbouncerScript(ctx context.Context, c *patronitest.Cl
 	if err := os.WriteFile(filepath.Join(home, "pgbouncer.ini"), []byte(ini), 0o600); err != nil {
 		return log.String(), err
 	}
-	if err := exec("RELOAD"); err != nil {
+	if err := command("RELOAD"); err != nil {
 		return log.String(), err
 	}
-	err = exec("RESUME " + benchDB)
+	err = command("RESUME " + benchDB)
 	resumed = err == nil
 	step("done")
 	return log.String(), err

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Profile is where pauseproxy spends its CPU under the select-only load,
+// sampled from outside with Linux perf (pauseproxy exposes no pprof
+// endpoint, and perf needs nothing from the process: Go binaries keep their
+// symbol table unless built with -s), and how many system calls each
+// pooler makes per transaction.
+type Profile struct {
+	Command string `json:"command"`
+	// Status: ok, not available (no perf), failed.
+	Status string  `json:"status"`
+	Error  string  `json:"error,omitempty"`
+	TPS    float64 `json:"tps"` // pauseproxy's TPS while perf sampled
+	// Top are the symbols with the most self time, Areas the same summed
+	// by package (kernel symbols as one area).
+	Top   []ProfileEntry `json:"top,omitempty"`
+	Areas []ProfileEntry `json:"areas,omitempty"`
+	// Syscalls per pooler, counted with the raw_syscalls:sys_enter
+	// tracepoint during the same workload.
+	Syscalls []SyscallCount `json:"syscalls,omitempty"`
+}
+
+// ProfileEntry is a symbol or an area and its share of the samples.
+type ProfileEntry struct {
+	Name    string  `json:"name"`
+	Percent float64 `json:"percent"`
+}
+
+// SyscallCount is the system calls a pooler made during one run.
+type SyscallCount struct {
+	Target       string  `json:"target"`
+	Syscalls     int64   `json:"syscalls"`
+	Transactions int64   `json:"transactions"`
+	PerTx        float64 `json:"per_transaction"`
+	TPS          float64 `json:"tps"`
+	Error        string  `json:"error,omitempty"`
+}
+
+// perfFrequency is the sampling rate: a prime, so sampling does not beat
+// with periodic work.
+const perfFrequency = 499
+
+// profileTopN is how many symbols the report lists.
+const profileTopN = 15
+
+// profilePoolers runs sc once through each pooler while perf counts its
+// system calls, and for pauseproxy also samples where its CPU goes. These
+// runs are extra: perf's overhead stays out of the measured rounds.
+func profilePoolers(ctx context.Context, pgb, pp *Target, sc Scenario, d time.Duration, tmp string) Profile {
+	secs := strconv.Itoa(max(1, int(d/time.Second)))
+	p := Profile{Command: fmt.Sprintf("perf record -F %d -p PID -- sleep %s and perf stat -e raw_syscalls:sys_enter -p PID, during pgbench %s; perf report --no-children --sort sym",
+		perfFrequency, secs, strings.Join(sc.Args, " "))}
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		p.Status, p.Error = "not available", "perf is not installed (Debian package linux-perf)"
+		return p
+	}
+	for _, t := range []*Target{pgb, pp} {
+		statFile := filepath.Join(tmp, "perf-stat-"+t.Name+".csv")
+		cmds := []*exec.Cmd{exec.CommandContext(ctx, perf, "stat", "-e", "raw_syscalls:sys_enter", "-x", ",", "-o", statFile, "-p", strconv.Itoa(t.Proc.PID()), "--", "sleep", secs)}
+		data := filepath.Join(tmp, "perf.data")
+		if t == pp {
+			cmds = append(cmds, exec.CommandContext(ctx, perf, "record", "-F", strconv.Itoa(perfFrequency), "-p", strconv.Itoa(t.Proc.PID()), "-o", data, "--", "sleep", secs))
+		}
+		outs := make([]bytes.Buffer, len(cmds))
+		for i, c := range cmds {
+			c.Stdout, c.Stderr = &outs[i], &outs[i]
+			if err := c.Start(); err != nil {
+				p.Status, p.Error = "failed", "perf: "+err.Error()
+				return p
+			}
+		}
+		res, _, runErr := runPgbench(ctx, pgbenchRun{Args: sc.Args, Duration: d, Port: t.Port})
+		var perfErr error
+		for i, c := range cmds {
+			if err := c.Wait(); err != nil && perfErr == nil {
+				perfErr = fmt.Errorf("%s: %w: %s", strings.Join(c.Args[:2], " "), err, tailLines(outs[i].String(), 5))
+			}
+		}
+		sys := SyscallCount{Target: t.Name, Transactions: res.Processed, TPS: res.TPS}
+		switch {
+		case runErr != nil || perfErr != nil:
+			sys.Error = errors.Join(runErr, perfErr).Error()
+		default:
+			n, err := parsePerfStat(statFile)
+			if err != nil {
+				sys.Error = err.Error()
+			} else if res.Processed > 0 {
+				sys.Syscalls, sys.PerTx = n, float64(n)/float64(res.Processed)
+			}
+		}
+		p.Syscalls = append(p.Syscalls, sys)
+		if t != pp {
+			continue
+		}
+		p.TPS = res.TPS
+		if runErr != nil || perfErr != nil {
+			p.Status, p.Error = "failed", errors.Join(runErr, perfErr).Error()
+			return p
+		}
+		out, err := exec.CommandContext(ctx, perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "sym", "-g", "none", "--percent-limit", "0.1").Output()
+		if err != nil {
+			p.Status, p.Error = "failed", "perf report: "+err.Error()
+			return p
+		}
+		entries := parsePerfReport(string(out))
+		if len(entries) == 0 {
+			p.Status, p.Error = "failed", "perf report has no samples"
+			return p
+		}
+		p.Status = "ok"
+		p.Top = entries[:min(profileTopN, len(entries))]
+		p.Areas = profileAreas(entries)
+	}
+	return p
+}
+
+// parsePerfStat reads the count of perf stat -x , output: lines of
+// "count,unit,event,...", comments start with '#'.
+func parsePerfStat(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, ",")
+		if len(f) < 3 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("perf stat: %q: %w", line, err)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("perf stat: no count in %s", path)
+}
+
+// perfLineRE matches a perf report --sort sym line: "  12.34%  [k] symbol"
+// ([k] kernel, [.] user space).
+var perfLineRE = regexp.MustCompile(`^\s*([0-9.]+)%\s+\[(.)\]\s+(.+?)\s*$`)
+
+// parsePerfReport returns the symbols of perf report --stdio --sort sym,
+// kernel ones prefixed "[kernel] ", in the report's order (most first).
+func parsePerfReport(out string) []ProfileEntry {
+	var es []ProfileEntry
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		m := perfLineRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		pct, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			continue
+		}
+		name := m[3]
+		if m[2] == "k" {
+			name = "[kernel] " + name
+		}
+		es = append(es, ProfileEntry{Name: name, Percent: pct})
+	}
+	return es
+}
+
+// profileAreas sums entries by area (see areaOf), largest first.
+func profileAreas(es []ProfileEntry) []ProfileEntry {
+	sums := map[string]float64{}
+	for _, e := range es {
+		sums[areaOf(e.Name)] += e.Percent
+	}
+	var out []ProfileEntry
+	for name, pct := range sums {
+		out = append(out, ProfileEntry{Name: name, Percent: pct})
+	}
+	slices.SortFunc(out, func(a, b ProfileEntry) int {
+		if a.Percent != b.Percent {
+			if a.Percent > b.Percent {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out
+}
+
+// gcSymbols mark runtime functions that allocate or collect garbage.
+var gcSymbols = []string{"malloc", "gc", "GC", "scan", "mark", "Mark", "sweep", "heap", "Heap", "span", "Span", "newobject", "makeslice", "growslice", "memclr", "Barrier", "wbBuf", "nextFree", "greyobject", "findObject"}
+
+// areaOf names the part of the system a symbol belongs to: the kernel,
+// the Go runtime split into allocation/GC and the rest, or the symbol's
+// Go package.
+func areaOf(sym string) string {
+	if strings.HasPrefix(sym, "[kernel] ") {
+		return "kernel (network stack, system calls, scheduling)"
+	}
+	if strings.HasPrefix(sym, "0x") {
+		return "unresolved addresses"
+	}
+	pkg := goPackage(sym)
+	switch {
+	case pkg == "runtime" && (sym == "runtime.memmove" || sym == "runtime.memequal"):
+		return "runtime: copying and comparing memory"
+	case pkg == "runtime":
+		for _, s := range gcSymbols {
+			if strings.Contains(sym, s) {
+				return "runtime: allocation and garbage collection"
+			}
+		}
+		return "runtime: scheduler, netpoller, system-call entry, other"
+	case pkg == "syscall" || pkg == "internal/poll" || strings.HasPrefix(pkg, "internal/runtime/syscall"):
+		return "Go system-call wrappers (syscall, internal/poll)"
+	case strings.HasPrefix(pkg, "github.com/pauseproxy/pauseproxy/"):
+		return "pauseproxy " + strings.TrimPrefix(pkg, "github.com/pauseproxy/pauseproxy/")
+	case pkg == "":
+		return "other"
+	}
+	return pkg
+}
+
+// goPackage returns the import path of a Go symbol such as
+// "net.(*conn).Read" or "github.com/jackc/pgx/v5/pgproto3.(*Frontend).Receive":
+// everything before the first dot after the last slash.
+func goPackage(sym string) string {
+	// Type arguments ("Pointer[github.com/x/y.T]") hold slashes and dots
+	// of other packages.
+	if i := strings.IndexByte(sym, '['); i >= 0 {
+		sym = sym[:i]
+	}
+	slash := strings.LastIndex(sym, "/")
+	dot := strings.Index(sym[slash+1:], ".")
+	if dot < 0 {
+		return ""
+	}
+	return sym[:slash+1+dot]
+}
