@@ -59,75 +59,76 @@ const perfFrequency = 499
 const profileTopN = 15
 
 // profilePoolers runs sc once through each pooler while perf counts its
-// system calls, and for pauseproxy also samples where its CPU goes. These
-// runs are extra: perf's overhead stays out of the measured rounds.
+// system calls, then once more through pauseproxy while perf samples where
+// its CPU goes. These runs are extra: perf's overhead stays out of the
+// measured rounds.
 func profilePoolers(ctx context.Context, pgb, pp *Target, sc Scenario, d time.Duration, tmp string) Profile {
 	secs := strconv.Itoa(max(1, int(d/time.Second)))
-	p := Profile{Command: fmt.Sprintf("perf record -F %d -p PID -- sleep %s and perf stat -e raw_syscalls:sys_enter -p PID, during pgbench %s; perf report --no-children --sort sym",
-		perfFrequency, secs, strings.Join(sc.Args, " "))}
+	p := Profile{Command: fmt.Sprintf("pgbench %s, once per pooler under perf stat -e raw_syscalls:sys_enter -p PID -- sleep %s, once more through pauseproxy under perf record -F %d -p PID -- sleep %s; perf report --no-children --sort sym",
+		strings.Join(sc.Args, " "), secs, perfFrequency, secs)}
 	perf, err := exec.LookPath("perf")
 	if err != nil {
 		p.Status, p.Error = "not available", "perf is not installed (Debian package linux-perf)"
 		return p
 	}
+	// Counting and sampling run separately: the syscall tracepoint would
+	// show up in the samples.
 	for _, t := range []*Target{pgb, pp} {
 		statFile := filepath.Join(tmp, "perf-stat-"+t.Name+".csv")
-		cmds := []*exec.Cmd{exec.CommandContext(ctx, perf, "stat", "-e", "raw_syscalls:sys_enter", "-x", ",", "-o", statFile, "-p", strconv.Itoa(t.Proc.PID()), "--", "sleep", secs)}
-		data := filepath.Join(tmp, "perf.data")
-		if t == pp {
-			cmds = append(cmds, exec.CommandContext(ctx, perf, "record", "-F", strconv.Itoa(perfFrequency), "-p", strconv.Itoa(t.Proc.PID()), "-o", data, "--", "sleep", secs))
-		}
-		outs := make([]bytes.Buffer, len(cmds))
-		for i, c := range cmds {
-			c.Stdout, c.Stderr = &outs[i], &outs[i]
-			if err := c.Start(); err != nil {
-				p.Status, p.Error = "failed", "perf: "+err.Error()
-				return p
-			}
-		}
-		res, _, runErr := runPgbench(ctx, pgbenchRun{Args: sc.Args, Duration: d, Port: t.Port})
-		var perfErr error
-		for i, c := range cmds {
-			if err := c.Wait(); err != nil && perfErr == nil {
-				perfErr = fmt.Errorf("%s: %w: %s", strings.Join(c.Args[:2], " "), err, tailLines(outs[i].String(), 5))
-			}
-		}
+		res, err := underPerf(ctx, t, sc, d, perf, "stat", "-e", "raw_syscalls:sys_enter", "-x", ",", "-o", statFile, "-p", strconv.Itoa(t.Proc.PID()), "--", "sleep", secs)
 		sys := SyscallCount{Target: t.Name, Transactions: res.Processed, TPS: res.TPS}
-		switch {
-		case runErr != nil || perfErr != nil:
-			sys.Error = errors.Join(runErr, perfErr).Error()
-		default:
-			n, err := parsePerfStat(statFile)
-			if err != nil {
-				sys.Error = err.Error()
-			} else if res.Processed > 0 {
+		if err == nil {
+			var n int64
+			if n, err = parsePerfStat(statFile); err == nil && res.Processed > 0 {
 				sys.Syscalls, sys.PerTx = n, float64(n)/float64(res.Processed)
 			}
 		}
-		p.Syscalls = append(p.Syscalls, sys)
-		if t != pp {
-			continue
-		}
-		p.TPS = res.TPS
-		if runErr != nil || perfErr != nil {
-			p.Status, p.Error = "failed", errors.Join(runErr, perfErr).Error()
-			return p
-		}
-		out, err := exec.CommandContext(ctx, perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "sym", "-g", "none", "--percent-limit", "0.1").Output()
 		if err != nil {
-			p.Status, p.Error = "failed", "perf report: "+err.Error()
-			return p
+			sys.Error = err.Error()
 		}
-		entries := parsePerfReport(string(out))
-		if len(entries) == 0 {
-			p.Status, p.Error = "failed", "perf report has no samples"
-			return p
-		}
-		p.Status = "ok"
-		p.Top = entries[:min(profileTopN, len(entries))]
-		p.Areas = profileAreas(entries)
+		p.Syscalls = append(p.Syscalls, sys)
 	}
+
+	data := filepath.Join(tmp, "perf.data")
+	res, err := underPerf(ctx, pp, sc, d, perf, "record", "-F", strconv.Itoa(perfFrequency), "-p", strconv.Itoa(pp.Proc.PID()), "-o", data, "--", "sleep", secs)
+	p.TPS = res.TPS
+	if err != nil {
+		p.Status, p.Error = "failed", err.Error()
+		return p
+	}
+	out, err := exec.CommandContext(ctx, perf, "report", "-i", data, "--stdio", "--no-children", "--sort", "sym", "-g", "none", "--percent-limit", "0.1").Output()
+	if err != nil {
+		p.Status, p.Error = "failed", "perf report: "+err.Error()
+		return p
+	}
+	entries := parsePerfReport(string(out))
+	if len(entries) == 0 {
+		p.Status, p.Error = "failed", "perf report has no samples"
+		return p
+	}
+	p.Status = "ok"
+	p.Top = entries[:min(profileTopN, len(entries))]
+	p.Areas = profileAreas(entries)
 	return p
+}
+
+// underPerf runs sc through t for d while perf (with args) watches it.
+func underPerf(ctx context.Context, t *Target, sc Scenario, d time.Duration, perf string, args ...string) (PgbenchResult, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, perf, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return PgbenchResult{}, fmt.Errorf("perf %s: %w", args[0], err)
+	}
+	res, _, runErr := runPgbench(ctx, pgbenchRun{Args: sc.Args, Duration: d, Port: t.Port})
+	var perfErr error
+	if err := cmd.Wait(); err != nil {
+		perfErr = fmt.Errorf("perf %s: %w: %s", args[0], err, tailLines(out.String(), 5))
+	}
+	if runErr == nil && res.Processed == 0 {
+		runErr = fmt.Errorf("pgbench through %s: %s", t.Name, strings.Join(res.Errors, "; "))
+	}
+	return res, errors.Join(runErr, perfErr)
 }
 
 // parsePerfStat reads the count of perf stat -x , output: lines of
