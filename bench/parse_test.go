@@ -328,3 +328,13 @@ func TestParsePerfStat(t *testing.T) {
 		t.Fatal("not counted: want an error")
 	}
 }
+
+func TestReasonLine(t *testing.T) {
+	got := reasonLine("start the pooler: not accepting clients: dial unix /x: no such file; its log ends with:\nline 1\nline 2")
+	if got != "start the pooler: not accepting clients: dial unix /x: no such file" {
+		t.Fatal(got)
+	}
+	if got := reasonLine(strings.Repeat("x", 600)); len(got) != 500+len("…") {
+		t.Fatal(len(got))
+	}
+}

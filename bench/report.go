@@ -442,7 +442,7 @@ func renderMarkdown(r *Results, charts []chartFile) string {
 		for _, s := range r.Switchover {
 			w("- **%s** — method: %s.", s.Target, s.Method)
 			if s.Reason != "" {
-				w(" %s: %s", s.Status, cell(oneLine(s.Reason)))
+				w(" %s: %s", s.Status, cell(reasonLine(s.Reason)))
 			}
 			w("\n")
 		}
@@ -492,7 +492,7 @@ func renderMarkdown(r *Results, charts []chartFile) string {
 	}
 	p := r.Settings.Pool
 	w("| Rounds × duration | %d × %s per run |\n| pgbench scale | %d |\n| Network | %s |\n", r.Settings.Rounds, secs(r.Settings.DurationSeconds), r.Settings.Scale, cell(r.Settings.Network))
-	w("| Pooler settings (both) | pool_mode=%s, default_pool_size=%d, max_client_conn=%d, auth_type=%s (auth_file with clear-text password), client_tls_sslmode=%s, server_tls_sslmode=%s; everything else default |\n",
+	w("| Pooler settings (both) | pool_mode=%s, default_pool_size=%d, max_client_conn=%d, auth_type=%s (auth_file with clear-text password), client_tls_sslmode=%s, server_tls_sslmode=%s; PgBouncer log_connections=0 and log_disconnections=0 (pauseproxy logs no line per connection); everything else default |\n",
 		p.PoolMode, p.PoolSize, p.MaxClientConn, p.AuthType, p.ClientTLSMode, p.ServerTLSMode)
 	var pgs []string
 	for _, k := range sortedKeys(r.Settings.PostgreSQL) {
@@ -536,6 +536,19 @@ func cpuOf(sum *ScenarioSummary, target string) Spread {
 		return ts.CPUPer1000
 	}
 	return Spread{}
+}
+
+// reasonLine shortens a failure reason for the report: without the
+// pooler's log tail (results.json keeps it), at most 500 characters.
+func reasonLine(s string) string {
+	if i := strings.Index(s, "; its log ends with:"); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 500 {
+		s = s[:500] + "…"
+	}
+	return s
 }
 
 // cell makes text safe inside a Markdown table cell.
