@@ -17,6 +17,7 @@ import (
 
 	"github.com/pauseproxy/pauseproxy/internal/admin"
 	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/failover"
 	"github.com/pauseproxy/pauseproxy/internal/metrics"
 	"github.com/pauseproxy/pauseproxy/internal/proxy"
 	"github.com/pauseproxy/pauseproxy/internal/router"
@@ -37,9 +38,10 @@ type App struct {
 	// orders, and SET's read-modify-write sees the latest.
 	cfgMu sync.Mutex
 
-	events  *admin.Events
-	pauser  *admin.Pauser
-	console *admin.Console
+	events   *admin.Events
+	pauser   *admin.Pauser
+	failover *failover.Manager // role-change engines, one per database
+	console  *admin.Console
 	// sigs is serve's signal channel; SHUTDOWN from the console feeds it
 	// the signal that does the same.
 	sigs chan os.Signal
@@ -61,12 +63,33 @@ func newApp(log *slog.Logger, level *slog.LevelVar, r *router.Router, load func(
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.events = admin.NewEvents(0)
 	a.pauser = admin.NewPauser(r, a.events, log)
+	a.failover = failover.NewManager(r, log, a.roleChanged)
 	return a
+}
+
+// roleChanged records a finished role-change cycle in the event log.
+func (a *App) roleChanged(ev failover.Event) {
+	detail := ev.Reason
+	if ev.From != ev.To {
+		detail = fmt.Sprintf("%s -> %s (%s)", orNone(ev.From), orNone(ev.To), ev.Reason)
+	}
+	a.events.Add(admin.Event{
+		Time: time.Now(), Kind: admin.EventRoleChange, Database: ev.Database, Reason: router.HoldRoleChange,
+		Duration: ev.Held, Outcome: ev.Outcome, Detail: detail,
+	})
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // close stops what the App started. Pauses in force stay (the process is
 // ending anyway).
 func (a *App) close() {
+	a.failover.Close()
 	a.cancel()
 	a.wg.Wait()
 	a.pauser.Close()
@@ -76,13 +99,14 @@ func (a *App) close() {
 func (a *App) adminConsole() proxy.AdminConsole {
 	if a.console == nil {
 		a.console = admin.New(admin.Options{
-			Router:  a.router,
-			Pauser:  a.pauser,
-			Events:  a.events,
-			Control: a,
-			Clients: a.clients,
-			Version: version,
-			Log:     a.log,
+			Router:   a.router,
+			Pauser:   a.pauser,
+			Events:   a.events,
+			Control:  a,
+			Topology: a.failover,
+			Clients:  a.clients,
+			Version:  version,
+			Log:      a.log,
 		})
 	}
 	return a.console
@@ -111,6 +135,7 @@ func (a *App) startHTTP(cfg *config.Config) (func(), error) {
 	h := admin.NewHTTPHandler(admin.HTTPOptions{
 		Router:    a.router,
 		Pauser:    a.pauser,
+		Readiness: a.failover,
 		Accepting: a.proxy.Accepting,
 		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Log:       a.log,

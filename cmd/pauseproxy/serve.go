@@ -33,6 +33,9 @@ func serve(load func() (*config.Config, error), stderr io.Writer) int {
 	defer r.Close()
 	app := newApp(log, level, r, load)
 	defer app.close()
+	// Engines start before the listeners: each managed database is held
+	// until its first primary is verified.
+	app.failover.Sync(cfg)
 	srv, err := proxy.New(cfg, r, app.adminConsole(), log)
 	if err != nil {
 		log.Error("cannot start", slog.Any("err", err))
@@ -151,6 +154,7 @@ func (a *App) apply(cfg *config.Config) error {
 		return fmt.Errorf("reload refused: %w", err)
 	}
 	a.router.Reload(cfg)
+	a.failover.Sync(cfg)
 	setLevel(a.level, cfg.Proxy.LogLevel)
 	for _, w := range cfg.Warnings {
 		a.log.Warn(w)

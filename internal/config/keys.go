@@ -124,6 +124,7 @@ var databaseFields = []field[Database]{
 	{"consul_ca_file", func(d *Database) any { return &d.ConsulCAFile }},
 	{"poll_interval", func(d *Database) any { return &d.PollInterval }},
 	{"fast_poll_interval", func(d *Database) any { return &d.FastPollInterval }},
+	{"read_only", func(d *Database) any { return &d.ReadOnly }},
 }
 
 // userFields are the keys of a [users.<name>] table.

@@ -186,6 +186,10 @@ type Database struct {
 	ConsulCAFile     string        // consul_ca_file
 	PollInterval     time.Duration // poll_interval, default 1s
 	FastPollInterval time.Duration // fast_poll_interval, default 100ms
+	// ReadOnly (read_only, default false) says the target is meant to be
+	// a replica: the proxy then does not require pg_is_in_recovery() =
+	// false before sending it transactions.
+	ReadOnly bool
 }
 
 // User is one [users.<name>] table.

@@ -57,8 +57,12 @@ type Conn struct {
 
 	handler atomic.Pointer[Handler]
 	dead    atomic.Bool
-	retire  atomic.Bool // close instead of reusing on release
-	done    chan struct{}
+	// idleFatal is the SQLSTATE of an error the server sent while no
+	// session had it bound (it then closes): whatever a session sent
+	// after that was never run.
+	idleFatal atomic.Value
+	retire    atomic.Bool // close instead of reusing on release
+	done      chan struct{}
 
 	mu       sync.Mutex // guards the fields below
 	params   map[string]string
@@ -207,11 +211,12 @@ func (c *Conn) idleMessage(m wire.Message) {
 			c.SetParam(string(name), string(value))
 		}
 	case wire.MsgErrorResponse:
+		c.Retire()
 		f, _ := wire.ParseError(m)
+		c.idleFatal.Store(string(f.Code))
 		c.pool.log.Info("idle server connection reported an error",
 			slog.Uint64("server", c.ID), slog.String("sqlstate", string(f.Code)), slog.String("message", string(f.Message)))
 		c.pool.serverError(c, string(f.Code))
-		c.Retire()
 	}
 }
 
@@ -251,4 +256,11 @@ func (c *Conn) close() {
 // caller then owns the connection and must Put it.
 func (c *Conn) Unbind(h *Handler) bool {
 	return c.handler.CompareAndSwap(h, nil)
+}
+
+// IdleFatal returns the SQLSTATE of the error the server sent while idle,
+// before it closed, or "".
+func (c *Conn) IdleFatal() string {
+	v, _ := c.idleFatal.Load().(string)
+	return v
 }

@@ -35,6 +35,7 @@ func (p *Pool) SetTarget(t Target) {
 	p.mu.Lock()
 	p.target = t
 	p.welcome = nil
+	p.loginErr = nil // a new target deserves a fresh try
 	old := p.idle[:0:0]
 	keep := p.idle[:0]
 	for _, c := range p.idle {

@@ -57,6 +57,8 @@ type Error struct {
 	Code string
 	Msg  string
 	Err  error
+	// Dial is set when dialing a server connection failed (Err says why).
+	Dial bool
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -75,6 +77,10 @@ type Pool struct {
 	// OnServerError, when set, is called with the SQLSTATE of an error a
 	// server reported while idle (for example 57P01 at shutdown).
 	OnServerError func(code string)
+	// OnDialError, when set, is told why a dial failed; returning true
+	// means the pool is now held while the cause is dealt with, and the
+	// acquisition waits in that hold instead of failing.
+	OnDialError func(err error) bool
 
 	mu       sync.Mutex // guards all below
 	cfg      Config
@@ -129,6 +135,31 @@ func New(name string, cfg Config, t Target, dial DialFunc, log *slog.Logger, ids
 // Bind it, and the binding ends with the handler's release or failure; if
 // Bind fails the caller gives it back with Put.
 func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
+	start := time.Now()
+	for {
+		c, err := p.acquireOnce(ctx, start)
+		if err == nil {
+			return c, nil
+		}
+		// A dial that failed because the server is going away or not
+		// writable: OnDialError holds the pool (a role change starts), so
+		// the next round waits in that hold, within the same hold_timeout.
+		var pe *Error
+		if errors.As(err, &pe) && pe.Dial && p.OnDialError != nil && ctx.Err() == nil &&
+			time.Since(start) < p.holdTimeout() && p.OnDialError(pe.Err) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+func (p *Pool) holdTimeout() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg.HoldTimeout
+}
+
+func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -154,7 +185,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	w := &waiter{ch: make(chan grant, 1), since: time.Now(), held: p.held}
 	limit := p.cfg.QueryWait
 	if p.held {
-		limit = p.cfg.HoldTimeout
+		limit = max(p.cfg.HoldTimeout-time.Since(start), time.Millisecond)
 	}
 	var timeout <-chan time.Time
 	if limit > 0 {
@@ -194,7 +225,8 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 	}
 	if w.held {
 		return nil, &Error{Code: "57P03", Msg: fmt.Sprintf(
-			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; no writable primary in time, try again", limit, p.Name)}
+			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; no writable primary in time, try again",
+			time.Since(start).Round(time.Millisecond), p.Name)}
 	}
 	return nil, &Error{Code: "53300", Msg: fmt.Sprintf(
 		"pauseproxy: no server connection available within %s (query_wait_timeout, pool_size %d)", limit, p.cfg.Size)}
@@ -301,9 +333,9 @@ func (p *Pool) loginBackoffLocked() error {
 func loginError(err error) error {
 	var pe *Error
 	if errors.As(err, &pe) {
-		return pe
+		return &Error{Code: pe.Code, Msg: pe.Msg, Err: err, Dial: true}
 	}
-	return &Error{Code: "08006", Msg: "pauseproxy: cannot connect to server: " + err.Error(), Err: err}
+	return &Error{Code: "08006", Msg: "pauseproxy: cannot connect to server: " + err.Error(), Err: err, Dial: true}
 }
 
 // Put gives a connection back after its binding ended. Connections that

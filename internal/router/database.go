@@ -28,10 +28,16 @@ type Database struct {
 	pools  map[string]*pool.Pool // by server login user
 	holds  map[string]bool       // reasons the database is held ("pause", "role-change", ...)
 	target pool.Target
+	login  *serverLogin // the last server login a pool was made for (for Probe)
+
+	// managed is set when a role-change engine watches the database: it
+	// then requires writability and handles trouble.
+	managed atomic.Bool
+	trouble chan struct{} // one pending trouble signal for the engine
 }
 
 func newDatabase(r *Router, name string, dc *config.Database) *Database {
-	d := &Database{Name: name, r: r, cfg: dc, pools: make(map[string]*pool.Pool)}
+	d := &Database{Name: name, r: r, cfg: dc, pools: make(map[string]*pool.Pool), trouble: make(chan struct{}, 1)}
 	d.target = pool.Target{Host: dc.Host, Port: dc.Port, Gen: 1}
 	return d
 }
@@ -73,15 +79,21 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	pc := d.poolConfigLocked(cfg, login.User)
 	tlsCfg := cfg.Proxy.ServerTLS
 	appName := dc.ApplicationName
+	readOnly := dc.ReadOnly
 	dial := func(ctx context.Context, t pool.Target) (*pool.Server, error) {
 		pcfg, err := pgconnConfig(t, login, tlsCfg, appName)
 		if err != nil {
 			return nil, err
 		}
-		return dialServer(ctx, pcfg)
+		// Fencing: a managed database's connections go only to a node
+		// that says it is writable, checked on every new connection.
+		return dialServer(ctx, pcfg, d.managed.Load() && !readOnly)
 	}
+	l := login
+	d.login = &l
 	p := pool.New(d.Name+"/"+login.User, pc, d.target, dial, d.r.log, &d.r.connIDs)
 	p.OnServerError = d.serverTrouble
+	p.OnDialError = d.dialTrouble
 	if len(d.holds) > 0 {
 		p.Hold()
 	}
@@ -257,9 +269,14 @@ func (d *Database) Reconnect() {
 }
 
 // serverTrouble is called when a server reports the signs of a primary
-// going away (see roleChangeCode) or a server connection breaks.
+// going away (see roleChangeCode) or a server connection breaks: the
+// role-change engine, if one watches the database, checks the primary.
 func (d *Database) serverTrouble(code string) {
 	d.r.log.Debug("server trouble", slog.String("database", d.Name), slog.String("sqlstate", code))
+	select {
+	case d.trouble <- struct{}{}:
+	default:
+	}
 }
 
 func (d *Database) close() {
@@ -270,6 +287,7 @@ func (d *Database) close() {
 
 // dbStats are the database's counters, read by SHOW STATS and metrics.
 type dbStats struct {
+	Retries   atomic.Int64 // refused batches run again (retry.go)
 	Xacts     atomic.Int64
 	Queries   atomic.Int64
 	XactNanos atomic.Int64

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -66,10 +67,21 @@ func pgconnConfig(t pool.Target, login serverLogin, tlsCfg config.TLS, appName s
 
 // dialServer connects and authenticates with pgconn, then takes the raw
 // connection over (Hijack): from here on the proxy drives the protocol.
-func dialServer(ctx context.Context, cfg *pgconn.Config) (*pool.Server, error) {
+func dialServer(ctx context.Context, cfg *pgconn.Config, requireWritable bool) (*pool.Server, error) {
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if requireWritable {
+		writable, err := isWritable(ctx, pc)
+		if err != nil {
+			pc.Close(ctx)
+			return nil, err
+		}
+		if !writable {
+			pc.Close(ctx)
+			return nil, &NotWritableError{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))}
+		}
 	}
 	// SyncConn makes sure pgconn's background reader (started when a
 	// login write is slow) is stopped; otherwise it stays blocked on the
@@ -99,4 +111,25 @@ func dialServer(ctx context.Context, cfg *pgconn.Config) (*pool.Server, error) {
 		srv.TLS = hj.Config.TLSConfig
 	}
 	return srv, nil
+}
+
+// NotWritableError is a server that is in recovery (a replica, or a
+// primary not yet promoted) where a writable primary was required.
+type NotWritableError struct{ Addr string }
+
+func (e *NotWritableError) Error() string {
+	return "server " + e.Addr + " is not writable (pg_is_in_recovery() = true)"
+}
+
+// isWritable asks a server whether it accepts writes, as libpq's
+// target_session_attrs=read-write does.
+func isWritable(ctx context.Context, pc *pgconn.PgConn) (bool, error) {
+	res, err := pc.Exec(ctx, "SELECT pg_catalog.pg_is_in_recovery()").ReadAll()
+	if err != nil {
+		return false, fmt.Errorf("check pg_is_in_recovery(): %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return false, errors.New("check pg_is_in_recovery(): unexpected result")
+	}
+	return string(res[0].Rows[0][0]) == "f", nil
 }

@@ -35,6 +35,9 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 			// but keeps its own connection.
 			return false
 		}
+		if s.retryError(c, m) {
+			return false
+		}
 		if s.tracking {
 			return s.matched(c, m, more)
 		}
@@ -49,6 +52,7 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 			return s.matched(c, m, more)
 		}
 	}
+	s.responded.Store(true)
 	s.wmu.Lock()
 	s.cw.Write(m)
 	if !more {
@@ -66,6 +70,7 @@ func (s *Session) matched(c *pool.Conn, m wire.Message, more bool) bool {
 	s.rsynth = synth
 	repl := s.repl
 	s.repl = nil
+	s.responded.Store(true)
 	s.wmu.Lock()
 	s.mu.Unlock()
 	if repl != nil {
@@ -88,6 +93,11 @@ func (s *Session) matched(c *pool.Conn, m wire.Message, more bool) bool {
 func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	status, _ := wire.ReadyForQueryStatus(m)
 	s.mu.Lock()
+	if s.retryArmed {
+		s.retryAtReadyLocked(c)
+		s.mu.Unlock()
+		return true
+	}
 	s.pending--
 	s.tx = status
 	s.copyIn = false
@@ -184,6 +194,7 @@ func (s *Session) serverError(m wire.Message) (fatal bool) {
 	if sev == "FATAL" || sev == "PANIC" {
 		s.mu.Lock()
 		s.fatalReason = string(f.Message) + " (" + string(f.Code) + ")"
+		s.fatalCode = string(f.Code)
 		s.mu.Unlock()
 		return true
 	}
@@ -211,6 +222,21 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		s.mu.Unlock()
 		return
 	}
+	if s.fatalCode == "" {
+		// The server said it was going away before this session bound
+		// it: nothing sent since was run.
+		s.fatalCode = c.IdleFatal()
+	}
+	if s.fatalCode != "" && s.refusedLocked(s.fatalCode) && s.swallow.Load() == 0 {
+		// The server refused the batch as it went away: run it again
+		// on the next primary instead of reporting the loss.
+		s.retryCode, s.fatalCode, s.fatalReason = s.fatalCode, "", ""
+		s.retryAtReadyLocked(c)
+		s.mu.Unlock()
+		s.db.serverTrouble(s.retryCode)
+		return
+	}
+	s.fatalCode = ""
 	s.server = nil
 	s.swallow.Store(0)
 	owed := s.pending
@@ -233,8 +259,8 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	s.unsynced = 0
 	s.wmu.Lock()
 	s.mu.Unlock()
-	s.db.serverTrouble("08006")
 	if !closing {
+		s.db.serverTrouble("08006")
 		s.r.log.Info("server connection lost under a client", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID), slog.Any("err", err))
 	}
 	if owed > 0 {

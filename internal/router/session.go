@@ -58,6 +58,19 @@ type Session struct {
 	rsynthPump []byte // the same for the client pump
 	repl       []byte // a rewritten server message to send instead (mu)
 
+	// Safe retry (retry.go), guarded by mu except responded.
+	batch      []byte      // the client's messages of the current implicit transaction
+	batchOK    bool        // batch may still be run again elsewhere
+	batchDone  bool        // batch ended with its Query or Sync
+	retrying   bool        // the reader asked the client pump to run batch again
+	retryCode  string      // SQLSTATE that made the server refuse the batch
+	responded  atomic.Bool // something of the batch's response went to the client
+	retryArmed bool        // the batch was refused; its ReadyForQuery ends the binding
+	retryBuf   []byte      // the batch being run again (client pump only)
+	retries    int         // how often the current batch ran again
+	inRetry    bool        // the client pump is running a batch again (client pump only)
+	fatalCode  string      // SQLSTATE of the FATAL the bound server sent before closing
+
 	// sbuf holds client messages (and the proxy's own queries) not yet
 	// sent to the bound server. It belongs to the session, never to the
 	// server connection (see pool.Conn).
@@ -102,7 +115,14 @@ func (s *Session) Run(ctx context.Context) {
 			if len(s.sbuf) > 0 {
 				s.flushServer()
 			}
-			if d := s.readTimeout(); d > 0 {
+			d, retry := s.beforeRead()
+			if retry {
+				if !s.retry(ctx) {
+					return
+				}
+				continue
+			}
+			if d > 0 {
 				s.cc.SetReadDeadline(time.Now().Add(d))
 				idleTimeoutSet = true
 			} else if idleTimeoutSet {
@@ -112,6 +132,12 @@ func (s *Session) Run(ctx context.Context) {
 		}
 		m, err := s.crd.ReadMessage()
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.retryPending() {
+				// Woken by the reader goroutine to run a batch again.
+				s.cc.SetReadDeadline(time.Time{})
+				idleTimeoutSet = false
+				continue
+			}
 			s.readFailed(err)
 			return
 		}
@@ -206,12 +232,16 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	default:
 		s.unsynced++
 	}
+	if s.batchOK {
+		s.capture(m)
+	}
 	out := []byte(m)
 	if s.tracking {
 		var due bool
 		out, due = s.track(srv, m)
 		if due {
 			if synth := s.emitSynthLocked(s.rsynthPump[:0]); len(synth) > 0 {
+				s.responded.Store(true)
 				s.wmu.Lock()
 				s.mu.Unlock()
 				s.cw.Write(synth)
@@ -272,6 +302,7 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 		s.pending, s.unsynced, s.sinceExe, s.copyIn = 0, 0, 0, false
 		s.binding++
 		s.exps.reset()
+		s.resetBatch()
 		s.xactStart = time.Now()
 		s.state = "active"
 		s.mu.Unlock()
@@ -304,19 +335,25 @@ func (s *Session) flushServer() {
 	s.sbuf = s.sbuf[:0]
 }
 
-// readTimeout is the deadline for the next client read: client_idle_timeout
-// when idle, idle_transaction_timeout when idle inside a transaction.
-func (s *Session) readTimeout() time.Duration {
+// beforeRead returns the deadline for the next client read
+// (client_idle_timeout when idle, idle_transaction_timeout when idle inside
+// a transaction), and whether a batch must be run again first (see
+// retry.go). The reader goroutine sets a retry under mu too, so a retry is
+// either seen here or wakes the read that follows.
+func (s *Session) beforeRead() (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.retrying {
+		return 0, true
+	}
 	cfg := s.r.cfg()
 	if s.server != nil && s.pending == 0 && (s.tx == wire.TxActive || s.tx == wire.TxFailed) {
-		return cfg.IdleTransactionTimeout
+		return cfg.IdleTransactionTimeout, false
 	}
 	if s.server == nil {
-		return cfg.ClientIdleTimeout
+		return cfg.ClientIdleTimeout, false
 	}
-	return 0
+	return 0, false
 }
 
 func (s *Session) readFailed(err error) {

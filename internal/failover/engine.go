@@ -1,0 +1,252 @@
+// Package failover runs the role-change cycle of each database: it watches
+// a discovery source and the router's trouble signals, holds new
+// transactions while the primary moves, verifies that the node the source
+// names accepts writes, points the pools there in a new generation, and
+// releases the held transactions.
+//
+// The cycle, per database:
+//
+//  1. Trigger: the source names another primary or none, reports a change
+//     under way, or a server connection reports the primary going away
+//     (57P01, 57P02, 57P03, 25006, a lost connection, a failed dial).
+//  2. Hold: new transactions wait at the transaction boundary
+//     (router.Database.Hold); transactions already running go on until
+//     they end or their server dies.
+//  3. Verify: connect to the named node and require
+//     pg_is_in_recovery() = false, polling fast until it holds. Each new
+//     server connection is checked again when it is dialed (fencing), so
+//     no transaction reaches a node that was not writable.
+//  4. Retarget and release: the pools move to the verified node in a new
+//     generation (connections of the old one close as they are released),
+//     and held transactions go on in arrival order.
+//
+// Each held transaction waits at most hold_timeout (the pool enforces it,
+// answering 57P03). The engine itself keeps trying until a primary is
+// verified or it is stopped.
+//
+// This package decides when traffic is held; it does not speak the
+// protocol to clients, and it does not ask Patroni to do anything (see
+// package ops for switchover).
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/discovery"
+	"github.com/pauseproxy/pauseproxy/internal/router"
+)
+
+// Event describes a finished cycle, for the event log and metrics.
+type Event struct {
+	Database string
+	From, To string        // addresses, "" when none
+	Held     time.Duration // how long new transactions were held
+	Outcome  string        // "released", "stopped"
+	Reason   string        // what started the cycle
+}
+
+// Options tunes an Engine. The zero value gives the defaults.
+type Options struct {
+	// FastInterval is how often a cycle re-checks the candidate (default
+	// 100ms).
+	FastInterval time.Duration
+	// VerifyTimeout bounds one verification (default 2s).
+	VerifyTimeout time.Duration
+	// ReadOnly skips the writability check (the target is a replica on
+	// purpose).
+	ReadOnly bool
+	Log      *slog.Logger
+	// OnEvent, when set, is called after each cycle.
+	OnEvent func(Event)
+}
+
+// Engine runs the cycle for one database.
+type Engine struct {
+	db   *router.Database
+	src  discovery.Source
+	opts Options
+	log  *slog.Logger
+
+	mu         sync.Mutex // guards the fields below
+	verified   string     // address verified writable in the current generation ("" none)
+	lastChange time.Time
+	cycling    bool
+	cycleStart time.Time
+	lastErr    error
+}
+
+// New returns an engine for db fed by src. Call Run.
+func New(db *router.Database, src discovery.Source, opts Options) *Engine {
+	if opts.FastInterval <= 0 {
+		opts.FastInterval = 100 * time.Millisecond
+	}
+	if opts.VerifyTimeout <= 0 {
+		opts.VerifyTimeout = 2 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{db: db, src: src, opts: opts, log: opts.Log.With(slog.String("database", db.Name))}
+}
+
+// Status is what the engine knows now.
+type Status struct {
+	Snapshot   *discovery.Snapshot
+	Verified   string // the verified writable primary, "" while none
+	Cycling    bool   // a cycle is under way (traffic held)
+	Since      time.Time
+	LastChange time.Time
+	LastErr    error
+}
+
+// Status returns the engine's current view.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Status{
+		Snapshot: e.src.Snapshot(), Verified: e.verified, Cycling: e.cycling,
+		Since: e.cycleStart, LastChange: e.lastChange, LastErr: e.lastErr,
+	}
+}
+
+// Run watches the source and the database until ctx is done. The database
+// must have been handed over with db.Manage() (held until the first
+// primary is verified).
+func (e *Engine) Run(ctx context.Context) {
+	go e.src.Run(ctx)
+	e.cycle(ctx, "startup")
+	for ctx.Err() == nil {
+		snap := e.src.Snapshot()
+		changed := e.src.Changed()
+		if reason := e.needsCycle(snap); reason != "" {
+			e.cycle(ctx, reason)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-e.db.Trouble():
+			e.cycle(ctx, "server trouble")
+		}
+	}
+}
+
+// needsCycle says why the snapshot calls for a cycle, or "".
+func (e *Engine) needsCycle(snap *discovery.Snapshot) string {
+	e.mu.Lock()
+	verified := e.verified
+	e.mu.Unlock()
+	switch {
+	case snap.Primary == nil && snap.Err == nil:
+		return "no primary named"
+	case snap.Primary == nil:
+		// The source cannot be reached: keep serving the verified
+		// primary; trouble from the servers themselves starts a cycle.
+		return ""
+	case snap.Primary.Addr() != verified:
+		return fmt.Sprintf("primary named %s", snap.Primary.Addr())
+	}
+	return ""
+}
+
+// cycle holds the database until the source's primary is verified
+// writable, then retargets and releases.
+func (e *Engine) cycle(ctx context.Context, reason string) {
+	start := time.Now()
+	e.db.Hold(router.HoldRoleChange)
+	e.src.Hurry()
+	e.mu.Lock()
+	from := e.verified
+	e.verified = ""
+	e.cycling, e.cycleStart = true, start
+	e.mu.Unlock()
+	e.log.Info("role change: holding new transactions", slog.String("reason", reason), slog.String("from", from))
+	// Drain pending trouble signals: they are what this cycle handles.
+	select {
+	case <-e.db.Trouble():
+	default:
+	}
+	tick := time.NewTicker(e.opts.FastInterval)
+	defer tick.Stop()
+	lastLog := time.Time{}
+	for {
+		snap := e.src.Snapshot()
+		changed := e.src.Changed()
+		if p := snap.Primary; p != nil {
+			err := e.verify(ctx, p)
+			if err == nil {
+				e.release(p, from, start, reason)
+				return
+			}
+			e.mu.Lock()
+			e.lastErr = err
+			e.mu.Unlock()
+			if time.Since(lastLog) > 2*time.Second {
+				e.log.Info("role change: candidate not writable yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
+				lastLog = time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			e.mu.Lock()
+			e.cycling = false
+			e.mu.Unlock()
+			e.emit(Event{Database: e.db.Name, From: from, Held: time.Since(start), Outcome: "stopped", Reason: reason})
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// verify checks that p accepts writes. With no server login known yet it
+// trusts the source: every new connection is checked when dialed anyway.
+func (e *Engine) verify(ctx context.Context, p *discovery.Member) error {
+	if e.opts.ReadOnly {
+		return nil
+	}
+	vctx, cancel := context.WithTimeout(ctx, e.opts.VerifyTimeout)
+	defer cancel()
+	ok, err := e.db.Probe(vctx, p.Host, p.Port)
+	if errors.Is(err, router.ErrNoLogin) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", p.Addr(), err)
+	}
+	if !ok {
+		return fmt.Errorf("verify %s: in recovery", p.Addr())
+	}
+	return nil
+}
+
+// release points the pools at the verified primary in a new generation
+// and lets the held transactions go.
+func (e *Engine) release(p *discovery.Member, from string, start time.Time, reason string) {
+	to := p.Addr()
+	e.db.Retarget(p.Host, p.Port)
+	e.mu.Lock()
+	e.verified = to
+	e.cycling = false
+	e.lastErr = nil
+	if to != from {
+		e.lastChange = time.Now()
+	}
+	e.mu.Unlock()
+	e.db.Unhold(router.HoldRoleChange)
+	held := time.Since(start)
+	e.log.Info("role change: released", slog.String("primary", to), slog.String("from", from), slog.Duration("held", held))
+	e.emit(Event{Database: e.db.Name, From: from, To: to, Held: held, Outcome: "released", Reason: reason})
+}
+
+func (e *Engine) emit(ev Event) {
+	if e.opts.OnEvent != nil {
+		e.opts.OnEvent(ev)
+	}
+}

@@ -1,0 +1,223 @@
+package failover
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/discovery"
+	"github.com/pauseproxy/pauseproxy/internal/router"
+)
+
+// Manager runs one engine per configured database and keeps them in line
+// with the configuration across reloads.
+type Manager struct {
+	r       *router.Router
+	log     *slog.Logger
+	onEvent func(Event)
+
+	mu      sync.Mutex
+	engines map[string]*managed
+	closed  bool
+}
+
+type managed struct {
+	eng    *Engine
+	dc     config.Database // the settings it was started with
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewManager returns a manager for r's databases; onEvent (may be nil)
+// receives every finished cycle.
+func NewManager(r *router.Router, log *slog.Logger, onEvent func(Event)) *Manager {
+	return &Manager{r: r, log: log, onEvent: onEvent, engines: make(map[string]*managed)}
+}
+
+// Sync starts an engine for each database of cfg that has none, restarts
+// the ones whose discovery settings changed (a cut-over to another
+// cluster), and stops the ones of removed databases. The "*" fallback
+// entry has no engine: its databases are not held or fenced.
+func (m *Manager) Sync(cfg *config.Config) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	for name, dc := range cfg.Databases {
+		if name == "*" {
+			continue
+		}
+		if cur, ok := m.engines[name]; ok {
+			if sameDiscovery(&cur.dc, dc) {
+				continue
+			}
+			m.stopLocked(name)
+		}
+		db, ok := m.r.Database(name)
+		if !ok {
+			continue
+		}
+		src, err := newSource(dc, db, m.log)
+		if err != nil {
+			m.log.Error("cannot start discovery", slog.String("database", name), slog.Any("err", err))
+			continue
+		}
+		db.Manage()
+		eng := New(db, src, Options{
+			FastInterval: dc.FastPollInterval, ReadOnly: dc.ReadOnly,
+			Log: m.log, OnEvent: m.onEvent,
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		me := &managed{eng: eng, dc: *dc, cancel: cancel, done: make(chan struct{})}
+		m.engines[name] = me
+		go func() {
+			defer close(me.done)
+			eng.Run(ctx)
+		}()
+	}
+	for name := range m.engines {
+		if _, ok := cfg.Databases[name]; !ok {
+			m.stopLocked(name)
+		}
+	}
+}
+
+func (m *Manager) stopLocked(name string) {
+	me := m.engines[name]
+	me.cancel()
+	<-me.done
+	delete(m.engines, name)
+}
+
+// Close stops every engine.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for name := range m.engines {
+		m.stopLocked(name)
+	}
+}
+
+// Engine returns the engine of database db.
+func (m *Manager) Engine(db string) (*Engine, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	me, ok := m.engines[db]
+	if !ok {
+		return nil, false
+	}
+	return me.eng, true
+}
+
+// Topology returns database db's latest snapshot and when its primary last
+// changed (admin SHOW TOPOLOGY).
+func (m *Manager) Topology(db string) (*discovery.Snapshot, time.Time, bool) {
+	e, ok := m.Engine(db)
+	if !ok {
+		return nil, time.Time{}, false
+	}
+	st := e.Status()
+	return st.Snapshot, st.LastChange, true
+}
+
+// Ready reports whether every managed database has a verified writable
+// primary (/readyz).
+func (m *Manager) Ready(ctx context.Context) (bool, []string) {
+	m.mu.Lock()
+	names := make([]string, 0, len(m.engines))
+	for n := range m.engines {
+		names = append(names, n)
+	}
+	m.mu.Unlock()
+	sort.Strings(names)
+	var problems []string
+	for _, n := range names {
+		e, ok := m.Engine(n)
+		if !ok {
+			continue
+		}
+		st := e.Status()
+		if st.Verified == "" {
+			msg := fmt.Sprintf("database %s: no verified writable primary", n)
+			if st.LastErr != nil {
+				msg += ": " + st.LastErr.Error()
+			} else if st.Snapshot != nil && st.Snapshot.Err != nil {
+				msg += ": " + st.Snapshot.Err.Error()
+			}
+			problems = append(problems, msg)
+		}
+	}
+	return len(problems) == 0, problems
+}
+
+// WaitVerified blocks until database db has a verified primary other than
+// not (any, when not is ""), and returns it.
+func (m *Manager) WaitVerified(ctx context.Context, db, not string) (string, error) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if e, ok := m.Engine(db); ok {
+			st := e.Status()
+			if st.Verified != "" && st.Verified != not && !st.Cycling {
+				return st.Verified, nil
+			}
+		} else {
+			return "", fmt.Errorf("database %s has no role-change engine", db)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func sameDiscovery(a, b *config.Database) bool {
+	return a.Discovery == b.Discovery && a.Host == b.Host && a.Port == b.Port &&
+		reflect.DeepEqual(a.Hosts, b.Hosts) && reflect.DeepEqual(a.PatroniURLs, b.PatroniURLs) &&
+		a.ConsulAddr == b.ConsulAddr && a.ConsulService == b.ConsulService &&
+		a.ConsulNamespace == b.ConsulNamespace && a.ConsulToken == b.ConsulToken &&
+		a.ConsulDatacenter == b.ConsulDatacenter && a.ConsulScheme == b.ConsulScheme &&
+		a.ConsulCAFile == b.ConsulCAFile && a.ReadOnly == b.ReadOnly &&
+		a.PollInterval == b.PollInterval && a.FastPollInterval == b.FastPollInterval
+}
+
+// newSource builds the discovery source a database entry asks for.
+func newSource(dc *config.Database, db *router.Database, log *slog.Logger) (discovery.Source, error) {
+	opts := discovery.Options{Interval: dc.PollInterval, FastInterval: dc.FastPollInterval, Logger: log.With(slog.String("database", dc.Name))}
+	switch dc.Discovery {
+	case config.DiscoveryPatroni:
+		return discovery.NewPatroni(dc.PatroniURLs, opts), nil
+	case config.DiscoveryConsul:
+		return discovery.NewConsul(discovery.ConsulConfig{
+			Addr: dc.ConsulAddr, Scheme: dc.ConsulScheme, Token: dc.ConsulToken, Datacenter: dc.ConsulDatacenter,
+			CAFile: dc.ConsulCAFile, Service: dc.ConsulService, Namespace: dc.ConsulNamespace,
+		}, opts), nil
+	default:
+		hosts := dc.Hosts
+		if len(hosts) == 0 {
+			hosts = []string{net.JoinHostPort(dc.Host, strconv.Itoa(dc.Port))}
+		}
+		probe := func(ctx context.Context, addr string) (bool, error) {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return false, err
+			}
+			p, _ := strconv.Atoi(port)
+			// With no login known yet (ErrNoLogin) no host counts as
+			// writable; the first client's login provides one and the
+			// next poll finds the primary.
+			return db.Probe(ctx, host, p)
+		}
+		return discovery.NewStatic(hosts, probe, opts), nil
+	}
+}

@@ -1,0 +1,88 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+)
+
+// HoldRoleChange is the hold reason of a role change.
+const HoldRoleChange = "role-change"
+
+// Manage hands the database to a role-change engine: from now on new
+// server connections must be writable, trouble signals reach the engine
+// (Trouble), and the database stays held until the engine has verified a
+// primary and calls Unhold(HoldRoleChange).
+func (d *Database) Manage() {
+	d.managed.Store(true)
+	d.Hold(HoldRoleChange)
+}
+
+// Managed reports whether a role-change engine watches the database.
+func (d *Database) Managed() bool { return d.managed.Load() }
+
+// Trouble delivers a signal when a server reported the signs of a primary
+// going away or a dial failed. One signal stands for any number.
+func (d *Database) Trouble() <-chan struct{} { return d.trouble }
+
+// dialTrouble decides whether a failed dial is a role-change matter: the
+// server refused the connection, is starting up or shutting down (57P03,
+// 57P01), or is not writable. Then the database is held at once, the
+// engine is told, and the acquisition waits in the hold instead of failing.
+// Authentication failures and the like go to the client.
+func (d *Database) dialTrouble(err error) bool {
+	if !d.managed.Load() {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "57P01", "57P02", "57P03", "25006":
+		default:
+			return false
+		}
+	}
+	d.Hold(HoldRoleChange)
+	d.serverTrouble("08001")
+	return true
+}
+
+// Probe connects to host:port with a server login of this database and
+// reports whether it is writable. With no login known yet (no client has
+// logged in and the database forces no user) it returns ErrNoLogin.
+func (d *Database) Probe(ctx context.Context, host string, port int) (bool, error) {
+	d.mu.Lock()
+	var login serverLogin
+	switch {
+	case d.cfg.User != "":
+		login = serverLogin{User: d.cfg.User, Password: d.cfg.Password, DBName: d.cfg.DBName}
+	case d.login != nil:
+		login = *d.login
+	default:
+		d.mu.Unlock()
+		return false, ErrNoLogin
+	}
+	tlsCfg := d.r.Config().Proxy.ServerTLS
+	d.mu.Unlock()
+	cfg, err := pgconnConfig(pool.Target{Host: host, Port: port}, login, tlsCfg, "pauseproxy-probe")
+	if err != nil {
+		return false, err
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		pc.Close(cctx)
+	}()
+	return isWritable(ctx, pc)
+}
+
+// ErrNoLogin is Probe's answer when no server login is known yet.
+var ErrNoLogin = errors.New("no server login known yet to probe with")
