@@ -33,9 +33,13 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 			// FATAL: the server is about to close. The client hears about
 			// it as a lost connection (ServerFailed), with this reason,
 			// but keeps its own connection.
+			s.flushClient()
 			return false
 		}
 		if s.retryError(c, m) {
+			if !more {
+				s.flushClient()
+			}
 			return false
 		}
 		if s.tracking {
@@ -96,6 +100,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	if s.retryArmed {
 		s.retryAtReadyLocked(c)
 		s.mu.Unlock()
+		s.flushClient()
 		return true
 	}
 	s.pending--
@@ -231,9 +236,11 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		// The server refused the batch as it went away: run it again
 		// on the next primary instead of reporting the loss.
 		s.retryCode, s.fatalCode, s.fatalReason = s.fatalCode, "", ""
+		code := s.retryCode
 		s.retryAtReadyLocked(c)
 		s.mu.Unlock()
-		s.db.serverTrouble(s.retryCode)
+		s.flushClient()
+		s.db.serverTrouble(code)
 		return
 	}
 	s.fatalCode = ""
@@ -268,7 +275,16 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		for ; owed > 0; owed-- {
 			s.cw.Write(wire.AppendReadyForQuery(nil, wire.TxIdle))
 		}
-		s.cw.Flush()
 	}
+	// Always flush: the last messages forwarded may have been held back
+	// because more was buffered (the FATAL that came right behind them).
+	s.cw.Flush()
+	s.wmu.Unlock()
+}
+
+// flushClient sends what is buffered for the client.
+func (s *Session) flushClient() {
+	s.wmu.Lock()
+	s.cw.Flush()
 	s.wmu.Unlock()
 }
