@@ -140,6 +140,9 @@ func (s *Session) retry(ctx context.Context) bool {
 	batch := append(s.retryBuf[:0], s.batch...)
 	s.retryBuf = batch
 	s.retrying = false
+	// The wake-up deadline may not have fired yet: clear it with the
+	// flag, under the same lock the reader set both with.
+	s.cc.SetReadDeadline(time.Time{})
 	s.retries++
 	code := s.retryCode
 	s.mu.Unlock()

@@ -117,6 +117,7 @@ func (s *Session) Run(ctx context.Context) {
 			}
 			d, retry := s.beforeRead()
 			if retry {
+				idleTimeoutSet = false
 				if !s.retry(ctx) {
 					return
 				}
