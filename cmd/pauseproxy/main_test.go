@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -254,4 +255,90 @@ func TestSigtermLetsTransactionCommit(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("committed row missing: %d", n)
 	}
+}
+
+func TestRunFromPgBouncerINI(t *testing.T) {
+	dir := t.TempDir()
+	port, err := pgtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(`"app" "apppass"`+"\n"), 0o600)
+	ini := filepath.Join(dir, "pgbouncer.ini")
+	os.WriteFile(ini, []byte(fmt.Sprintf(`; a PgBouncer user's file, unchanged
+[databases]
+postgres = host=127.0.0.1 port=%d dbname=postgres pool_size=3
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+auth_type = md5
+auth_file = userlist.txt
+pool_mode = transaction
+logfile = /var/log/pgbouncer/pgbouncer.log
+pidfile = /var/run/pgbouncer/pgbouncer.pid
+admin_users = app
+`, pg.Port, port)), 0o600)
+
+	cmd := exec.Command(bin, "--pgbouncer-ini", ini)
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	ctx := context.Background()
+	var c *pgx.Conn
+	eventually := time.Now().Add(20 * time.Second)
+	for {
+		c, err = pgx.Connect(ctx, dsn(port))
+		if err == nil {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatalf("pauseproxy from pgbouncer.ini did not start: %v\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer c.Close(ctx)
+	var v int
+	if err := c.QueryRow(ctx, "SELECT 41 + 1").Scan(&v); err != nil || v != 42 {
+		t.Fatalf("query: %v %d", err, v)
+	}
+	// Unsupported settings warn, naming the setting, and do not fail.
+	for _, want := range []string{"pgbouncer.logfile", "pgbouncer.pidfile"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no warning naming %s:\n%s", want, logs.String())
+		}
+	}
+	// convert prints TOML that check-config accepts.
+	var out, errb bytes.Buffer
+	if code := run([]string{"convert", ini}, &out, &errb); code != 0 {
+		t.Fatalf("convert: %d %s", code, errb.String())
+	}
+	toml := filepath.Join(dir, "converted.toml")
+	os.WriteFile(toml, out.Bytes(), 0o600)
+	out.Reset()
+	if code := run([]string{"check-config", toml}, &out, &errb); code != 0 {
+		t.Fatalf("check-config of the converted file: %d %s\n%s", code, errb.String(), toml)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -61,6 +61,8 @@ type proxyOptions struct {
 	Extra    string // more [proxy] lines
 	DBExtra  string // more [databases.appdb] lines
 	AuthType string // default scram-sha-256
+	// ServerPort points the database at another cluster than pg.
+	ServerPort int
 }
 
 // startProxy writes a TOML configuration, loads it through config.Load
@@ -79,6 +81,10 @@ func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	port, err := pgtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
+	}
+	serverPort := pg.Port
+	if o.ServerPort != 0 {
+		serverPort = o.ServerPort
 	}
 	dir := t.TempDir()
 	sockDir := filepath.Join(dir, "sock")
@@ -102,7 +108,7 @@ admin_users = ["admin"]
 host = "127.0.0.1"
 port = %d
 %s
-`, port, sockDir, o.AuthType, authFile, o.PoolMode, o.PoolSize, o.Extra, pg.Port, o.DBExtra)
+`, port, sockDir, o.AuthType, authFile, o.PoolMode, o.PoolSize, o.Extra, serverPort, o.DBExtra)
 	path := filepath.Join(dir, "pauseproxy.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
