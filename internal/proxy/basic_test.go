@@ -220,3 +220,31 @@ func TestSessionParametersFollowClient(t *testing.T) {
 		t.Fatalf("want refusal naming enable_seqscan, got %v", err)
 	}
 }
+
+func TestAuthQuery(t *testing.T) {
+	ctx := context.Background()
+	if err := pg.Exec(ctx, `CREATE ROLE aq LOGIN PASSWORD 'aqpass'`); err != nil {
+		t.Fatal(err)
+	}
+	// aq is in no auth_file: its secret comes from pg_shadow through
+	// auth_user; the server login is the database's forced user.
+	p := startProxy(t, proxyOptions{
+		AuthType: "md5",
+		Extra:    `auth_user = "postgres"`,
+		DBExtra:  "user = \"postgres\"\npassword = \"postgres\"\n",
+	})
+	c, err := pgx.Connect(ctx, p.DSN("aq", "aqpass", "appdb"))
+	if err != nil {
+		t.Fatalf("login through auth_query: %v", err)
+	}
+	defer c.Close(ctx)
+	var one int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pgconn.Connect(ctx, p.DSN("aq", "wrong", "appdb"))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("wrong password through auth_query: want 28P01, got %v", err)
+	}
+}

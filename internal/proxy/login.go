@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sort"
+
 	"strings"
 	"time"
 
@@ -72,7 +72,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 			return
 		}
 	}
-	serverPassword, err := s.authenticate(ctx, conn, cfg, user)
+	serverPassword, err := s.authenticate(ctx, conn, cfg, user, db)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
@@ -154,8 +154,8 @@ func (s *Server) startup(nc net.Conn) (net.Conn, *wire.Startup, error) {
 // authenticate checks the client's identity with the configured auth_type
 // and returns the clear-text password to log in to the server with, when
 // the proxy knows one.
-func (s *Server) authenticate(ctx context.Context, conn net.Conn, cfg *config.Config, user string) (string, error) {
-	secret, found, err := s.lookup(ctx, cfg, user)
+func (s *Server) authenticate(ctx context.Context, conn net.Conn, cfg *config.Config, user string, db *router.Database) (string, error) {
+	secret, found, err := s.lookup(ctx, cfg, user, db)
 	if err != nil {
 		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
 	}
@@ -176,7 +176,7 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, cfg *config.Co
 
 // lookup finds a user's secret: a [users.<name>] password, then the
 // auth_file, then auth_query through auth_user.
-func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string) (auth.Secret, bool, error) {
+func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db *router.Database) (auth.Secret, bool, error) {
 	if u, ok := cfg.Users[user]; ok && u.Password != "" {
 		return auth.ParseSecret(u.Password), true, nil
 	}
@@ -188,28 +188,35 @@ func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string) (a
 	if px.AuthQuery == "" || px.AuthUser == "" {
 		return auth.Secret{}, false, nil
 	}
-	return s.authQuery(ctx, cfg, user)
+	return s.authQuery(ctx, cfg, user, db)
 }
 
-// authQuery runs auth_query as auth_user on the first configured database
-// (PgBouncer runs it in the database the client asked for; pauseproxy
-// uses the database the auth_user entry names, or the first one).
-func (s *Server) authQuery(ctx context.Context, cfg *config.Config, user string) (auth.Secret, bool, error) {
+// authQuery runs auth_query as auth_user in the database the client asked
+// for, as PgBouncer does (the first configured database for the admin
+// console), on that database's current target: the verified primary when
+// a role-change engine manages it.
+func (s *Server) authQuery(ctx context.Context, cfg *config.Config, user string, db *router.Database) (auth.Secret, bool, error) {
 	px := &cfg.Proxy
-	var dc *config.Database
-	for _, name := range sortedNames(cfg.Databases) {
-		dc = cfg.Databases[name]
-		break
+	if db == nil {
+		for _, d := range s.router.Databases() {
+			db = d
+			break
+		}
 	}
-	if dc == nil {
+	if db == nil {
 		return auth.Secret{}, false, errors.New("no database to run auth_query in")
+	}
+	dc := db.Config()
+	t := db.Target()
+	if t.Host == "" {
+		return auth.Secret{}, false, fmt.Errorf("database %s has no primary yet", db.Name)
 	}
 	st := s.secrets.Load()
 	password := st.file[px.AuthUser]
 	if u, ok := cfg.Users[px.AuthUser]; ok && u.Password != "" {
 		password = u.Password
 	}
-	connStr := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=prefer", quote(dc.Host), dc.Port, quote(dc.DBName), quote(px.AuthUser))
+	connStr := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=prefer", quote(t.Host), t.Port, quote(dc.DBName), quote(px.AuthUser))
 	pc, err := pgconn.ParseConfig(connStr)
 	if err != nil {
 		return auth.Secret{}, false, err
@@ -281,15 +288,6 @@ func loadSecrets(cfg *config.Config) (*secretStore, error) {
 	}
 	st.file = m
 	return st, nil
-}
-
-func sortedNames(m map[string]*config.Database) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // quote quotes a value for a libpq keyword/value connection string.
