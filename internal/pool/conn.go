@@ -57,6 +57,9 @@ type Conn struct {
 
 	handler atomic.Pointer[Handler]
 	dead    atomic.Bool
+	// paramsVer counts changes of params, so a session can tell cheaply
+	// that nothing changed since it last synchronized them.
+	paramsVer atomic.Uint64
 	// idleFatal is the SQLSTATE of an error the server sent while no
 	// session had it bound (it then closes): whatever a session sent
 	// after that was never run.
@@ -101,6 +104,7 @@ func (c *Conn) SetParam(name, value string) {
 	c.mu.Lock()
 	c.params[name] = value
 	c.mu.Unlock()
+	c.paramsVer.Add(1)
 }
 
 // Bind attaches h to receive the server's messages. It returns false when
@@ -264,3 +268,6 @@ func (c *Conn) IdleFatal() string {
 	v, _ := c.idleFatal.Load().(string)
 	return v
 }
+
+// ParamsVersion changes whenever a parameter of the connection does.
+func (c *Conn) ParamsVersion() uint64 { return c.paramsVer.Load() }

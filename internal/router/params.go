@@ -135,6 +135,12 @@ type connState struct {
 	carried map[string]string
 	// stmts are the named statements the proxy prepared on it.
 	stmts stmtCache
+	// The session, its parameter version and the connection's parameter
+	// version at the last synchronization: when all three still match,
+	// nothing can differ and the comparison is skipped.
+	syncedBy   *Session
+	syncedWant uint64
+	syncedConn uint64
 }
 
 func stateOf(c *pool.Conn) *connState {
@@ -150,8 +156,15 @@ func stateOf(c *pool.Conn) *connState {
 // session's parameters (SET what differs, RESET carried parameters a
 // previous client set and this one did not), records the new values on c,
 // and appends them as one Query message (nothing when all match).
-func paramSync(dst []byte, c *pool.Conn, want []param) []byte {
+func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 	cs := stateOf(c)
+	if cs.syncedBy == s && cs.syncedWant == s.wantVer && cs.syncedConn == c.ParamsVersion() {
+		return dst
+	}
+	defer func() {
+		cs.syncedBy, cs.syncedWant, cs.syncedConn = s, s.wantVer, c.ParamsVersion()
+	}()
+	want := s.want
 	var sql []byte
 	for _, p := range want {
 		if _, reported := reportedParams[strings.ToLower(p.name)]; reported {

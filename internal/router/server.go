@@ -177,6 +177,7 @@ func (s *Session) paramStatus(c *pool.Conn, m wire.Message) (changed bool) {
 				return false
 			}
 			s.want[i].value = string(value)
+			s.wantVer++
 			return true
 		}
 	}

@@ -43,8 +43,9 @@ type Session struct {
 
 	self pool.Handler // s, for pool.Conn.Bind without allocating
 
-	want []param // parameters the client expects on every server
-	out  []byte  // scratch for messages the client pump builds
+	want    []param // parameters the client expects on every server
+	wantVer uint64  // counts changes of want
+	out     []byte  // scratch for messages the client pump builds
 
 	// Named statements (transaction mode with max_prepared_statements):
 	// see stmts.go. tracking is fixed at login; the rest is guarded by mu.
@@ -315,7 +316,7 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 			continue
 		}
 		s.db.stats.waited(time.Since(s.waitStart))
-		if q := paramSync(s.out[:0], c, s.want); len(q) > 0 {
+		if q := paramSync(s.out[:0], c, s); len(q) > 0 {
 			s.swallow.Add(1)
 			s.queue(c, q)
 		}

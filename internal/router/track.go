@@ -173,6 +173,10 @@ func (s *Session) trackQuery(cs *connState, m wire.Message, out []byte) []byte {
 		return m
 	}
 	sql := bytes.TrimSpace(body[:len(body)-1])
+	// Most queries are neither: decide without allocating.
+	if len(sql) < 7 || (sql[0]|0x20 != 'd') || !(hasPrefixFold(sql, "discard") || hasPrefixFold(sql, "deallocate")) {
+		return m
+	}
 	sql = bytes.TrimSuffix(sql, []byte(";"))
 	words := bytes.Fields(sql)
 	if len(words) < 2 {
@@ -392,4 +396,8 @@ func renameInError(m wire.Message, server, client string) []byte {
 	}
 	out = append(out, 0)
 	return wire.FinishMessage(out, start)
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
 }
