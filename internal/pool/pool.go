@@ -301,9 +301,11 @@ func (p *Pool) newConnLocked(srv *Server, t Target) *Conn {
 		srv:     *srv,
 		target:  t,
 		created: time.Now(),
-		rd:      wire.NewReader(srv.Conn, p.cfg.MaxMessageSize),
-		done:    make(chan struct{}),
-		params:  make(map[string]string, len(srv.Params)),
+		// Server connections are few and carry the result sets: a
+		// larger buffer means fewer reads.
+		rd:     wire.NewReaderSize(srv.Conn, p.cfg.MaxMessageSize, 32<<10),
+		done:   make(chan struct{}),
+		params: make(map[string]string, len(srv.Params)),
 	}
 	for k, v := range srv.Params {
 		c.params[k] = v

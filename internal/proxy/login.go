@@ -81,7 +81,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		s.refuse(conn, err)
 		return
 	}
-	rd := wire.NewReader(conn, px.MaxMessageSize)
+	// 4 KiB buffers on the client side, PgBouncer's pkt_buf: most client
+	// messages are small, and an idle client should cost little memory.
+	rd := wire.NewReaderSize(conn, px.MaxMessageSize, 4<<10)
 	if isAdmin {
 		if s.admin == nil {
 			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"})

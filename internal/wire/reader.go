@@ -52,11 +52,26 @@ type Reader struct {
 // (header included); max <= 0 means DefaultMaxMessageSize. The buffer is
 // allocated on first use, so a Reader that never reads costs nothing.
 func NewReader(r io.Reader, max int) *Reader {
+	return NewReaderSize(r, max, defaultBufSize)
+}
+
+// NewReaderSize is NewReader with a read buffer of size bytes. Messages
+// larger than the buffer are read into a second buffer, kept for reuse up
+// to maxKeptBig.
+func NewReaderSize(r io.Reader, max, size int) *Reader {
 	if max <= 0 {
 		max = DefaultMaxMessageSize
 	}
-	return &Reader{r: r, max: max, size: defaultBufSize}
+	if size < 64 {
+		size = 64
+	}
+	return &Reader{r: r, max: max, size: size}
 }
+
+// maxKeptBig is the largest oversized-message buffer a Reader keeps between
+// messages: COPY streams send many messages of a few tens of KiB, which
+// should not each cost an allocation; anything bigger is rare.
+const maxKeptBig = 1 << 20
 
 // Reset points the reader at a new stream, keeping its buffer. Unread bytes
 // are discarded.
@@ -86,6 +101,7 @@ func (rd *Reader) HasMessage() bool {
 func (rd *Reader) ReleaseBuffer() {
 	if rd.start == rd.end {
 		rd.buf = nil
+		rd.big = nil
 		rd.start, rd.end = 0, 0
 	}
 }
@@ -129,8 +145,10 @@ func (rd *Reader) ReadMessage() (Message, error) {
 	if _, err := io.ReadFull(rd.r, rd.big[copied:]); err != nil {
 		return Message{}, unexpectedEOF(err)
 	}
-	m := Message(rd.big)
-	rd.big = nil
+	m := Message(rd.big[:n:n])
+	if cap(rd.big) > maxKeptBig {
+		rd.big = nil
+	}
 	return m, nil
 }
 
