@@ -100,3 +100,21 @@ func TestCutOverToAnotherCluster(t *testing.T) {
 	db.Unhold("pause")
 	eventually(t, 10*time.Second, "traffic on cluster b", func() bool { return port() == b.Port })
 }
+
+// TestPreparedStatementsAcrossRestart: named statements (pgbench -M
+// prepared) keep working through a restart of the server in place: the new
+// server connections get them prepared again as they are needed.
+func TestPreparedStatementsAcrossRestart(t *testing.T) {
+	p := startProxy(t, staticDB(pg), `hold_timeout = "20s"`)
+	if out := pgbenchRun(t, p, "-i", "-q", "-s", "1"); !strings.Contains(out, "done") {
+		t.Fatalf("pgbench -i: %s", out)
+	}
+	done := make(chan string, 1)
+	go func() { done <- pgbenchRun(t, p, "-M", "prepared", "-S", "-c", "8", "-j", "2", "-T", "8", "-n") }()
+	time.Sleep(2 * time.Second)
+	if err := pg.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := <-done
+	requireClean(t, out)
+}

@@ -74,7 +74,9 @@ func (s *Session) matched(c *pool.Conn, m wire.Message, more bool) bool {
 	s.rsynth = synth
 	repl := s.repl
 	s.repl = nil
-	s.responded.Store(true)
+	if fwd || repl != nil || len(synth) > 0 {
+		s.responded.Store(true)
+	}
 	s.wmu.Lock()
 	s.mu.Unlock()
 	if repl != nil {
