@@ -107,6 +107,8 @@ func (a *App) adminConsole() proxy.AdminConsole {
 			Clients:  a.clients,
 			Version:  version,
 			Log:      a.log,
+			// SWITCHOVER runs the ops pipeline in this process (ops.go).
+			Switchover: appSwitchover{a},
 		})
 	}
 	return a.console

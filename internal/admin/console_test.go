@@ -239,16 +239,16 @@ func TestSetAndReload(t *testing.T) {
 // fakeTopology is a discovery snapshot for SHOW TOPOLOGY.
 type fakeTopology struct{}
 
-func (fakeTopology) Topology(db string) (*discovery.Snapshot, time.Time, bool) {
+func (fakeTopology) Topology(db string) (*discovery.Snapshot, string, time.Time, bool) {
 	if db != "appdb" {
-		return nil, time.Time{}, false
+		return nil, "", time.Time{}, false
 	}
 	return &discovery.Snapshot{
 		Generation: 4, Source: "patroni", Endpoint: "http://10.0.0.1:8008",
 		Primary:  &discovery.Member{Name: "pg1", Host: "10.0.0.1", Port: 5432, Role: "primary", State: "running", Timeline: 3, LagBytes: -1},
 		Replicas: []discovery.Member{{Name: "pg2", Host: "10.0.0.2", Port: 5432, Role: "replica", State: "streaming", Timeline: 3, LagBytes: 128}},
 		Updated:  time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-	}, time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), true
+	}, "10.0.0.1:5432", time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC), true
 }
 
 type fakeSwitchover struct{}
@@ -271,6 +271,9 @@ func TestTopologyEventsSwitchover(t *testing.T) {
 		}
 		if v, _ := topo.get("appdb", "source"); v != "static" {
 			t.Fatalf("source %q", v)
+		}
+		if v, _ := topo.get("appdb", "verified"); v != "<NULL>" {
+			t.Fatalf("static verified %q, want NULL", v)
 		}
 		if _, err := execSQL(adm, "SWITCHOVER"); sqlState(err) != "0A000" || !strings.Contains(err.Error(), "not available") {
 			t.Fatalf("SWITCHOVER without an engine: %v", err)
@@ -299,6 +302,7 @@ func TestTopologyEventsSwitchover(t *testing.T) {
 			"source": "patroni", "primary": "pg1", "primary_addr": "10.0.0.1:5432", "timeline": "3",
 			"replicas": "pg2 10.0.0.2:5432 streaming lag=128B", "generation": "4", "changing": "0",
 			"last_change": "2026-01-02 03:00:00 UTC", "updated": "2026-01-02 03:04:05 UTC",
+			"verified": "10.0.0.1:5432",
 		} {
 			if v, _ := topo.get("appdb", col); v != want {
 				t.Errorf("%s = %q, want %q", col, v, want)

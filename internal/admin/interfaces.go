@@ -8,10 +8,11 @@ import (
 )
 
 // The console and the HTTP endpoints reach what the admin package does not
-// own through these small interfaces. cmd/pauseproxy implements Control;
-// the role-change engine will implement Topology, Switchover and
-// Readiness. Each is optional: without it the commands that need it say
-// so, and SHOW TOPOLOGY and /readyz fall back to what the router knows.
+// own through these small interfaces. cmd/pauseproxy implements Control and
+// Switchover (with package ops); the role-change engines (failover.Manager)
+// implement Topology and Readiness. Each is optional: without it the
+// commands that need it say so, and SHOW TOPOLOGY and /readyz fall back to
+// what the router knows.
 
 // Control is what the console asks of the running process.
 type Control interface {
@@ -36,12 +37,15 @@ const (
 	ShutdownWaitForClients = "WAIT_FOR_CLIENTS"
 )
 
-// Topology is what discovery knows about a database's cluster.
+// Topology is what discovery knows about a database's cluster, and which
+// primary the role-change engine verified.
 type Topology interface {
-	// Topology returns the latest discovery snapshot of database db and
+	// Topology returns the latest discovery snapshot of database db, the
+	// address ("host:port") verified writable in the current generation
+	// ("" while none: no primary yet, or a role change under way), and
 	// when its primary last changed (zero if never since start). ok is
 	// false when db has no discovery source running (a static target).
-	Topology(db string) (snap *discovery.Snapshot, lastChange time.Time, ok bool)
+	Topology(db string) (snap *discovery.Snapshot, verified string, lastChange time.Time, ok bool)
 }
 
 // Switchover moves a database's primary with its traffic held: the

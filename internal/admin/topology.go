@@ -15,9 +15,11 @@ import (
 
 // showTopology is SHOW TOPOLOGY [db]: one row per database with what
 // discovery knows (source, primary, timeline, replicas with their state
-// and lag, generation, last change) and where the pools dial now. Without a
-// discovery source (static targets, or no Topology wired) the row shows
-// the pools' target as the primary.
+// and lag, generation, last change), where the pools dial now, and the
+// primary the role-change engine verified writable ("verified", NULL while
+// none: the operator commands wait on it). Without a discovery source
+// (static targets, or no Topology wired) the row shows the pools' target as
+// the primary and no verified address.
 func (c *Console) showTopology(args []token, r *reply) error {
 	db, rest := optionalDB(args)
 	if len(rest) > 0 {
@@ -25,7 +27,7 @@ func (c *Console) showTopology(args []token, r *reply) error {
 	}
 	columns := cols(oidText, "database", "source", "endpoint", "primary", "primary_addr",
 		oidInt8, "timeline", oidText, "replicas", oidInt8, "generation", oidInt4, "changing",
-		oidText, "last_change", "updated", "target", oidInt8, "target_generation", oidText, "error")
+		oidText, "last_change", "updated", "target", oidInt8, "target_generation", oidText, "error", "verified")
 	var rows [][]any
 	found := false
 	for _, d := range c.databases() {
@@ -39,14 +41,15 @@ func (c *Console) showTopology(args []token, r *reply) error {
 			target = net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 		}
 		var snap *discovery.Snapshot
+		var verified string
 		var lastChange time.Time
 		ok := false
 		if c.o.Topology != nil {
-			snap, lastChange, ok = c.o.Topology.Topology(d.Name)
+			snap, verified, lastChange, ok = c.o.Topology.Topology(d.Name)
 		}
 		if !ok || snap == nil {
 			rows = append(rows, []any{d.Name, "static", nil, nilIfEmpty(target), nilIfEmpty(target),
-				nil, "", t.Gen, false, nil, nil, nilIfEmpty(target), t.Gen, nil})
+				nil, "", t.Gen, false, nil, nil, nilIfEmpty(target), t.Gen, nil, nil})
 			continue
 		}
 		var primary, primaryAddr, timeline any
@@ -59,7 +62,7 @@ func (c *Console) showTopology(args []token, r *reply) error {
 		}
 		rows = append(rows, []any{d.Name, snap.Source, nilIfEmpty(snap.Endpoint), primary, primaryAddr,
 			timeline, replicasText(snap.Replicas), snap.Generation, snap.Changing, lastChange, snap.Updated,
-			nilIfEmpty(target), t.Gen, errText})
+			nilIfEmpty(target), t.Gen, errText, nilIfEmpty(verified)})
 	}
 	if db != "" && !found {
 		return errorf("3D000", "no such database: %s", db)

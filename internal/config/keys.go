@@ -91,6 +91,7 @@ var proxyFields = []field[Proxy]{
 	{"http_token", func(p *Proxy) any { return &p.HTTPToken }},
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
 	{"http_token_file", func(p *Proxy) any { return &p.HTTPTokenFile }},
+	{"peers", func(p *Proxy) any { return &p.Peers }},
 }
 
 // databaseFields are the keys of a [databases.<name>] table.

@@ -170,6 +170,7 @@ shutdown_timeout = "45s"
 log_level = "debug"
 pause_timeout_action = "cancel"
 http_token = "s3cret"
+peers = ["10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"]
 
 [databases.app]
 hosts = ["10.0.0.1", "10.0.0.2:5433", "[::1]:5434", "::2", "/var/run/postgresql"]
@@ -231,6 +232,7 @@ pool_size = 2
 		ServerTLS:   TLS{SSLMode: "verify-ca", CAFile: abs("ca.crt")},
 		HoldTimeout: 10 * time.Second, DrainTimeout: 20 * time.Second, ShutdownTimeout: 45 * time.Second,
 		LogLevel: "debug", PauseTimeoutAction: PauseTimeoutCancel, HTTPToken: "s3cret",
+		Peers: []string{"10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"},
 	}
 	if !reflect.DeepEqual(c.Proxy, want) {
 		t.Errorf("Proxy = %+v\nwant  %+v", c.Proxy, want)

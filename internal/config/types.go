@@ -127,6 +127,12 @@ type Proxy struct {
 	HTTPToken     string
 	HTTPTokenEnv  string // http_token_env: where HTTPToken came from, "" if inline
 	HTTPTokenFile string // http_token_file: where HTTPToken came from, "" if inline
+
+	// Peers is peers: the admin console addresses ("host:port") of the
+	// other pauseproxy instances in front of the same databases. The
+	// operator commands (pauseproxy switchover, exec, ctl --all) pause
+	// them together with this one, all or nothing.
+	Peers []string
 }
 
 // The values of pause_timeout_action.

@@ -79,6 +79,16 @@ func (b *builder) validateProxy(p *Proxy) {
 		b.warn(b.px("http_token"), "set without http_listen: the HTTP endpoints are disabled")
 	}
 
+	for i, peer := range p.Peers {
+		host, port, err := net.SplitHostPort(peer)
+		switch {
+		case err != nil || host == "" || !validHost(host) || !validPort(port):
+			b.problem(b.px("peers"), `entry %d: want "host:port" of another pauseproxy's listener, like "10.0.0.5:6432", got %q`, i+1, peer)
+		case slices.Contains(p.Peers[:i], peer):
+			b.problem(b.px("peers"), "entry %d: %q is listed twice", i+1, peer)
+		}
+	}
+
 	b.validateTLS("client", &p.ClientTLS)
 	b.validateTLS("server", &p.ServerTLS)
 }

@@ -180,6 +180,16 @@ func TestValidationProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "peers",
+			toml: trust + "peers = [\"10.0.0.5\", \"10.0.0.5:6432\", \":6432\", \"10.0.0.6:0\", \"10.0.0.5:6432\"]\n",
+			want: []string{
+				`pauseproxy.toml: proxy.peers: entry 1: want "host:port" of another pauseproxy's listener, like "10.0.0.5:6432", got "10.0.0.5"`,
+				`pauseproxy.toml: proxy.peers: entry 3: want "host:port" of another pauseproxy's listener, like "10.0.0.5:6432", got ":6432"`,
+				`pauseproxy.toml: proxy.peers: entry 4: want "host:port" of another pauseproxy's listener, like "10.0.0.5:6432", got "10.0.0.6:0"`,
+				`pauseproxy.toml: proxy.peers: entry 5: "10.0.0.5:6432" is listed twice`,
+			},
+		},
+		{
 			name: "poll intervals",
 			toml: trust + "[databases.a]\ndiscovery = \"patroni\"\npatroni_urls = [\"http://p:8008\"]\npoll_interval = 0\n" +
 				"[databases.b]\npoll_interval = \"1s\"\nfast_poll_interval = \"2s\"\n",

@@ -118,15 +118,16 @@ func (m *Manager) Engine(db string) (*Engine, bool) {
 	return me.eng, true
 }
 
-// Topology returns database db's latest snapshot and when its primary last
-// changed (admin SHOW TOPOLOGY).
-func (m *Manager) Topology(db string) (*discovery.Snapshot, time.Time, bool) {
+// Topology returns database db's latest snapshot, the address verified
+// writable ("" during a cycle) and when its primary last changed (admin
+// SHOW TOPOLOGY).
+func (m *Manager) Topology(db string) (*discovery.Snapshot, string, time.Time, bool) {
 	e, ok := m.Engine(db)
 	if !ok {
-		return nil, time.Time{}, false
+		return nil, "", time.Time{}, false
 	}
 	st := e.Status()
-	return st.Snapshot, st.LastChange, true
+	return st.Snapshot, st.Verified, st.LastChange, true
 }
 
 // Ready reports whether every managed database has a verified writable
