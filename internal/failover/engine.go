@@ -145,6 +145,9 @@ func (e *Engine) needsCycle(snap *discovery.Snapshot) string {
 	switch {
 	case snap.Primary == nil && snap.Err == nil:
 		return "no primary named"
+	case snap.Primary == nil && errors.Is(snap.Err, discovery.ErrSplitBrain):
+		// Two nodes say they are writable: never guess, hold.
+		return "split brain"
 	case snap.Primary == nil:
 		// The source cannot be reached: keep serving the verified
 		// primary; trouble from the servers themselves starts a cycle.

@@ -44,8 +44,9 @@ var carriedParams = map[string]string{
 
 // param is one tracked session parameter and the value the client expects.
 type param struct {
-	name  string // PostgreSQL's spelling
-	value string
+	name     string // PostgreSQL's spelling
+	value    string
+	reported bool // PostgreSQL reports it (reportedParams)
 }
 
 // canonicalParam maps a client-given parameter name to PostgreSQL's
@@ -167,7 +168,7 @@ func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 	want := s.want
 	var sql []byte
 	for _, p := range want {
-		if _, reported := reportedParams[strings.ToLower(p.name)]; reported {
+		if p.reported {
 			if v, ok := c.Param(p.name); ok && v == p.value {
 				continue
 			}

@@ -112,6 +112,7 @@ func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 	s.retryArmed = false
 	s.server = nil
 	s.pending = 0
+	s.swallow.Store(0)
 	s.exps.reset()
 	s.state = "waiting"
 	c.Retire()

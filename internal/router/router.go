@@ -234,7 +234,8 @@ func startupParams(st *wire.Startup, ignore []string) ([]param, error) {
 					return nil
 				}
 			}
-			out = append(out, param{name: cn, value: value})
+			_, rep := reportedParams[lower(cn)]
+			out = append(out, param{name: cn, value: value, reported: rep})
 			return nil
 		}
 		if ignored(name) {
@@ -279,7 +280,7 @@ func mergeParams(welcome map[string]string, asked []param) []param {
 	var out []param
 	for _, name := range reportedParams {
 		if v, ok := welcome[name]; ok {
-			out = append(out, param{name: name, value: v})
+			out = append(out, param{name: name, value: v, reported: true})
 		}
 	}
 	for _, a := range asked {

@@ -147,6 +147,14 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 		}
 	case wire.MsgErrorResponse:
 		f, _ := wire.ParseError(m)
+		if sev := string(f.Severity); sev == "FATAL" || sev == "PANIC" {
+			// The server is going away before it ran anything of the
+			// client's batch queued behind this query.
+			s.mu.Lock()
+			s.fatalCode = string(f.Code)
+			s.fatalReason = string(f.Message) + " (" + string(f.Code) + ")"
+			s.mu.Unlock()
+		}
 		s.r.log.Warn("proxy query failed on server", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID),
 			slog.String("sqlstate", string(f.Code)), slog.String("message", string(f.Message)))
 	case wire.MsgReadyForQuery:
@@ -235,7 +243,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		// it: nothing sent since was run.
 		s.fatalCode = c.IdleFatal()
 	}
-	if s.fatalCode != "" && s.refusedLocked(s.fatalCode) && s.swallow.Load() == 0 {
+	if s.fatalCode != "" && s.refusedLocked(s.fatalCode) {
 		// The server refused the batch as it went away: run it again
 		// on the next primary instead of reporting the loss.
 		s.retryCode, s.fatalCode, s.fatalReason = s.fatalCode, "", ""

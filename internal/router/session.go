@@ -241,6 +241,11 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	if s.tracking {
 		var due bool
 		out, due = s.track(srv, m)
+		if len(out) > 0 && &out[0] != &m[0] {
+			// Built in the scratch buffer: keep it grown, so the next
+			// rewrite does not allocate.
+			s.out = out[:0]
+		}
 		if due {
 			if synth := s.emitSynthLocked(s.rsynthPump[:0]); len(synth) > 0 {
 				s.responded.Store(true)
