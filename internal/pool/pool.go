@@ -101,7 +101,10 @@ type Pool struct {
 	conns connSet // every open connection, for SHOW SERVERS (inspect.go)
 }
 
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}
+
 type waiter struct {
+	timer    *time.Timer
 	ch       chan grant
 	since    time.Time
 	deadline time.Time
@@ -182,7 +185,11 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 			return p.dialSlot(ctx)
 		}
 	}
-	w := &waiter{ch: make(chan grant, 1), since: time.Now(), held: p.held}
+	// Waiters are recycled (channel and timer included): under contention
+	// nearly every acquisition waits, and it should not allocate.
+	w := waiterPool.Get().(*waiter)
+	w.since, w.held, w.deadline = time.Now(), p.held, time.Time{}
+	defer waiterPool.Put(w)
 	limit := p.cfg.QueryWait
 	if p.held {
 		limit = max(p.cfg.HoldTimeout-time.Since(start), time.Millisecond)
@@ -190,9 +197,13 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 	var timeout <-chan time.Time
 	if limit > 0 {
 		w.deadline = w.since.Add(limit)
-		t := time.NewTimer(limit)
-		defer t.Stop()
-		timeout = t.C
+		if w.timer == nil {
+			w.timer = time.NewTimer(limit)
+		} else {
+			w.timer.Reset(limit)
+		}
+		defer w.timer.Stop()
+		timeout = w.timer.C
 	}
 	p.waiters = append(p.waiters, w)
 	p.mu.Unlock()
@@ -220,10 +231,11 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 	} else {
 		p.mu.Unlock()
 	}
+	held := w.held
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	if w.held {
+	if held {
 		return nil, &Error{Code: "57P03", Msg: fmt.Sprintf(
 			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; no writable primary in time, try again",
 			time.Since(start).Round(time.Millisecond), p.Name)}
