@@ -130,6 +130,7 @@ func (a *App) startHTTP(cfg *config.Config) (func(), error) {
 	}
 	reg, err := metrics.NewRegistry(metrics.Options{
 		Router: a.router, Pauser: a.pauser, Events: a.events, Clients: a.clients, Version: version,
+		Discovery: discoveryStats{a.failover},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
@@ -231,4 +232,20 @@ func (a *App) signal(sig os.Signal) error {
 	default:
 		return errors.New("a shutdown is already under way")
 	}
+}
+
+// discoveryStats reports the role-change engines' view of discovery for the
+// metrics.
+type discoveryStats struct{ m *failover.Manager }
+
+func (d discoveryStats) DiscoveryStats() []metrics.DiscoveryStats {
+	var out []metrics.DiscoveryStats
+	for name, st := range d.m.Statuses() {
+		ds := metrics.DiscoveryStats{Database: name, Errors: st.SourceErrors, Retries: st.VerifyFailures}
+		if st.Snapshot != nil {
+			ds.LastSuccess = st.Snapshot.Updated
+		}
+		out = append(out, ds)
+	}
+	return out
 }

@@ -78,6 +78,9 @@ type Engine struct {
 	cycling    bool
 	cycleStart time.Time
 	lastErr    error
+	srcErrors  uint64 // discovery answers that carried an error
+	verifyFail uint64 // verifications of a candidate that failed (then retried)
+	lastSrcErr error
 }
 
 // New returns an engine for db fed by src. Call Run.
@@ -102,6 +105,10 @@ type Status struct {
 	Since      time.Time
 	LastChange time.Time
 	LastErr    error
+	// SourceErrors counts the discovery errors the engine saw (each new
+	// one once); VerifyFailures the failed checks of a candidate, each
+	// followed by another try.
+	SourceErrors, VerifyFailures uint64
 }
 
 // Status returns the engine's current view.
@@ -111,6 +118,7 @@ func (e *Engine) Status() Status {
 	return Status{
 		Snapshot: e.src.Snapshot(), Verified: e.verified, Cycling: e.cycling,
 		Since: e.cycleStart, LastChange: e.lastChange, LastErr: e.lastErr,
+		SourceErrors: e.srcErrors, VerifyFailures: e.verifyFail,
 	}
 }
 
@@ -141,6 +149,7 @@ func (e *Engine) Run(ctx context.Context) {
 func (e *Engine) needsCycle(snap *discovery.Snapshot) string {
 	e.mu.Lock()
 	verified := e.verified
+	e.noteSourceLocked(snap)
 	e.mu.Unlock()
 	switch {
 	case snap.Primary == nil && snap.Err == nil:
@@ -189,6 +198,8 @@ func (e *Engine) cycle(ctx context.Context, reason string) {
 			}
 			e.mu.Lock()
 			e.lastErr = err
+			e.verifyFail++
+			e.noteSourceLocked(snap)
 			e.mu.Unlock()
 			if time.Since(lastLog) > 2*time.Second {
 				e.log.Info("role change: candidate not writable yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
@@ -252,4 +263,12 @@ func (e *Engine) emit(ev Event) {
 	if e.opts.OnEvent != nil {
 		e.opts.OnEvent(ev)
 	}
+}
+
+// noteSourceLocked counts a discovery error the engine has not seen yet.
+func (e *Engine) noteSourceLocked(snap *discovery.Snapshot) {
+	if snap.Err != nil && (e.lastSrcErr == nil || e.lastSrcErr.Error() != snap.Err.Error()) {
+		e.srcErrors++
+	}
+	e.lastSrcErr = snap.Err
 }

@@ -222,3 +222,14 @@ func newSource(dc *config.Database, db *router.Database, log *slog.Logger) (disc
 		return discovery.NewStatic(hosts, probe, opts), nil
 	}
 }
+
+// Statuses returns each engine's status by database name.
+func (m *Manager) Statuses() map[string]Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]Status, len(m.engines))
+	for name, me := range m.engines {
+		out[name] = me.eng.Status()
+	}
+	return out
+}
