@@ -25,6 +25,9 @@ type Handler interface {
 	// ServerFailed reports that the connection broke while bound. The
 	// connection is discarded after it returns.
 	ServerFailed(c *Conn, err error)
+	// Released runs after a binding that ServerMessage ended is back in
+	// the pool (still on the reader goroutine).
+	Released()
 }
 
 // Server is a freshly dialed and authenticated server connection, as a
@@ -201,6 +204,7 @@ func (c *Conn) readLoop() {
 		if (*h).ServerMessage(c, m, c.rd.HasMessage()) {
 			c.handler.Store(nil)
 			c.pool.Put(c)
+			(*h).Released()
 		}
 	}
 }

@@ -124,14 +124,24 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	s.mu.Unlock()
 	s.cw.Write(m)
 	s.cw.Write(synth)
-	if release || !more {
+	if !release && !more {
 		s.cw.Flush()
 	}
 	s.wmu.Unlock()
-	if release && s.r.draining.Load() {
+	// On release the flush waits for Released: the server connection is
+	// back in the pool before the client hears it may go on, so a client
+	// running transactions back to back finds it there instead of
+	// dialing another.
+	return release
+}
+
+// Released runs once the connection this session released is back in the
+// pool: the client now gets its ReadyForQuery.
+func (s *Session) Released() {
+	s.flushClient()
+	if s.r.draining.Load() {
 		s.terminate()
 	}
-	return release
 }
 
 // swallowed consumes the response to a query the proxy sent itself (SET of
