@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 var (
@@ -281,7 +281,7 @@ admin_users = app
 `, pg.Port, port)), 0o600)
 
 	cmd := exec.Command(bin, "--pgbouncer-ini", ini)
-	var logs syncBuffer
+	var logs proxytest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -323,22 +323,4 @@ admin_users = app
 	if code := run([]string{"check-config", toml}, &out, &errb); code != 0 {
 		t.Fatalf("check-config of the converted file: %d %s\n%s", code, errb.String(), toml)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pauseproxy/pauseproxy/internal/discovery"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // stats_users may SHOW and nothing else; other users are refused at
@@ -226,7 +227,7 @@ func TestSetAndReload(t *testing.T) {
 	run(t, adm, "SHUTDOWN WAIT_FOR_CLIENTS")
 	run(t, adm, "shutdown")
 	// Control hears it once the answer is sent.
-	eventually(t, 5*time.Second, "two shutdowns", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "two shutdowns", func() bool {
 		p.control.mu.Lock()
 		defer p.control.mu.Unlock()
 		return slices.Equal(p.control.shutdowns, []string{"WAIT_FOR_CLIENTS", ""})

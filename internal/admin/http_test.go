@@ -12,6 +12,7 @@ import (
 
 	"github.com/pauseproxy/pauseproxy/internal/admin"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // serveHTTP serves p's HTTP endpoints until the test ends.
@@ -58,7 +59,7 @@ func TestReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	var body string
-	eventually(t, 5*time.Second, "/readyz 503", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "/readyz 503", func() bool {
 		var code int
 		code, body = call(t, "GET", url+"/readyz", "")
 		return code == 503

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +16,7 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/admin"
 	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
-	"github.com/pauseproxy/pauseproxy/internal/proxy"
-	"github.com/pauseproxy/pauseproxy/internal/router"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // pg is the package's PostgreSQL cluster (md5 for TCP logins, which
@@ -59,17 +55,8 @@ const userlist = `"app" "apppass"
 
 // testProxy is an in-process pauseproxy with its admin console.
 type testProxy struct {
-	Port    int
-	SockDir string
-	Router  *router.Router
-	Server  *proxy.Server
-	Pauser  *admin.Pauser
-	Events  *admin.Events
-	Console *admin.Console
+	*proxytest.Proxy
 	control *testControl
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
 }
 
 // proxyOptions are the variable parts of a test configuration.
@@ -83,8 +70,8 @@ type proxyOptions struct {
 	Switchover admin.Switchover
 }
 
-// startProxy writes a TOML configuration, loads it as the command does and
-// serves it, with the console, until the test ends.
+// startProxy serves a configuration built from o, with the console, until
+// the test ends.
 func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	t.Helper()
 	if o.PoolSize == 0 {
@@ -96,22 +83,13 @@ func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	if o.DBPort == 0 {
 		o.DBPort = pg.Port
 	}
-	port, err := pgtest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sockDir := filepath.Join(dir, "sock")
-	os.Mkdir(sockDir, 0o755)
-	authFile := filepath.Join(dir, "userlist.txt")
-	os.WriteFile(authFile, []byte(userlist), 0o600)
 	toml := fmt.Sprintf(`
 [proxy]
 listen_addr = "127.0.0.1"
-listen_port = %d
-unix_socket_dir = %q
+listen_port = {{port}}
+unix_socket_dir = "{{sock_dir}}"
 auth_type = %q
-auth_file = %q
+auth_file = "{{dir}}/userlist.txt"
 default_pool_size = %d
 admin_users = ["admin"]
 stats_users = ["stats"]
@@ -120,64 +98,25 @@ stats_users = ["stats"]
 [databases.appdb]
 host = "127.0.0.1"
 port = %d
-`, port, sockDir, o.AuthType, authFile, o.PoolSize, o.Extra, o.DBPort)
-	path := filepath.Join(dir, "pauseproxy.toml")
-	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, toml)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	r := router.New(cfg, log)
-	events := admin.NewEvents(0)
-	pauser := admin.NewPauser(r, events, log)
-	tp := &testProxy{Port: port, SockDir: sockDir, Router: r, Pauser: pauser, Events: events, done: make(chan struct{})}
-	tp.control = &testControl{path: path, router: r, tp: tp}
-	tp.Console = admin.New(admin.Options{
-		Router: r, Pauser: pauser, Events: events, Control: tp.control, Version: "test",
-		Topology: o.Topology, Switchover: o.Switchover,
-		StatsPeriod: 500 * time.Millisecond, Log: log,
-		Clients: func() int64 { return tp.Server.Clients() },
-	})
-	srv, err := proxy.New(cfg, r, tp.Console, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp.Server = srv
-	tp.control.srv = srv
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tp.cancel = cancel
-	go func() {
-		srv.Serve(ctx)
-		srv.Wait()
-		close(tp.done)
-	}()
-	t.Cleanup(tp.Stop)
+`, o.AuthType, o.PoolSize, o.Extra, o.DBPort)
+	tp := &testProxy{}
+	tp.Proxy = proxytest.Start(t, toml, proxytest.WithSockDir(), proxytest.WithFile("userlist.txt", userlist),
+		proxytest.WithAdmin(proxytest.AdminOptions{
+			Control: func(p *proxytest.Proxy) admin.Control {
+				tp.control = &testControl{path: p.Path, p: p}
+				return tp.control
+			},
+			Topology: o.Topology, Switchover: o.Switchover,
+			StatsPeriod: 500 * time.Millisecond,
+		}))
 	return tp
-}
-
-// Stop closes every client and the pools. Safe to call twice.
-func (p *testProxy) Stop() {
-	p.once.Do(func() {
-		p.cancel()
-		<-p.done
-		p.Pauser.Close()
-		p.Router.Close()
-	})
 }
 
 // testControl is the console's Control, as cmd/pauseproxy's App does it.
 type testControl struct {
 	mu        sync.Mutex
 	path      string
-	router    *router.Router
-	srv       *proxy.Server
-	tp        *testProxy
+	p         *proxytest.Proxy
 	shutdowns []string
 }
 
@@ -188,25 +127,17 @@ func (c *testControl) Reload() error {
 	if err != nil {
 		return err
 	}
-	return c.apply(cfg)
+	return c.p.Apply(cfg)
 }
 
 func (c *testControl) Set(key, value string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cfg, err := config.WithSetting(c.router.Config(), key, value)
+	cfg, err := config.WithSetting(c.p.Router.Config(), key, value)
 	if err != nil {
 		return err
 	}
-	return c.apply(cfg)
-}
-
-func (c *testControl) apply(cfg *config.Config) error {
-	if err := c.srv.Reload(cfg); err != nil {
-		return err
-	}
-	c.router.Reload(cfg)
-	return nil
+	return c.p.Apply(cfg)
 }
 
 func (c *testControl) Shutdown(mode string) error {
@@ -330,26 +261,4 @@ func sqlState(err error) string {
 		return pe.Code
 	}
 	return ""
-}
-
-// testWriter sends log lines to t.Log while the test runs.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	defer func() { recover() }() // a log line after the test ended
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // pausedDB reads SHOW DATABASES' paused column for appdb.
@@ -39,7 +41,7 @@ func TestPauseWaitsForTransactionAndHoldsTheNext(t *testing.T) {
 		_, err := execSQL(adm, "PAUSE appdb")
 		paused <- err
 	}()
-	eventually(t, 5*time.Second, "appdb paused", func() bool { return pausedDB(t, p) == "1" })
+	proxytest.Eventually(t, 5*time.Second, "appdb paused", func() bool { return pausedDB(t, p) == "1" })
 	select {
 	case err := <-paused:
 		t.Fatalf("PAUSE returned (%v) while a transaction was in flight", err)
@@ -53,7 +55,7 @@ func TestPauseWaitsForTransactionAndHoldsTheNext(t *testing.T) {
 		held <- err
 	}()
 	stats := console(t, p.Port, statsUser, statsPass)
-	eventually(t, 5*time.Second, "a waiting client in SHOW POOLS", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "a waiting client in SHOW POOLS", func() bool {
 		v, _ := one(t, stats, "SHOW POOLS").get("appdb", "cl_waiting")
 		return v == "1"
 	})
@@ -142,7 +144,7 @@ func TestPauseTimeoutCancels(t *testing.T) {
 		t.Fatal(err)
 	}
 	adm := console(t, p.Port, adminUser, adminPass)
-	eventually(t, 5*time.Second, "two active servers", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "two active servers", func() bool {
 		v, _ := one(t, adm, "SHOW POOLS").get("appdb", "sv_active")
 		return v == "2"
 	})
@@ -195,7 +197,7 @@ func TestPauseExpire(t *testing.T) {
 	if v := pausedDB(t, p); v != "1" {
 		t.Fatalf("paused = %s, want 1", v)
 	}
-	eventually(t, 3*time.Second, "the pause to expire", func() bool { return pausedDB(t, p) == "0" })
+	proxytest.Eventually(t, 3*time.Second, "the pause to expire", func() bool { return pausedDB(t, p) == "0" })
 	c := p.connect(t)
 	if _, err := c.Exec(context.Background(), "SELECT 1"); err != nil {
 		t.Fatal(err)

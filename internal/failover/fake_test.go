@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/failover"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
 	"github.com/pauseproxy/pauseproxy/internal/proxy"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
@@ -158,7 +158,7 @@ hold_timeout = %q
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, body)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := proxytest.Log(t)
 	r := router.New(cfg, log)
 	db, ok := r.Database("db")
 	if !ok {
@@ -257,7 +257,7 @@ func held(db *router.Database) bool {
 // database, then checks that the pools point at m.
 func (e *engineEnv) requireReleasedOn(t *testing.T, m *discovery.Member) {
 	t.Helper()
-	eventually(t, 4*time.Second, "released on "+m.Addr(), func() bool {
+	proxytest.Eventually(t, 4*time.Second, "released on "+m.Addr(), func() bool {
 		st := e.eng.Status()
 		return st.Verified == m.Addr() && !st.Cycling && !held(e.db)
 	})
@@ -284,7 +284,7 @@ func (e *engineEnv) requireHeldFor(t *testing.T, d time.Duration) {
 func TestFakeStartupHeldUntilPrimaryNamed(t *testing.T) {
 	env := startEngine(t, "4s", nil)
 	// No answer from the source yet: the startup cycle holds.
-	eventually(t, 2*time.Second, "startup cycle", func() bool { return env.eng.Status().Cycling })
+	proxytest.Eventually(t, 2*time.Second, "startup cycle", func() bool { return env.eng.Status().Cycling })
 	env.requireHeldFor(t, 200*time.Millisecond)
 	gen := env.db.Target().Gen
 
@@ -361,7 +361,7 @@ func TestFakeLeaderFlaps(t *testing.T) {
 	// A -> B, and back to A as soon as the engine started on B.
 	hurries := env.src.Hurries()
 	env.src.publish(b, nil)
-	eventually(t, 2*time.Second, "a cycle for B", func() bool { return env.src.Hurries() > hurries })
+	proxytest.Eventually(t, 2*time.Second, "a cycle for B", func() bool { return env.src.Hurries() > hurries })
 	env.src.publish(a, nil)
 	// Then faster than the engine can follow: B, A, B, A.
 	for _, m := range []*discovery.Member{b, a, b, a} {
@@ -414,7 +414,7 @@ func TestFakeNoPrimaryHolds(t *testing.T) {
 
 	// The source answers, and names no leader: hold.
 	env.src.publish(nil, nil)
-	eventually(t, 2*time.Second, "held with no primary", func() bool { return held(env.db) && env.eng.Status().Cycling })
+	proxytest.Eventually(t, 2*time.Second, "held with no primary", func() bool { return held(env.db) && env.eng.Status().Cycling })
 	env.requireHeldFor(t, 300*time.Millisecond)
 	done := make(chan error, 1)
 	go func() {
@@ -488,7 +488,7 @@ func TestFakeCandidateNotVerifiedStaysHeld(t *testing.T) {
 	env := startEngine(t, "4s", nil)
 	dead := deadMember(t)
 	env.src.publish(dead, nil)
-	eventually(t, 2*time.Second, "a failed verification", func() bool { return env.eng.Status().LastErr != nil })
+	proxytest.Eventually(t, 2*time.Second, "a failed verification", func() bool { return env.eng.Status().LastErr != nil })
 	env.requireHeldFor(t, 300*time.Millisecond)
 	st := env.eng.Status()
 	if st.LastErr == nil || !containsAddr(st.LastErr, dead) {
@@ -533,7 +533,7 @@ func TestStaticSplitBrainStaysHeld(t *testing.T) {
 		})
 	})
 
-	eventually(t, 3*time.Second, "split brain reported", func() bool {
+	proxytest.Eventually(t, 3*time.Second, "split brain reported", func() bool {
 		return errors.Is(env.eng.Status().Snapshot.Err, discovery.ErrSplitBrain)
 	})
 	if st := env.eng.Status(); st.Snapshot.Primary != nil || len(st.Snapshot.Replicas) != 2 {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // staticDB is a [databases.db] table pointing at c with the superuser as
@@ -96,9 +97,9 @@ func TestCutOverToAnotherCluster(t *testing.T) {
 	// The runbook of seeds/001: pause, re-point, resume.
 	db, _ := p.Router.Database("db")
 	db.Hold("pause")
-	p.Reload(t, staticDB(b), "")
+	p.Reload(t, staticDB(b))
 	db.Unhold("pause")
-	eventually(t, 10*time.Second, "traffic on cluster b", func() bool { return port() == b.Port })
+	proxytest.Eventually(t, 10*time.Second, "traffic on cluster b", func() bool { return port() == b.Port })
 }
 
 // TestPreparedStatementsAcrossRestart: named statements (pgbench -M

@@ -3,19 +3,14 @@ package fidelity
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
-	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
-	"github.com/pauseproxy/pauseproxy/internal/proxy"
-	"github.com/pauseproxy/pauseproxy/internal/router"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // pg is the package's PostgreSQL cluster (SCRAM for TCP logins), with role
@@ -61,95 +56,34 @@ func TestMain(m *testing.M) {
 }
 
 // testProxy is an in-process pauseproxy in front of pg.
-type testProxy struct {
-	Addr   string // host:port
-	Router *router.Router
-	cancel context.CancelFunc
-	done   chan struct{}
-}
+type testProxy struct{ *proxytest.Proxy }
 
 // poolSize leaves room for two script connections in a transaction, the
 // rotator's blocker, and one spare.
 const poolSize = 4
 
-// startProxy writes a TOML configuration, loads it through config.Load
-// (as the command does) and serves it until the test ends. It follows
-// internal/proxy's test helper of the same name.
+// startProxy serves pg in poolMode until the test ends, configured like
+// internal/proxy's test proxy.
 func startProxy(t testing.TB, poolMode string) *testProxy {
 	t.Helper()
-	port, err := pgtest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sockDir := filepath.Join(dir, "sock")
-	if err := os.Mkdir(sockDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	authFile := filepath.Join(dir, "userlist.txt")
-	if err := os.WriteFile(authFile, []byte(`"app" "apppass"`+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	toml := fmt.Sprintf(`
 [proxy]
 listen_addr = "127.0.0.1"
-listen_port = %d
-unix_socket_dir = %q
+listen_port = {{port}}
+unix_socket_dir = "{{sock_dir}}"
 auth_type = "scram-sha-256"
-auth_file = %q
+auth_file = "{{dir}}/userlist.txt"
 pool_mode = %q
 default_pool_size = %d
 
 [databases.appdb]
 host = "127.0.0.1"
 port = %d
-`, port, sockDir, authFile, poolMode, poolSize, pg.Port)
-	path := filepath.Join(dir, "pauseproxy.toml")
-	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, toml)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	r := router.New(cfg, log)
-	srv, err := proxy.New(cfg, r, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tp := &testProxy{Addr: fmt.Sprintf("127.0.0.1:%d", port), Router: r, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		srv.Serve(ctx)
-		srv.Wait()
-		close(tp.done)
-	}()
-	t.Cleanup(tp.Stop)
-	return tp
-}
-
-// Stop closes every client and the pools.
-func (p *testProxy) Stop() {
-	p.cancel()
-	<-p.done
-	p.Router.Close()
+`, poolMode, poolSize, pg.Port)
+	return &testProxy{proxytest.Start(t, toml, proxytest.WithSockDir(), proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"))}
 }
 
 // DSN is a pgx URL for app through the proxy.
 func (p *testProxy) DSN() string {
 	return fmt.Sprintf("postgres://app:apppass@%s/appdb?sslmode=disable", p.Addr)
-}
-
-// testWriter sends log lines to t.Log while the test runs.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	defer func() { recover() }() // a log line after the test ended
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

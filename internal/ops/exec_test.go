@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/ops"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // `pauseproxy exec -- patronictl restart` of the primary under TPC-B load
@@ -74,7 +75,7 @@ func TestExecTimeout(t *testing.T) {
 	waitHealthy(t)
 	start := time.Now()
 	rep, err := ops.Exec(context.Background(), ops.ExecOptions{
-		Options: ops.Options{Config: proxyA.loadConfig(t), Database: "db", Timeout: 2 * time.Second, Log: testLog(t)},
+		Options: ops.Options{Config: proxyA.loadConfig(t), Database: "db", Timeout: 2 * time.Second, Log: proxytest.Log(t)},
 		Command: []string{"sleep", "30"},
 	})
 	var se *ops.StepError
@@ -127,7 +128,7 @@ func TestOneAtATime(t *testing.T) {
 	waitHealthy(t)
 	for _, p := range []*proxyProc{proxyA, proxyB} {
 		t.Run(p.source, func(t *testing.T) {
-			var logs syncBuffer
+			var logs proxytest.SyncBuffer
 			// Longer than lockWait (2s), which the second one waits for.
 			first := exec.Command(bin, "exec", "--config", p.path, "--", "sleep", "4")
 			first.Stderr = &logs
@@ -142,7 +143,7 @@ func TestOneAtATime(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 			_, err := ops.Exec(context.Background(), ops.ExecOptions{
-				Options: ops.Options{Config: p.loadConfig(t), Database: "db", Log: testLog(t)},
+				Options: ops.Options{Config: p.loadConfig(t), Database: "db", Log: proxytest.Log(t)},
 				Command: []string{"true"},
 			})
 			var se *ops.StepError
@@ -155,7 +156,7 @@ func TestOneAtATime(t *testing.T) {
 			}
 			// Released: the next one runs.
 			if _, err := ops.Exec(context.Background(), ops.ExecOptions{
-				Options: ops.Options{Config: p.loadConfig(t), Database: "db", Log: testLog(t)},
+				Options: ops.Options{Config: p.loadConfig(t), Database: "db", Log: proxytest.Log(t)},
 				Command: []string{"true"},
 			}); err != nil {
 				t.Fatalf("exec after the first one ended: %v", err)

@@ -5,15 +5,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +22,7 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/ops"
 	"github.com/pauseproxy/pauseproxy/internal/patronitest"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // The package's fixtures, started once by TestMain (a Patroni cluster
@@ -103,7 +101,7 @@ func setup(m *testing.M) (int, error) {
 	code := m.Run()
 	if code != 0 {
 		for _, p := range []*proxyProc{proxyA, proxyB} {
-			fmt.Fprintf(os.Stderr, "--- proxy %s log (tail):\n%s\n", p.name, p.logs.tail(80))
+			fmt.Fprintf(os.Stderr, "--- proxy %s log (tail):\n%s\n", p.name, p.logs.Tail(80))
 		}
 	}
 	return code, nil
@@ -116,7 +114,7 @@ type proxyProc struct {
 	source     string // "patroni" or "consul"
 	path       string // its config
 	cmd        *exec.Cmd
-	logs       *syncBuffer
+	logs       *proxytest.SyncBuffer
 }
 
 func (p *proxyProc) start(dir string) error {
@@ -158,7 +156,7 @@ password = %q
 	if err := os.WriteFile(p.path, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	p.logs = &syncBuffer{}
+	p.logs = &proxytest.SyncBuffer{}
 	p.cmd = exec.Command(bin, "--config", p.path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -207,7 +205,7 @@ func (p *proxyProc) waitVerified(ctx context.Context) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("proxy %s not ready: %v\n%s", p.name, last, p.logs.tail(40))
+			return fmt.Errorf("proxy %s not ready: %v\n%s", p.name, last, p.logs.Tail(40))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -238,45 +236,6 @@ func (p *proxyProc) loadConfig(t testing.TB) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(s.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// testLog is a logger writing to the test's log.
-func testLog(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	defer func() { recover() }() // a log line after the test ended
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // waitHealthy waits until Patroni's cluster has a running leader and every
@@ -375,16 +334,11 @@ func runPgbench(t testing.TB, p *proxyProc, args ...string) pgbench {
 	return pgbench{out: string(out), logDir: dir}
 }
 
-var (
-	failedRE    = regexp.MustCompile(`number of failed transactions: (\d+)`)
-	processedRE = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
-)
-
 // check fails the test unless pgbench reported 0 failed transactions and
 // no aborted client, and returns the transactions processed.
 func (b pgbench) check(t testing.TB) int64 {
 	t.Helper()
-	f, p := failedRE.FindStringSubmatch(b.out), processedRE.FindStringSubmatch(b.out)
+	f, p := proxytest.PgbenchFailed.FindStringSubmatch(b.out), proxytest.PgbenchProcessed.FindStringSubmatch(b.out)
 	if f == nil || p == nil || f[1] != "0" || strings.Contains(b.out, "aborted") {
 		t.Fatalf("want 0 failed transactions and no aborted client:\n%s", b.out)
 	}

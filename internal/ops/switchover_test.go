@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pauseproxy/pauseproxy/internal/ops"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // A switchover under TPC-B load through proxy A, both proxies paused: no
@@ -28,7 +29,7 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	time.Sleep(4 * time.Second)
 
 	rep, err := ops.Switchover(context.Background(), ops.SwitchoverOptions{
-		Options: ops.Options{Config: proxyA.loadConfig(t), Database: "db", Log: testLog(t)},
+		Options: ops.Options{Config: proxyA.loadConfig(t), Database: "db", Log: proxytest.Log(t)},
 	})
 	if err != nil {
 		t.Fatalf("switchover: %v\n%s", err, rep.Summary())
@@ -87,7 +88,7 @@ func TestConsoleSwitchover(t *testing.T) {
 	defer conn2.Close(context.Background())
 	start := time.Now()
 	if _, err := conn2.Exec(ctx, "SWITCHOVER db TO "+target.Name).ReadAll(); err != nil {
-		t.Fatalf("SWITCHOVER: %v\n%s", err, proxyB.logs.tail(40))
+		t.Fatalf("SWITCHOVER: %v\n%s", err, proxyB.logs.Tail(40))
 	}
 	t.Logf("SWITCHOVER %s -> %s took %s: %v", old.Name, target.Name, time.Since(start), notices)
 	if len(notices) != 1 || !strings.Contains(notices[0], target.PGAddr()) || !strings.Contains(notices[0], "traffic held") {
@@ -176,7 +177,7 @@ func TestSwitchoverDrainTimeout(t *testing.T) {
 func TestSwitchoverRefusedByCheck(t *testing.T) {
 	waitHealthy(t)
 	rep, err := ops.Switchover(context.Background(), ops.SwitchoverOptions{
-		Options:   ops.Options{Config: proxyA.loadConfig(t), Database: "db", Log: testLog(t)},
+		Options:   ops.Options{Config: proxyA.loadConfig(t), Database: "db", Log: proxytest.Log(t)},
 		Candidate: "nosuchmember",
 	})
 	var se *ops.StepError

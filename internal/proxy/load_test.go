@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // pgbench runs pgbench against the proxy and returns its output.
@@ -33,18 +34,15 @@ func pgbench(t *testing.T, p *testProxy, args ...string) string {
 	return string(out)
 }
 
-var failedRE = regexp.MustCompile(`number of failed transactions: (\d+)`)
-var processedRE = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
-
 func TestPgbenchTPCBConsistent(t *testing.T) {
 	p := startProxy(t, proxyOptions{PoolSize: 5})
 	pgbench(t, p, "-i", "-q", "-s", "1")
 	out := pgbench(t, p, "-c", "50", "-j", "2", "-T", "5", "-n")
-	m := failedRE.FindStringSubmatch(out)
+	m := proxytest.PgbenchFailed.FindStringSubmatch(out)
 	if m == nil || m[1] != "0" {
 		t.Fatalf("want 0 failed transactions:\n%s", out)
 	}
-	pm := processedRE.FindStringSubmatch(out)
+	pm := proxytest.PgbenchProcessed.FindStringSubmatch(out)
 	if n, _ := strconv.Atoi(pm[1]); n < 100 {
 		t.Fatalf("too few transactions:\n%s", out)
 	}
@@ -240,7 +238,7 @@ func TestServerLostDuringTransaction(t *testing.T) {
 	tx.Rollback(ctx)
 	// The client stays usable on a new server connection.
 	var v int
-	eventually(t, 5*time.Second, "client usable again", func() bool {
+	proxytest.Eventually(t, 5*time.Second, "client usable again", func() bool {
 		return c.QueryRow(ctx, "SELECT 9").Scan(&v) == nil && v == 9
 	})
 }

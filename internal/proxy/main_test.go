@@ -3,22 +3,14 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
-	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
-	"github.com/pauseproxy/pauseproxy/internal/proxy"
-	"github.com/pauseproxy/pauseproxy/internal/router"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // pg is the package's PostgreSQL cluster (SCRAM for TCP logins). Roles:
@@ -42,17 +34,7 @@ func TestMain(m *testing.M) {
 }
 
 // testProxy is an in-process pauseproxy in front of pg.
-type testProxy struct {
-	Addr    string // host:port
-	Port    int
-	SockDir string
-	Cfg     *config.Config
-	Router  *router.Router
-	Server  *proxy.Server
-	path    string
-	cancel  context.CancelFunc
-	done    chan struct{}
-}
+type testProxy struct{ *proxytest.Proxy }
 
 // proxyOptions are the variable parts of a test configuration.
 type proxyOptions struct {
@@ -65,8 +47,7 @@ type proxyOptions struct {
 	ServerPort int
 }
 
-// startProxy writes a TOML configuration, loads it through config.Load
-// (as the command does) and serves it until the test ends.
+// startProxy serves a configuration built from o until the test ends.
 func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	t.Helper()
 	if o.PoolMode == "" {
@@ -78,26 +59,17 @@ func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	if o.AuthType == "" {
 		o.AuthType = "scram-sha-256"
 	}
-	port, err := pgtest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
 	serverPort := pg.Port
 	if o.ServerPort != 0 {
 		serverPort = o.ServerPort
 	}
-	dir := t.TempDir()
-	sockDir := filepath.Join(dir, "sock")
-	os.Mkdir(sockDir, 0o755)
-	authFile := filepath.Join(dir, "userlist.txt")
-	os.WriteFile(authFile, []byte(`"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n"), 0o600)
 	toml := fmt.Sprintf(`
 [proxy]
 listen_addr = "127.0.0.1"
-listen_port = %d
-unix_socket_dir = %q
+listen_port = {{port}}
+unix_socket_dir = "{{sock_dir}}"
 auth_type = %q
-auth_file = %q
+auth_file = "{{dir}}/userlist.txt"
 pool_mode = %q
 default_pool_size = %d
 max_client_conn = 2000
@@ -108,43 +80,9 @@ admin_users = ["admin"]
 host = "127.0.0.1"
 port = %d
 %s
-`, port, sockDir, o.AuthType, authFile, o.PoolMode, o.PoolSize, o.Extra, serverPort, o.DBExtra)
-	path := filepath.Join(dir, "pauseproxy.toml")
-	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, toml)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	r := router.New(cfg, log)
-	srv, err := proxy.New(cfg, r, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tp := &testProxy{
-		Addr: fmt.Sprintf("127.0.0.1:%d", port), Port: port, SockDir: sockDir,
-		Cfg: cfg, Router: r, Server: srv, path: path, cancel: cancel, done: make(chan struct{}),
-	}
-	go func() {
-		srv.Serve(ctx)
-		srv.Wait()
-		close(tp.done)
-	}()
-	t.Cleanup(tp.Stop)
-	return tp
-}
-
-// Stop closes every client and the pools. Safe to call twice.
-func (p *testProxy) Stop() {
-	p.cancel()
-	<-p.done
-	p.Router.Close()
+`, o.AuthType, o.PoolMode, o.PoolSize, o.Extra, serverPort, o.DBExtra)
+	return &testProxy{proxytest.Start(t, toml, proxytest.WithSockDir(),
+		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n"))}
 }
 
 // DSN is a libpq/pgx URL for user through the proxy.
@@ -166,28 +104,3 @@ func (p *testProxy) connect(t testing.TB, ctx context.Context) *pgx.Conn {
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
 }
-
-// testWriter sends log lines to t.Log while the test runs.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	defer func() { recover() }() // a log line after the test ended
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-var _ = io.EOF
-var _ = net.Dial

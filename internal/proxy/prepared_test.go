@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 func TestPgbenchPreparedTransactionMode(t *testing.T) {
@@ -21,11 +23,11 @@ func TestPgbenchPreparedTransactionMode(t *testing.T) {
 		{"-M", "extended", "-S", "-c", "20", "-j", "2", "-T", "2", "-n"},
 	} {
 		out := pgbench(t, p, args...)
-		m := failedRE.FindStringSubmatch(out)
+		m := proxytest.PgbenchFailed.FindStringSubmatch(out)
 		if m == nil || m[1] != "0" {
 			t.Fatalf("pgbench %v: want 0 failed transactions:\n%s", args, out)
 		}
-		pm := processedRE.FindStringSubmatch(out)
+		pm := proxytest.PgbenchProcessed.FindStringSubmatch(out)
 		if n, _ := strconv.Atoi(pm[1]); n < 100 {
 			t.Fatalf("pgbench %v: too few transactions:\n%s", args, out)
 		}
