@@ -248,3 +248,25 @@ func TestAuthQuery(t *testing.T) {
 		t.Fatalf("wrong password through auth_query: want 28P01, got %v", err)
 	}
 }
+
+func TestQueryTimeoutCancels(t *testing.T) {
+	p := startProxy(t, proxyOptions{Extra: `query_timeout = "500ms"`})
+	ctx := context.Background()
+	c := p.connect(t, ctx)
+	start := time.Now()
+	_, err := c.Exec(ctx, "SELECT pg_sleep(10)")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" {
+		t.Fatalf("want 57014 from query_timeout, got %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("query_timeout took %s", d)
+	}
+	// The client stays usable, and short queries are not affected.
+	for i := 0; i < 3; i++ {
+		var v int
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

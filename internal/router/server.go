@@ -106,6 +106,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 		return true
 	}
 	s.pending--
+	s.stopQueryTimeoutLocked()
 	s.tx = status
 	s.copyIn = false
 	var synth []byte

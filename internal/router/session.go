@@ -66,6 +66,7 @@ type Session struct {
 	retrying   bool        // the reader asked the client pump to run batch again
 	retryCode  string      // SQLSTATE that made the server refuse the batch
 	responded  atomic.Bool // something of the batch's response went to the client
+	queryTimer *time.Timer // query_timeout of the batch in flight (mu)
 	retryArmed bool        // the batch was refused; its ReadyForQuery ends the binding
 	retryBuf   []byte      // the batch being run again (client pump only)
 	retries    int         // how often the current batch ran again
@@ -212,8 +213,10 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 		s.pending++
 		s.unsynced = 0
 		s.sinceExe = 0
+		s.armQueryTimeoutLocked()
 	case wire.MsgSync:
 		s.pending++
+		s.armQueryTimeoutLocked()
 		s.unsynced = 0
 		s.sinceExe++
 	case wire.MsgExecute:
@@ -462,4 +465,42 @@ func (s *Session) end() {
 	}
 	s.cc.Close()
 	s.r.removeSession(s)
+}
+
+// armQueryTimeoutLocked starts query_timeout for a batch the client just
+// completed, when none runs yet: PgBouncer's query_timeout, except that the
+// query is cancelled (57014 to the client, who keeps its connection)
+// instead of both connections being closed. Called with mu held.
+func (s *Session) armQueryTimeoutLocked() {
+	d := s.r.cfg().QueryTimeout
+	if d <= 0 || s.pending != 1 {
+		return
+	}
+	if s.queryTimer == nil {
+		s.queryTimer = time.AfterFunc(d, s.queryTimedOut)
+	} else {
+		s.queryTimer.Reset(d)
+	}
+}
+
+// stopQueryTimeoutLocked stops query_timeout once nothing is outstanding.
+// Called with mu held.
+func (s *Session) stopQueryTimeoutLocked() {
+	if s.queryTimer != nil && s.pending <= 0 {
+		s.queryTimer.Stop()
+	}
+}
+
+func (s *Session) queryTimedOut() {
+	s.mu.Lock()
+	srv := s.server
+	running := srv != nil && s.pending > 0
+	s.mu.Unlock()
+	if !running {
+		return
+	}
+	s.r.log.Info("query_timeout: cancelling the running query", slog.Uint64("client", s.ID), slog.String("database", s.db.Name))
+	if err := srv.Cancel(5 * time.Second); err != nil {
+		s.r.log.Warn("query_timeout: cancel failed", slog.Uint64("client", s.ID), slog.Any("err", err))
+	}
 }
