@@ -41,7 +41,7 @@ func (p *Pool) SetTarget(t Target) {
 	for _, c := range p.idle {
 		if c.target.Gen != t.Gen {
 			c.inIdle = false
-			p.total--
+			p.dropSlotLocked()
 			old = append(old, c)
 		} else {
 			keep = append(keep, c)
@@ -72,7 +72,7 @@ func (p *Pool) SetConfig(cfg Config) {
 		c := p.idle[0]
 		p.idle = p.idle[1:]
 		c.inIdle = false
-		p.total--
+		p.dropSlotLocked()
 		extra = append(extra, c)
 	}
 	p.serveLocked()
@@ -97,7 +97,7 @@ func (p *Pool) CloseIdle() {
 	p.idle = nil
 	for _, c := range idle {
 		c.inIdle = false
-		p.total--
+		p.dropSlotLocked()
 	}
 	p.serveLocked()
 	p.mu.Unlock()
@@ -139,6 +139,9 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
+	for _, l := range p.cfg.Limits {
+		l.unregister(p)
+	}
 	for _, w := range p.waiters {
 		w.ch <- grant{err: ErrClosed}
 	}
@@ -147,7 +150,7 @@ func (p *Pool) Close() {
 	p.idle = nil
 	for _, c := range idle {
 		c.inIdle = false
-		p.total--
+		p.dropSlotLocked()
 	}
 	p.mu.Unlock()
 	close(p.stopJan)
@@ -173,6 +176,7 @@ func (p *Pool) janitor() {
 		}
 		p.evict()
 		p.fillMin()
+		p.makeRoom()
 		p.mu.Lock()
 		p.serveLocked()
 		p.mu.Unlock()
@@ -192,7 +196,7 @@ func (p *Pool) evict() {
 			(p.cfg.IdleTimeout > 0 && idleFor >= p.cfg.IdleTimeout && p.total > p.cfg.MinSize)
 		if expired || c.dead.Load() {
 			c.inIdle = false
-			p.total--
+			p.dropSlotLocked()
 			old = append(old, c)
 			continue
 		}
@@ -216,7 +220,10 @@ func (p *Pool) fillMin() {
 		p.mu.Unlock()
 		return
 	}
-	p.total++
+	if !p.addSlotLocked() {
+		p.mu.Unlock()
+		return
+	}
 	p.dialing++
 	p.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -50,6 +50,9 @@ type Config struct {
 	QueryWait      time.Duration // query_wait_timeout
 	HoldTimeout    time.Duration // hold_timeout: the longest wait in a hold
 	MaxMessageSize int
+	// Limits shared with other pools: max_db_connections,
+	// max_user_connections.
+	Limits []*Limit
 }
 
 // Error is an acquisition failure to report to the client with its SQLSTATE.
@@ -129,6 +132,9 @@ func New(name string, cfg Config, t Target, dial DialFunc, log *slog.Logger, ids
 		Name: name, cfg: cfg, target: t, dial: dial, log: log, nextID: ids,
 		stopJan: make(chan struct{}), janDone: make(chan struct{}),
 	}
+	for _, l := range cfg.Limits {
+		l.register(p)
+	}
 	go p.janitor()
 	return p
 }
@@ -179,10 +185,11 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 				p.mu.Unlock()
 				return nil, err
 			}
-			p.total++
-			p.dialing++
-			p.mu.Unlock()
-			return p.dialSlot(ctx)
+			if p.addSlotLocked() {
+				p.dialing++
+				p.mu.Unlock()
+				return p.dialSlot(ctx)
+			}
 		}
 	}
 	// Waiters are recycled (channel and timer included): under contention
@@ -223,7 +230,7 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 			p.Put(g.c)
 		} else if g.dial {
 			p.mu.Lock()
-			p.total--
+			p.dropSlotLocked()
 			p.dialing--
 			p.serveLocked()
 			p.mu.Unlock()
@@ -270,7 +277,7 @@ func (p *Pool) dialSlot(ctx context.Context) (*Conn, error) {
 	p.mu.Lock()
 	p.dialing--
 	if err != nil {
-		p.total--
+		p.dropSlotLocked()
 		p.loginErr, p.loginAt = err, time.Now()
 		p.serveLocked()
 		p.mu.Unlock()
@@ -281,16 +288,18 @@ func (p *Pool) dialSlot(ctx context.Context) (*Conn, error) {
 	c := p.newConnLocked(srv, t)
 	if p.closed || t.Gen != p.target.Gen {
 		// Retargeted (or closed) while dialing: never hand out a
-		// connection of an old generation.
-		p.total--
+		// connection of an old generation. The slot stays counted for
+		// the new dial.
 		p.mu.Unlock()
 		c.close()
 		<-c.done
 		if p.isClosed() {
+			p.mu.Lock()
+			p.dropSlotLocked()
+			p.mu.Unlock()
 			return nil, ErrClosed
 		}
 		p.mu.Lock()
-		p.total++
 		p.dialing++
 		p.mu.Unlock()
 		return p.dialSlot(ctx)
@@ -363,7 +372,7 @@ func (p *Pool) Put(c *Conn) {
 		(p.cfg.Lifetime > 0 && now.Sub(c.created) >= p.cfg.Lifetime) ||
 		p.total > p.cfg.Size+p.cfg.Reserve
 	if discard {
-		p.total--
+		p.dropSlotLocked()
 		p.serveLocked()
 		p.mu.Unlock()
 		c.close()
@@ -393,7 +402,7 @@ func (p *Pool) popIdleLocked() *Conn {
 		p.idle = p.idle[:len(p.idle)-1]
 		c.inIdle = false
 		if c.dead.Load() || c.retire.Load() || c.target.Gen != p.target.Gen {
-			p.total--
+			p.dropSlotLocked()
 			go c.close()
 			continue
 		}
@@ -416,7 +425,7 @@ func (p *Pool) dropIdle(c *Conn) {
 		}
 	}
 	c.inIdle = false
-	p.total--
+	p.dropSlotLocked()
 	p.serveLocked()
 }
 
@@ -431,13 +440,14 @@ func (p *Pool) serveLocked() {
 		if c := p.popIdleLocked(); c != nil {
 			p.active++
 			w.ch <- grant{c: c}
-		} else if p.total < p.limitLocked(w) {
+		} else if p.total < p.limitLocked(w) && !p.limitsFullLocked() {
 			if err := p.loginBackoffLocked(); err != nil {
 				w.ch <- grant{err: err}
-			} else {
-				p.total++
+			} else if p.addSlotLocked() {
 				p.dialing++
 				w.ch <- grant{dial: true}
+			} else {
+				return
 			}
 		} else {
 			return

@@ -219,3 +219,48 @@ func eventually(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestLimitSharedByPools(t *testing.T) {
+	lim := NewLimit(2)
+	a, _ := newTestPool(t, Config{Size: 5, QueryWait: 5 * time.Second, HoldTimeout: time.Second, Limits: []*Limit{lim}})
+	b, _ := newTestPool(t, Config{Size: 5, QueryWait: 5 * time.Second, HoldTimeout: time.Second, Limits: []*Limit{lim}})
+	ctx := context.Background()
+	c1, err := a.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := a.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b waits: the limit is reached although b itself has room.
+	got := make(chan *Conn, 1)
+	go func() {
+		c, err := b.Acquire(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- c
+	}()
+	select {
+	case <-got:
+		t.Fatal("acquired over max 2")
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Once a's connections are idle, one of them is closed to make room
+	// for b (within a janitor tick).
+	a.Put(c1)
+	a.Put(c2)
+	select {
+	case c := <-got:
+		if c == nil {
+			t.Fatal("no connection")
+		}
+		b.Put(c)
+	case <-time.After(3 * time.Second):
+		t.Fatal("b still waiting while a had idle connections")
+	}
+	if n := a.Stats().Total + b.Stats().Total; n > 2 {
+		t.Fatalf("%d connections under a limit of 2", n)
+	}
+}

@@ -242,3 +242,41 @@ func TestServerLostDuringTransaction(t *testing.T) {
 		return c.QueryRow(ctx, "SELECT 9").Scan(&v) == nil && v == 9
 	})
 }
+
+func TestMaxDBConnections(t *testing.T) {
+	p := startProxy(t, proxyOptions{PoolSize: 5, DBExtra: "max_db_connections = 2\n"})
+	ctx := context.Background()
+	var conns []*pgx.Conn
+	for i := 0; i < 3; i++ {
+		conns = append(conns, p.connect(t, ctx))
+	}
+	for _, c := range conns[:2] {
+		if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The third client waits: two server connections is the database's
+	// maximum, although its pool could open five.
+	done := make(chan error, 1)
+	go func() {
+		_, err := conns[2].Exec(ctx, "SELECT 1")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("ran over max_db_connections: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if _, err := conns[0].Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("still waiting after a server connection was released")
+	}
+	conns[1].Exec(ctx, "COMMIT")
+}

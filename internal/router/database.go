@@ -29,6 +29,7 @@ type Database struct {
 	holds  map[string]bool       // reasons the database is held ("pause", "role-change", ...)
 	target pool.Target
 	login  *serverLogin // the last server login a pool was made for (for Probe)
+	limit  *pool.Limit  // max_db_connections across the pools
 
 	// managed is set when a role-change engine watches the database: it
 	// then requires writability and handles trouble.
@@ -37,7 +38,8 @@ type Database struct {
 }
 
 func newDatabase(r *Router, name string, dc *config.Database) *Database {
-	d := &Database{Name: name, r: r, cfg: dc, pools: make(map[string]*pool.Pool), trouble: make(chan struct{}, 1)}
+	d := &Database{Name: name, r: r, cfg: dc, pools: make(map[string]*pool.Pool), trouble: make(chan struct{}, 1),
+		limit: pool.NewLimit(dc.MaxDBConns)}
 	d.target = pool.Target{Host: dc.Host, Port: dc.Port, Gen: 1}
 	return d
 }
@@ -119,6 +121,7 @@ func (d *Database) poolConfigLocked(cfg *config.Config, user string) pool.Config
 		QueryWait:      px.QueryWaitTimeout,
 		HoldTimeout:    px.HoldTimeout,
 		MaxMessageSize: px.MaxMessageSize,
+		Limits:         []*pool.Limit{d.limit, d.r.userLimit(cfg, user)},
 	}
 }
 
@@ -128,6 +131,7 @@ func (d *Database) reconfigure(dc *config.Database) {
 	d.mu.Lock()
 	old := d.cfg
 	d.cfg = dc
+	d.limit.SetMax(dc.MaxDBConns)
 	cfg := d.r.Config()
 	moved := old.Host != dc.Host || old.Port != dc.Port || old.DBName != dc.DBName ||
 		old.User != dc.User || old.Password != dc.Password

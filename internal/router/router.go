@@ -29,6 +29,9 @@ type Router struct {
 	draining atomic.Bool
 	stmts    stmtRegistry
 
+	ulMu       sync.Mutex // guards userLimits
+	userLimits map[string]*pool.Limit
+
 	mu       sync.Mutex // guards the maps below; never held while blocking
 	dbs      map[string]*Database
 	sessions map[uint64]*Session
@@ -386,4 +389,27 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// userLimit returns the max_user_connections limit shared by a server
+// login's pools in every database, creating it at first use; its bound
+// follows the configuration.
+func (r *Router) userLimit(cfg *config.Config, user string) *pool.Limit {
+	max := cfg.Proxy.MaxUserConnections
+	if u, ok := cfg.Users[user]; ok && u.MaxUserConns > 0 {
+		max = u.MaxUserConns
+	}
+	r.ulMu.Lock()
+	defer r.ulMu.Unlock()
+	if r.userLimits == nil {
+		r.userLimits = make(map[string]*pool.Limit)
+	}
+	l, ok := r.userLimits[user]
+	if !ok {
+		l = pool.NewLimit(max)
+		r.userLimits[user] = l
+	} else {
+		l.SetMax(max)
+	}
+	return l
 }
