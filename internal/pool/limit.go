@@ -116,7 +116,7 @@ func (p *Pool) limitsFullLocked() bool {
 // by the janitor without any lock held.
 func (p *Pool) makeRoom() {
 	p.mu.Lock()
-	waiting := len(p.waiters) > 0 && !p.held
+	waiting := p.waiters.len() > 0 && !p.held
 	var full []*Limit
 	for _, l := range p.cfg.Limits {
 		if l.Full() {

@@ -94,7 +94,7 @@ type Pool struct {
 	total    int     // open plus dialing
 	active   int
 	dialing  int
-	waiters  []*waiter
+	waiters  waitQueue
 	loginErr error
 	loginAt  time.Time
 	welcome  map[string]string
@@ -174,7 +174,7 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if !p.held && len(p.waiters) == 0 {
+	if !p.held && p.waiters.len() == 0 {
 		if c := p.popIdleLocked(); c != nil {
 			p.active++
 			p.mu.Unlock()
@@ -212,7 +212,7 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 		defer w.timer.Stop()
 		timeout = w.timer.C
 	}
-	p.waiters = append(p.waiters, w)
+	p.waiters.push(w)
 	p.mu.Unlock()
 
 	select {
@@ -381,9 +381,8 @@ func (p *Pool) Put(c *Conn) {
 	c.mu.Lock()
 	c.lastUsed = now
 	c.mu.Unlock()
-	if len(p.waiters) > 0 && !p.held {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
+	if p.waiters.len() > 0 && !p.held {
+		w := p.waiters.pop()
 		p.active++
 		w.ch <- grant{c: c}
 		p.mu.Unlock()
@@ -435,8 +434,8 @@ func (p *Pool) serveLocked() {
 	if p.held || p.closed {
 		return
 	}
-	for len(p.waiters) > 0 {
-		w := p.waiters[0]
+	for p.waiters.len() > 0 {
+		w := p.waiters.front()
 		if c := p.popIdleLocked(); c != nil {
 			p.active++
 			w.ch <- grant{c: c}
@@ -452,8 +451,7 @@ func (p *Pool) serveLocked() {
 		} else {
 			return
 		}
-		p.waiters[0] = nil
-		p.waiters = p.waiters[1:]
+		p.waiters.pop()
 	}
 }
 
@@ -467,13 +465,7 @@ func (p *Pool) limitLocked(w *waiter) int {
 }
 
 func (p *Pool) removeWaiterLocked(w *waiter) bool {
-	for i, x := range p.waiters {
-		if x == w {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			return true
-		}
-	}
-	return false
+	return p.waiters.remove(w)
 }
 
 func addr(t Target) string { return fmt.Sprintf("%s:%d", t.Host, t.Port) }

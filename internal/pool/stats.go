@@ -20,11 +20,11 @@ func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := Stats{
-		Active: p.active, Idle: len(p.idle), Dialing: p.dialing, Waiting: len(p.waiters),
+		Active: p.active, Idle: len(p.idle), Dialing: p.dialing, Waiting: p.waiters.len(),
 		Total: p.total, Held: p.held, Target: p.target,
 	}
-	if len(p.waiters) > 0 {
-		s.MaxWait = time.Since(p.waiters[0].since)
+	if p.waiters.len() > 0 {
+		s.MaxWait = time.Since(p.waiters.front().since)
 	}
 	return s
 }

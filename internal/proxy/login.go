@@ -26,7 +26,12 @@ import (
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer s.wg.Done()
 	n := s.clients.Add(1)
-	defer s.clients.Add(-1)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.clients.Add(-1)
+		}
+	}()
 	cfg := s.conf.Load()
 	px := &cfg.Proxy
 	if px.ClientLoginTimeout > 0 {
@@ -81,9 +86,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		s.refuse(conn, err)
 		return
 	}
-	// 4 KiB buffers on the client side, PgBouncer's pkt_buf: most client
-	// messages are small, and an idle client should cost little memory.
-	rd := wire.NewReaderSize(conn, px.MaxMessageSize, 4<<10)
+	// Most client messages are small, and an idle client should cost
+	// little memory: the reader frames them in a buffer of its own of a
+	// few hundred bytes and borrows a 4 KiB one (PgBouncer's pkt_buf)
+	// only for a burst or a large message.
+	rd := wire.NewPooledReader(conn, px.MaxMessageSize, clientReadBufs)
 	if isAdmin {
 		if s.admin == nil {
 			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"})
@@ -104,8 +111,24 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	conn.SetDeadline(time.Time{})
 	log.Debug("client logged in", slog.Uint64("client", sess.ID))
+	handedOff = true
+	s.wg.Add(1)
+	go s.runSession(ctx, sess)
+}
+
+// runSession serves a logged-in client on a goroutine of its own: the
+// login ran deep call chains (TLS, SCRAM, the server dial) whose stack an
+// idle client would otherwise keep, since stacks shrink only at garbage
+// collections. A fresh goroutine's stack grows just to what the session
+// needs.
+func (s *Server) runSession(ctx context.Context, sess *router.Session) {
+	defer s.wg.Done()
+	defer s.clients.Add(-1)
 	sess.Run(ctx)
 }
+
+// clientReadBufs lends client readers their large buffers.
+var clientReadBufs = wire.NewBufferPool(4 << 10)
 
 // startup reads the first packets: SSLRequest and GSSENCRequest are
 // answered (TLS when configured, else 'N'), until a StartupMessage or

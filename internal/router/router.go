@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -180,7 +179,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	s := &Session{
 		ID: r.sessIDs.Add(1), User: l.User, DBName: d.Name, Addr: l.Conn.RemoteAddr(), Start: time.Now(),
 		r: r, db: d, pool: p, mode: d.poolMode(l.User),
-		cc: l.Conn, crd: l.Reader, cw: bufio.NewWriterSize(l.Conn, 4<<10),
+		cc: l.Conn, crd: l.Reader, cw: newClientWriter(l.Conn),
 		tx: wire.TxIdle, state: "idle",
 	}
 	s.self = s

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -39,7 +38,7 @@ type Session struct {
 
 	cc  net.Conn
 	crd *wire.Reader
-	cw  *bufio.Writer
+	cw  *clientWriter
 
 	self pool.Handler // s, for pool.Conn.Bind without allocating
 
@@ -112,10 +111,18 @@ func (s *Session) Run(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() { s.cc.Close() })
 	defer stop()
 	idleTimeoutSet := false
+	var lastTyp byte // of the last client message
 	for {
 		if !s.crd.HasMessage() {
 			if len(s.sbuf) > 0 {
 				s.flushServer()
+			}
+			// About to wait for the client: hand back a borrowed
+			// read buffer (kept if a partial message is in it), except
+			// inside a COPY from the client, whose next CopyData is on
+			// its way and may need the large buffer again.
+			if lastTyp != wire.MsgCopyData {
+				s.crd.ReleaseBuffer()
 			}
 			d, retry := s.beforeRead()
 			if retry {
@@ -145,7 +152,8 @@ func (s *Session) Run(ctx context.Context) {
 			return
 		}
 		s.db.stats.Received.Add(int64(len(m)))
-		if m.Type() == wire.MsgTerminate {
+		lastTyp = m.Type()
+		if lastTyp == wire.MsgTerminate {
 			return
 		}
 		if !s.handle(ctx, m) {

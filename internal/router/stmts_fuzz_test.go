@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"io"
@@ -144,7 +143,7 @@ func FuzzTrack(f *testing.F) {
 		r := &Router{}
 		r.conf.Store(&config.Config{Proxy: config.Proxy{MaxPreparedStatements: 1 + int(script[0]%4)}})
 		var toClient bytes.Buffer // what answerUnbound writes
-		s := &Session{r: r, tracking: true, cw: bufio.NewWriter(&toClient)}
+		s := &Session{r: r, tracking: true, cw: newClientWriter(&toClient)}
 		conns := []*pool.Conn{{}, {}}
 		srv := conns[0]
 		crd := wire.NewReader(bytes.NewReader(client), 1<<16)

@@ -46,7 +46,18 @@ type Reader struct {
 	max   int
 	big   []byte // for messages larger than buf; dropped after use
 	size  int    // buffer size to allocate lazily
+
+	// A pooled Reader (NewPooledReader) frames small messages in small
+	// and borrows a buffer from pool only while data does not fit there.
+	pool  *BufferPool
+	bufp  *[]byte // the borrowed buffer (buf), to give back
+	full  bool    // the last read filled buf
+	small [smallBufSize]byte
 }
+
+// smallBufSize is the buffer a pooled Reader owns: enough for the typical
+// Query or Bind/Execute/Sync batch, so that most clients never borrow.
+const smallBufSize = 256
 
 // NewReader returns a Reader on r that refuses messages longer than max bytes
 // (header included); max <= 0 means DefaultMaxMessageSize. The buffer is
@@ -66,6 +77,17 @@ func NewReaderSize(r io.Reader, max, size int) *Reader {
 		size = 64
 	}
 	return &Reader{r: r, max: max, size: size}
+}
+
+// NewPooledReader is NewReader for a connection that is idle most of the
+// time: it owns a buffer of a few hundred bytes, borrows one of pool's when
+// a read fills that (a burst, a COPY, a large message) and gives it back on
+// ReleaseBuffer. A Reader must not be copied.
+func NewPooledReader(r io.Reader, max int, pool *BufferPool) *Reader {
+	rd := NewReaderSize(r, max, pool.Size())
+	rd.pool = pool
+	rd.buf = rd.small[:]
+	return rd
 }
 
 // maxKeptBig is the largest oversized-message buffer a Reader keeps between
@@ -96,14 +118,36 @@ func (rd *Reader) HasMessage() bool {
 	return n >= l+1
 }
 
-// ReleaseBuffer drops the read buffer when nothing is buffered, so an idle
-// connection holds no read memory. The next read allocates it again.
+// ReleaseBuffer drops the read buffer when nothing is buffered (a pooled
+// Reader gives a borrowed one back and keeps its small one), so an idle
+// connection holds little read memory. The next read allocates or borrows
+// again.
 func (rd *Reader) ReleaseBuffer() {
-	if rd.start == rd.end {
-		rd.buf = nil
-		rd.big = nil
-		rd.start, rd.end = 0, 0
+	if rd.start != rd.end {
+		return
 	}
+	rd.start, rd.end = 0, 0
+	rd.big = nil
+	rd.full = false
+	if rd.pool == nil {
+		rd.buf = nil
+		return
+	}
+	if rd.bufp != nil {
+		rd.pool.Put(rd.bufp)
+		rd.bufp = nil
+	}
+	rd.buf = rd.small[:]
+}
+
+// borrow moves the buffered bytes into a buffer from the pool (a pooled
+// Reader whose small buffer is too small for what is coming).
+func (rd *Reader) borrow() {
+	bp := rd.pool.Get()
+	rd.end = copy(*bp, rd.buf[rd.start:rd.end])
+	rd.start = 0
+	rd.buf = *bp
+	rd.bufp = bp
 }
 
 // ReadMessage returns the next message. The returned Message aliases the
@@ -123,6 +167,9 @@ func (rd *Reader) ReadMessage() (Message, error) {
 		return Message{}, &FrameError{Type: typ, Length: length, Err: ErrMessageTooLarge}
 	}
 	n := int(total)
+	if n > len(rd.buf) && rd.pool != nil && rd.bufp == nil && n <= rd.pool.Size() {
+		rd.borrow()
+	}
 	if n <= len(rd.buf) {
 		if err := rd.fill(n); err != nil {
 			return Message{}, err
@@ -166,8 +213,14 @@ func (rd *Reader) fill(n int) error {
 		rd.start = 0
 	}
 	for rd.end-rd.start < n {
+		if rd.full && rd.pool != nil && rd.bufp == nil {
+			// The last read filled the small buffer: more is likely
+			// waiting (a burst, a COPY), so read it in larger pieces.
+			rd.borrow()
+		}
 		m, err := rd.r.Read(rd.buf[rd.end:])
 		rd.end += m
+		rd.full = rd.end == len(rd.buf)
 		if err != nil {
 			if rd.end-rd.start >= n {
 				return nil

@@ -309,6 +309,62 @@ func TestReaderReleaseBuffer(t *testing.T) {
 	}
 }
 
+// A pooled Reader frames small messages in its own buffer, borrows for a
+// large message or a burst, and gives the borrowed buffer back only when
+// nothing is buffered.
+func TestPooledReader(t *testing.T) {
+	pool := NewBufferPool(1024)
+	small, large := msg('Q', 40), msg('D', 600)
+	var stream []byte
+	stream = append(stream, small...)
+	stream = append(stream, large...)
+	for range 20 {
+		stream = append(stream, small...) // a burst: 900 bytes
+	}
+	rd := NewPooledReader(&chunkReader{data: stream}, 0, pool)
+
+	want := [][]byte{small, large}
+	for range 20 {
+		want = append(want, small)
+	}
+	for i, w := range want {
+		got, err := rd.ReadMessage()
+		if err != nil || !bytes.Equal(got, w) {
+			t.Fatalf("message %d: %q, %v", i, got, err)
+		}
+		switch {
+		case i == 0 && rd.bufp != nil:
+			t.Fatal("borrowed for a message that fits the small buffer")
+		case i == 1 && rd.bufp == nil:
+			t.Fatal("a 605-byte message did not borrow")
+		}
+		if i == 1 {
+			rd.ReleaseBuffer() // bytes of the burst are buffered: keeps it
+			if rd.bufp == nil {
+				t.Fatal("ReleaseBuffer gave back a buffer that held unread bytes")
+			}
+		}
+	}
+	rd.ReleaseBuffer()
+	if rd.bufp != nil || len(rd.buf) != smallBufSize {
+		t.Fatal("ReleaseBuffer with nothing buffered kept the borrowed buffer")
+	}
+
+	// Idle and reading small messages: no allocation at all.
+	src := &chunkReader{}
+	rd = NewPooledReader(src, 0, pool)
+	allocs := testing.AllocsPerRun(100, func() {
+		src.data = small
+		if _, err := rd.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+		rd.ReleaseBuffer()
+	})
+	if allocs != 0 {
+		t.Fatalf("small message + ReleaseBuffer: %.0f allocations, want 0", allocs)
+	}
+}
+
 // Reset keeps the buffer but drops unread bytes of the old stream.
 func TestReaderReset(t *testing.T) {
 	a, b := msg('D', 10), msg('C', 3)
@@ -332,17 +388,25 @@ func TestReaderReset(t *testing.T) {
 // io.ErrUnexpectedEOF and one cut between messages io.EOF. It also checks
 // that HasMessage never promises a message that ReadMessage must block for.
 // bufSize (the Reader's buffer) and chunk (how the stream is split into
-// reads) drive the compaction and large-message paths.
+// reads) drive the compaction and large-message paths; the top bit of
+// bufSize makes it a pooled Reader (NewPooledReader), whose small buffer
+// and borrowed one add their own boundaries.
 func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, max uint16, bufSize uint16, chunk uint8) {
 		limit := int(max)%2048 + 1
-		size := defaultBufSize
-		if bufSize != 0 {
-			size = 5 + int(bufSize)%300
-		}
 		src := &chunkReader{data: data, chunk: int(chunk & 0x1f), eofWithData: chunk&0x80 != 0}
 		release := chunk&0x40 != 0
-		rd := newSmallReader(src, limit, size)
+		var rd *Reader
+		switch {
+		case bufSize&0x8000 != 0:
+			// Borrowed buffers are larger than the small one, as in
+			// the proxy (4 KiB against 256 bytes).
+			rd = NewPooledReader(src, limit, NewBufferPool(smallBufSize+1+int(bufSize)%600))
+		case bufSize != 0:
+			rd = newSmallReader(src, limit, 5+int(bufSize)%300)
+		default:
+			rd = newSmallReader(src, limit, defaultBufSize)
+		}
 
 		off := 0
 		for i := 0; ; i++ {
