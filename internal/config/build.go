@@ -84,8 +84,8 @@ func (b *builder) database(p *Proxy, name string, t map[string]any) *Database {
 
 	if known := discovery == DiscoveryStatic || discovery == DiscoveryPatroni || discovery == DiscoveryConsul; known {
 		for _, k := range sortedKeys(set) {
-			if only, ok := discoveryOnlyKeys[k]; ok && only != discovery {
-				b.problem(keyOf(prefix, k), "only used with discovery = %q (this database uses %q)", only, discovery)
+			if only, ok := discoveryOnlyKeys[k]; ok && !slices.Contains(only, discovery) {
+				b.problem(keyOf(prefix, k), "only used with discovery = %s (this database uses %q)", quotedOr(only), discovery)
 			}
 		}
 	}
@@ -103,6 +103,7 @@ func (b *builder) database(p *Proxy, name string, t map[string]any) *Database {
 
 	b.secret(prefix, set, "password", &d.Password, &d.PasswordEnv, &d.PasswordFile)
 	b.secret(prefix, set, "consul_token", &d.ConsulToken, &d.ConsulTokenEnv, &d.ConsulTokenFile)
+	b.secret(prefix, set, "patroni_password", &d.PatroniPassword, &d.PatroniPasswordEnv, &d.PatroniPasswordFile)
 	return &d
 }
 

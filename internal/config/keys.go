@@ -114,6 +114,13 @@ var databaseFields = []field[Database]{
 	{"auth_user", func(d *Database) any { return &d.AuthUser }},
 	{"application_name", func(d *Database) any { return &d.ApplicationName }},
 	{"patroni_urls", func(d *Database) any { return &d.PatroniURLs }},
+	{"patroni_username", func(d *Database) any { return &d.PatroniUsername }},
+	{"patroni_password", func(d *Database) any { return &d.PatroniPassword }},
+	{"patroni_password_env", func(d *Database) any { return &d.PatroniPasswordEnv }},
+	{"patroni_password_file", func(d *Database) any { return &d.PatroniPasswordFile }},
+	{"patroni_ca_file", func(d *Database) any { return &d.PatroniCAFile }},
+	{"patroni_cert_file", func(d *Database) any { return &d.PatroniCertFile }},
+	{"patroni_key_file", func(d *Database) any { return &d.PatroniKeyFile }},
 	{"consul_addr", func(d *Database) any { return &d.ConsulAddr }},
 	{"consul_service", func(d *Database) any { return &d.ConsulService }},
 	{"consul_namespace", func(d *Database) any { return &d.ConsulNamespace }},
@@ -141,36 +148,49 @@ var userFields = []field[User]{
 // pathKeys are the keys naming files. A relative path is resolved against
 // the directory of the config file that names it.
 var pathKeys = map[string]bool{
-	"auth_file":            true,
-	"client_tls_cert_file": true,
-	"client_tls_key_file":  true,
-	"client_tls_ca_file":   true,
-	"server_tls_cert_file": true,
-	"server_tls_key_file":  true,
-	"server_tls_ca_file":   true,
-	"password_file":        true,
-	"consul_token_file":    true,
-	"consul_ca_file":       true,
-	"http_token_file":      true,
+	"auth_file":             true,
+	"client_tls_cert_file":  true,
+	"client_tls_key_file":   true,
+	"client_tls_ca_file":    true,
+	"server_tls_cert_file":  true,
+	"server_tls_key_file":   true,
+	"server_tls_ca_file":    true,
+	"password_file":         true,
+	"consul_token_file":     true,
+	"consul_ca_file":        true,
+	"http_token_file":       true,
+	"patroni_password_file": true,
+	"patroni_ca_file":       true,
+	"patroni_cert_file":     true,
+	"patroni_key_file":      true,
 }
 
-// discoveryOnlyKeys are the database keys that mean something for one
-// discovery kind only. Setting one for another kind is a problem: it would
+// discoveryOnlyKeys are the database keys that mean something for some
+// discovery kinds only. Setting one for another kind is a problem: it would
 // be silently ignored, and the user surely meant something by it.
-var discoveryOnlyKeys = map[string]string{
-	"host":              DiscoveryStatic,
-	"hosts":             DiscoveryStatic,
-	"port":              DiscoveryStatic,
-	"patroni_urls":      DiscoveryPatroni,
-	"consul_addr":       DiscoveryConsul,
-	"consul_service":    DiscoveryConsul,
-	"consul_namespace":  DiscoveryConsul,
-	"consul_token":      DiscoveryConsul,
-	"consul_token_env":  DiscoveryConsul,
-	"consul_token_file": DiscoveryConsul,
-	"consul_datacenter": DiscoveryConsul,
-	"consul_scheme":     DiscoveryConsul,
-	"consul_ca_file":    DiscoveryConsul,
+var discoveryOnlyKeys = map[string][]string{
+	"host":              {DiscoveryStatic},
+	"hosts":             {DiscoveryStatic},
+	"port":              {DiscoveryStatic},
+	"patroni_urls":      {DiscoveryPatroni},
+	"consul_addr":       {DiscoveryConsul},
+	"consul_service":    {DiscoveryConsul},
+	"consul_namespace":  {DiscoveryConsul},
+	"consul_token":      {DiscoveryConsul},
+	"consul_token_env":  {DiscoveryConsul},
+	"consul_token_file": {DiscoveryConsul},
+	"consul_datacenter": {DiscoveryConsul},
+	"consul_scheme":     {DiscoveryConsul},
+	"consul_ca_file":    {DiscoveryConsul},
+	// Patroni's REST API: read by patroni discovery, and POSTed to by the
+	// switchover with either (Consul's KV gives the members' api_url).
+	"patroni_username":      {DiscoveryPatroni, DiscoveryConsul},
+	"patroni_password":      {DiscoveryPatroni, DiscoveryConsul},
+	"patroni_password_env":  {DiscoveryPatroni, DiscoveryConsul},
+	"patroni_password_file": {DiscoveryPatroni, DiscoveryConsul},
+	"patroni_ca_file":       {DiscoveryPatroni, DiscoveryConsul},
+	"patroni_cert_file":     {DiscoveryPatroni, DiscoveryConsul},
+	"patroni_key_file":      {DiscoveryPatroni, DiscoveryConsul},
 }
 
 // defaultProxy is [proxy] with nothing set: PgBouncer's defaults, except

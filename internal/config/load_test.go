@@ -192,6 +192,11 @@ discovery = "patroni"
 patroni_urls = ["http://10.0.0.1:8008", "https://10.0.0.2:8008/"]
 poll_interval = "2s"
 fast_poll_interval = "200ms"
+patroni_username = "api"
+patroni_password = "api-secret"
+patroni_ca_file = "ca.crt"
+patroni_cert_file = "server.crt"
+patroni_key_file = "server.key"
 
 [databases.consul]
 discovery = "consul"
@@ -253,6 +258,8 @@ pool_size = 2
 		Name: "ha", Port: 5432, DBName: "ha", PoolSize: 10, MinPoolSize: 2, ReservePool: 3, MaxDBConns: 50,
 		Discovery: DiscoveryPatroni, PatroniURLs: []string{"http://10.0.0.1:8008", "https://10.0.0.2:8008/"},
 		PollInterval: 2 * time.Second, FastPollInterval: 200 * time.Millisecond,
+		PatroniUsername: "api", PatroniPassword: "api-secret",
+		PatroniCAFile: abs("ca.crt"), PatroniCertFile: abs("server.crt"), PatroniKeyFile: abs("server.key"),
 	}
 	if !reflect.DeepEqual(ha, wantHA) {
 		t.Errorf("ha = %+v\nwant %+v", ha, wantHA)
@@ -459,6 +466,13 @@ password_file = "`+filepath.Join(dir, "crlf.pass")+`"
 discovery = "consul"
 consul_service = "main"
 consul_token_file = "token"
+patroni_username = "api"
+patroni_password_env = "PP_TEST_DB_PASSWORD"
+[databases.patroni]
+discovery = "patroni"
+patroni_urls = ["http://p:8008"]
+patroni_username = "api"
+patroni_password_file = "db.pass"
 [users.bob]
 password_env = "PP_TEST_DB_PASSWORD"
 [users.carol]
@@ -474,6 +488,9 @@ password_file = "db.pass"
 		{"file source", c.Databases["file"].PasswordFile, filepath.Join(dir, "db.pass")},
 		{"CRLF trimmed", c.Databases["crlf"].Password, "crlf-secret"},
 		{"consul token", c.Databases["consul"].ConsulToken, "consul-token"},
+		{"patroni password env", c.Databases["consul"].PatroniPassword, "from-env"},
+		{"patroni password file", c.Databases["patroni"].PatroniPassword, "from-file"},
+		{"patroni password source", c.Databases["patroni"].PatroniPasswordFile, filepath.Join(dir, "db.pass")},
 		{"user env", c.Users["bob"].Password, "from-env"},
 		{"user file", c.Users["carol"].Password, "from-file"},
 	} {
@@ -503,6 +520,12 @@ discovery = "consul"
 consul_service = "main"
 consul_token = "t"
 consul_token_file = "token"
+[databases.patroni]
+discovery = "patroni"
+patroni_urls = ["http://p:8008"]
+patroni_username = "api"
+patroni_password = "inline-secret"
+patroni_password_env = "PP_TEST_UNSET"
 [users.bob]
 password_env = "PP_TEST_UNSET"
 `))
@@ -512,6 +535,7 @@ password_env = "PP_TEST_UNSET"
 		`bad.toml: databases.emptyfile.password_file: ` + filepath.Join(dir, "empty.pass") + ` is empty`,
 		`bad.toml: databases.missing.password_file: ` + filepath.Join(dir, "nope.pass") + `: cannot read: no such file or directory`,
 		`bad.toml: databases.noname.password_env: must name an environment variable`,
+		`bad.toml: databases.patroni: set only one of patroni_password, patroni_password_env and patroni_password_file`,
 		`bad.toml: databases.two: set only one of password, password_env and password_file`,
 		`bad.toml: databases.unset.password_env: environment variable PP_TEST_UNSET is not set`,
 		`bad.toml: users.bob.password_env: environment variable PP_TEST_UNSET is not set`,

@@ -15,7 +15,7 @@ import (
 // aside).
 //
 // A secret read from the environment or a file is written as its
-// password_env/password_file (consul_token_env/consul_token_file); a
+// password_env/password_file (consul_token_*, patroni_password_*); a
 // secret given inline in the source is written inline, with a comment
 // suggesting one of the other forms. The output must then be protected like
 // the source.
@@ -50,6 +50,7 @@ func ToTOML(c *Config) string {
 		}
 		skipSecret(skip, "password", d.Password, d.PasswordEnv, d.PasswordFile)
 		skipSecret(skip, "consul_token", d.ConsulToken, d.ConsulTokenEnv, d.ConsulTokenFile)
+		skipSecret(skip, "patroni_password", d.PatroniPassword, d.PatroniPasswordEnv, d.PatroniPasswordFile)
 		writeFields(&w, databaseFields, d, &def, skip)
 	}
 
@@ -72,7 +73,7 @@ func skipSecret(skip map[string]bool, name, value, env, file string) {
 }
 
 // secretKeys are written with a warning comment when inline.
-var secretKeys = map[string]bool{"password": true, "consul_token": true, "http_token": true}
+var secretKeys = map[string]bool{"password": true, "consul_token": true, "http_token": true, "patroni_password": true}
 
 // writeFields writes the keys of v that differ from def, in schema order,
 // except the skipped ones.

@@ -96,11 +96,16 @@ hosts = ["[::1]:7000"]
 [databases.ha]
 discovery = "patroni"
 patroni_urls = ["https://p1:8008"]
+patroni_username = "api"
+patroni_password_file = "db.pass"
+patroni_ca_file = "db.pass"
 [databases.c]
 discovery = "consul"
 consul_service = "main"
 consul_token_env = "PP_TEST_TOKEN"
 consul_addr = "consul:8500"
+patroni_username = "api"
+patroni_password = "api-inline"
 [users.bob]
 password_env = "PP_TEST_TOKEN"
 pool_size = 3
@@ -122,6 +127,8 @@ pool_size = 3
 		"[databases.\"my db\"]\nhost = \"/var/run/postgresql\"\nport = 5433\n",
 		`password_file = "` + dir + `/db.pass"`,
 		`consul_token_env = "PP_TEST_TOKEN"`,
+		`patroni_password_file = "` + dir + `/db.pass"`,
+		"# patroni_password was given inline in the source; consider patroni_password_env or patroni_password_file\npatroni_password = \"api-inline\"\n",
 		"[users.empty]\n",
 	} {
 		if !strings.Contains(out, want) {

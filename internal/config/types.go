@@ -180,6 +180,21 @@ type Database struct {
 	Discovery string // discovery: static (default), patroni, consul
 	// Patroni discovery.
 	PatroniURLs []string // patroni_urls
+	// Patroni's REST API, for patroni and consul discovery (both reach
+	// the members' REST API: discovery reads it, the switchover POSTs to
+	// it). PatroniUsername and PatroniPassword are HTTP Basic
+	// credentials (Patroni's restapi.authentication, which guards
+	// POST /switchover, /restart, ...); a patroni_urls entry's own
+	// userinfo (http://user:pass@host:8008) is used when they are not
+	// set. The files are for an https API (restapi.certfile, cafile,
+	// verify_client).
+	PatroniUsername     string // patroni_username
+	PatroniPassword     string // patroni_password (or patroni_password_env / patroni_password_file), resolved
+	PatroniPasswordEnv  string // patroni_password_env: where PatroniPassword came from, "" if inline
+	PatroniPasswordFile string // patroni_password_file: where PatroniPassword came from, "" if inline
+	PatroniCAFile       string // patroni_ca_file: verifies the API's certificate; "": the system's roots
+	PatroniCertFile     string // patroni_cert_file: client certificate, with PatroniKeyFile
+	PatroniKeyFile      string // patroni_key_file
 	// Consul discovery.
 	ConsulAddr       string        // consul_addr, default "127.0.0.1:8500"
 	ConsulService    string        // consul_service: the Patroni scope

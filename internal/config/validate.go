@@ -165,6 +165,9 @@ func (b *builder) validateDatabase(d *Database) {
 	default:
 		b.problem(key("discovery"), "unknown value %q (want static, patroni or consul)", d.Discovery)
 	}
+	if d.Discovery == DiscoveryPatroni || d.Discovery == DiscoveryConsul {
+		b.validatePatroniAPI(d, set)
+	}
 
 	if !inherited("pool_size") {
 		b.atLeast(key("pool_size"), d.PoolSize, 1)
@@ -185,6 +188,37 @@ func (b *builder) validateDatabase(d *Database) {
 	}
 	b.password(key("password"), d.Password)
 }
+
+// validatePatroniAPI checks the settings of Patroni's REST API: the
+// credentials go in pairs (restapi.authentication has both), and so do the
+// client certificate and its key.
+func (b *builder) validatePatroniAPI(d *Database, set map[string]bool) {
+	key := func(k string) string { return keyOf([]string{"databases", d.Name}, k) }
+	password := set["patroni_password"] || set["patroni_password_env"] || set["patroni_password_file"]
+	switch {
+	case set["patroni_username"] && !password:
+		b.problem(key("patroni_password"), "required with patroni_username (Patroni's restapi.authentication has both); or patroni_password_env / patroni_password_file")
+	case password && !set["patroni_username"]:
+		b.problem(key("patroni_username"), "required with patroni_password (Patroni's restapi.authentication has both)")
+	case set["patroni_username"] && d.PatroniUsername == "":
+		b.problem(key("patroni_username"), "must not be empty")
+	}
+	if (d.PatroniCertFile == "") != (d.PatroniKeyFile == "") {
+		b.problem(key("patroni_cert_file"), "set %s and %s together (a client certificate and its key)", key("patroni_cert_file"), key("patroni_key_file"))
+	}
+	b.readable(key("patroni_ca_file"), d.PatroniCAFile)
+	b.readable(key("patroni_cert_file"), d.PatroniCertFile)
+	b.readable(key("patroni_key_file"), d.PatroniKeyFile)
+	if tls := d.PatroniCAFile != "" || d.PatroniCertFile != ""; tls && d.Discovery == DiscoveryPatroni && !slices.ContainsFunc(d.PatroniURLs, isHTTPS) {
+		k := key("patroni_ca_file")
+		if d.PatroniCAFile == "" {
+			k = key("patroni_cert_file")
+		}
+		b.warn(k, "set, but no patroni_urls entry is https://: the TLS files are used only if Patroni names https API URLs")
+	}
+}
+
+func isHTTPS(u string) bool { return strings.HasPrefix(strings.ToLower(u), "https://") }
 
 func (b *builder) validateUser(u *User) {
 	prefix := []string{"users", u.Name}
@@ -314,15 +348,29 @@ func (b *builder) oneOf(key, v string, allowed []string) {
 	if slices.Contains(allowed, v) {
 		return
 	}
-	want := allowed[0]
-	if len(allowed) > 1 {
-		want = strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
-	}
+	want := orList(allowed)
 	if slices.Contains(pgbouncerOnly, v) {
 		b.problem(key, "%q is not supported by pauseproxy (want %s)", v, want)
 		return
 	}
 	b.problem(key, "unknown value %q (want %s)", v, want)
+}
+
+// orList words a choice for messages: "a", "a or b", "a, b or c".
+func orList(items []string) string {
+	if len(items) < 2 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+}
+
+// quotedOr is orList of the items quoted: "a" or "b".
+func quotedOr(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return orList(q)
 }
 
 // readable checks that path, when set, is a regular file the proxy can

@@ -190,6 +190,24 @@ func TestValidationProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "Patroni REST API settings",
+			toml: trust + "[databases.a]\ndiscovery = \"patroni\"\npatroni_urls = [\"https://p:8008\"]\npatroni_username = \"api\"\npatroni_cert_file = \"cert.pem\"\n" +
+				"[databases.b]\ndiscovery = \"consul\"\nconsul_service = \"main\"\npatroni_password = \"hunter2\"\npatroni_ca_file = \"missing.pem\"\npatroni_key_file = \"adir\"\n" +
+				"[databases.c]\npatroni_username = \"api\"\npatroni_ca_file = \"cert.pem\"\n" +
+				"[databases.d]\ndiscovery = \"patroni\"\npatroni_urls = [\"http://p:8008\"]\npatroni_username = \"\"\npatroni_password = \"hunter2\"\n",
+			want: []string{
+				`pauseproxy.toml: databases.c.patroni_ca_file: only used with discovery = "patroni" or "consul" (this database uses "static")`,
+				`pauseproxy.toml: databases.c.patroni_username: only used with discovery = "patroni" or "consul" (this database uses "static")`,
+				`pauseproxy.toml: databases.a.patroni_password: required with patroni_username (Patroni's restapi.authentication has both); or patroni_password_env / patroni_password_file`,
+				`pauseproxy.toml: databases.a.patroni_cert_file: set databases.a.patroni_cert_file and databases.a.patroni_key_file together (a client certificate and its key)`,
+				`pauseproxy.toml: databases.b.patroni_username: required with patroni_password (Patroni's restapi.authentication has both)`,
+				`pauseproxy.toml: databases.b.patroni_cert_file: set databases.b.patroni_cert_file and databases.b.patroni_key_file together (a client certificate and its key)`,
+				`pauseproxy.toml: databases.b.patroni_ca_file: ` + filepath.Join(dir, "missing.pem") + `: cannot read: no such file or directory`,
+				`pauseproxy.toml: databases.b.patroni_key_file: ` + filepath.Join(dir, "adir") + `: not a regular file`,
+				`pauseproxy.toml: databases.d.patroni_username: must not be empty`,
+			},
+		},
+		{
 			name: "poll intervals",
 			toml: trust + "[databases.a]\ndiscovery = \"patroni\"\npatroni_urls = [\"http://p:8008\"]\npoll_interval = 0\n" +
 				"[databases.b]\npoll_interval = \"1s\"\nfast_poll_interval = \"2s\"\n",
@@ -274,6 +292,21 @@ func TestSCRAMWithMD5Hashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `pauseproxy.toml: proxy.auth_file: MD5 hashes cannot be used with auth_type = "scram-sha-256"; these users cannot log in: old`
+	if len(c.Warnings) != 1 || !strings.HasSuffix(c.Warnings[0], want) {
+		t.Errorf("Warnings = %q, want one ending %q", c.Warnings, want)
+	}
+}
+
+// TLS files for a Patroni whose configured URLs are all http are likely a
+// mistake, but members may still name https api_urls: a warning.
+func TestPatroniTLSWithoutHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "ca.pem", "ca")
+	c, err := Load(writeFile(t, dir, "pauseproxy.toml", trust+"[databases.a]\ndiscovery = \"patroni\"\npatroni_urls = [\"http://p:8008\"]\npatroni_ca_file = \"ca.pem\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `pauseproxy.toml: databases.a.patroni_ca_file: set, but no patroni_urls entry is https://: the TLS files are used only if Patroni names https API URLs`
 	if len(c.Warnings) != 1 || !strings.HasSuffix(c.Warnings[0], want) {
 		t.Errorf("Warnings = %q, want one ending %q", c.Warnings, want)
 	}

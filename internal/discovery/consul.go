@@ -340,7 +340,7 @@ func (c *consul) fromKV(st *consulState, endpoint string) (*view, error) {
 		km := kv.members[name]
 		m := Member{
 			Name:     name,
-			APIURL:   normaliseAPIURL(km.APIURL),
+			APIURL:   BaseURL(km.APIURL),
 			Role:     normaliseRole(km.Role),
 			State:    km.State,
 			Timeline: km.Timeline,

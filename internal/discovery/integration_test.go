@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -136,16 +137,38 @@ func switchoverCheck(t *testing.T, c *patronitest.Cluster, src Source) {
 	}
 }
 
+// The REST API is https with client certificates required: the source
+// trusts the cluster's CA and presents its client certificate, to the
+// configured member and to the one it learns from /cluster.
 func TestPatroniRealClusterSwitchover(t *testing.T) {
-	c := etcdShared.get(t, patronitest.StoreEtcd)
+	c := etcdShared.get(t)
+	api := PatroniAPI{CAFile: c.CAFile, CertFile: c.ClientCertFile, KeyFile: c.ClientKeyFile}
 	// One URL only: the other member is learned from /cluster.
-	src := NewPatroni(c.PatroniURLs()[:1], Options{Logger: testLogger(t)})
+	src := NewPatroni(c.PatroniURLs()[:1], Options{Logger: testLogger(t), PatroniAPI: api})
 	runSource(t, src)
 	switchoverCheck(t, c, src)
+
+	// Without the CA, or without the client certificate, no member
+	// answers, and the error says why.
+	for _, tc := range []struct {
+		name string
+		api  PatroniAPI
+		want string
+	}{
+		{"no CA", PatroniAPI{CertFile: c.ClientCertFile, KeyFile: c.ClientKeyFile}, "certificate signed by unknown authority"},
+		{"no client certificate", PatroniAPI{CAFile: c.CAFile}, "certificate required"},
+	} {
+		src := NewPatroni(c.PatroniURLs()[:1], Options{Logger: testLogger(t), PatroniAPI: tc.api})
+		runSource(t, src)
+		s := waitFor(t, src, 5*time.Second, tc.name+": an error", func(s *Snapshot) bool { return s.Err != nil && !errors.Is(s.Err, ErrNoAnswer) })
+		if !strings.Contains(s.Err.Error(), tc.want) || !strings.Contains(s.Err.Error(), "GET "+c.PatroniURLs()[0]+"/cluster") {
+			t.Errorf("%s: err = %v, want %q naming the request", tc.name, s.Err, tc.want)
+		}
+	}
 }
 
 func TestConsulRealClusterSwitchover(t *testing.T) {
-	c := consulShared.get(t, patronitest.StoreConsul)
+	c := consulShared.get(t)
 	src := NewConsul(ConsulConfig{Addr: c.ConsulAddr, Service: c.Scope, Namespace: c.Namespace}, Options{Logger: testLogger(t)})
 	runSource(t, src)
 	switchoverCheck(t, c, src)
@@ -156,7 +179,7 @@ func TestConsulRealClusterSwitchover(t *testing.T) {
 // the blocking queries must wake on each change, long before their wait
 // (5s) runs out.
 func TestConsulRealAgentBlockingQueries(t *testing.T) {
-	c := consulShared.get(t, patronitest.StoreConsul)
+	c := consulShared.get(t)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	client, err := api.NewClient(&api.Config{Address: c.ConsulAddr, Transport: tr})

@@ -33,26 +33,35 @@ func TestMain(m *testing.M) {
 // sharedCluster is one real Patroni cluster per store, started by the first
 // test that needs it and stopped by TestMain.
 type sharedCluster struct {
+	opts patronitest.Options
 	once sync.Once
 	c    *patronitest.Cluster
 	err  error
 }
 
-var etcdShared, consulShared sharedCluster
+var (
+	// The etcd cluster's REST API is https with a private CA, requires
+	// client certificates and has restapi.authentication: the Patroni
+	// source's TLS settings are tested against the real thing.
+	etcdShared = sharedCluster{opts: patronitest.Options{
+		Store: patronitest.StoreEtcd, TLS: true, APIUsername: "pauseproxy", APIPassword: "api-secret",
+	}}
+	consulShared = sharedCluster{opts: patronitest.Options{Store: patronitest.StoreConsul}}
+)
 
-func (sc *sharedCluster) get(t *testing.T, store string) *patronitest.Cluster {
+func (sc *sharedCluster) get(t *testing.T) *patronitest.Cluster {
 	t.Helper()
 	sc.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		start := time.Now()
-		sc.c, sc.err = patronitest.Start(ctx, patronitest.Options{Store: store})
+		sc.c, sc.err = patronitest.Start(ctx, sc.opts)
 		if sc.err == nil {
-			t.Logf("%s cluster %s started in %v", store, sc.c.Scope, time.Since(start).Round(time.Millisecond))
+			t.Logf("%s cluster %s started in %v", sc.opts.Store, sc.c.Scope, time.Since(start).Round(time.Millisecond))
 		}
 	})
 	if sc.err != nil {
-		t.Fatalf("start Patroni cluster on %s: %v", store, sc.err)
+		t.Fatalf("start Patroni cluster on %s: %v", sc.opts.Store, sc.err)
 	}
 	return sc.c
 }

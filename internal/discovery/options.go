@@ -24,6 +24,9 @@ type Options struct {
 	// Logger gets one line per change of primary and per change of error
 	// state, never one per poll. Default: discard.
 	Logger *slog.Logger
+	// PatroniAPI is how the Patroni source reaches the REST API:
+	// credentials and TLS. The other sources ignore it.
+	PatroniAPI PatroniAPI
 }
 
 // Defaults of Options.

@@ -29,8 +29,9 @@ type patroni struct {
 	*publisher
 	opts       Options
 	transport  *http.Transport
-	client     *http.Client
-	configured []string // base URLs from the config, normalised
+	http       *PatroniHTTP
+	initErr    error    // the TLS files could not be loaded
+	configured []string // base URLs from the config, normalised, without credentials
 	// learned and last belong to Run's goroutine.
 	learned []string // base URLs of members /cluster listed, not configured
 	last    string   // base URL that answered /cluster last
@@ -48,6 +49,10 @@ type patroni struct {
 // not a proof. A standby cluster's standby_leader is listed among Replicas
 // with Role "standby_leader"; Primary is nil then, since it is read-only.
 //
+// opts.PatroniAPI gives the credentials and TLS settings of the API; the
+// credentials of a URL's userinfo never show in a snapshot (Endpoint) or
+// an error.
+//
 // When no member answers, the snapshot keeps the last members with Err set
 // and Updated telling their age.
 func NewPatroni(urls []string, opts Options) Source {
@@ -62,39 +67,34 @@ func NewPatroni(urls []string, opts Options) Source {
 		ResponseHeaderTimeout: opts.HTTPTimeout,
 		TLSHandshakeTimeout:   opts.HTTPTimeout,
 	}
+	h, bases, err := NewPatroniHTTP(opts.PatroniAPI, urls, tr)
 	p := &patroni{
 		publisher: newPublisher("patroni", opts.Logger),
 		opts:      opts,
 		transport: tr,
-		client:    &http.Client{Transport: tr},
+		http:      h,
+		initErr:   err,
 	}
-	for _, u := range urls {
-		if b := normaliseAPIURL(u); b != "" && !slices.Contains(p.configured, b) {
+	for _, b := range bases {
+		if !slices.Contains(p.configured, b) {
 			p.configured = append(p.configured, b)
 		}
 	}
 	return p
 }
 
-// normaliseAPIURL turns a Patroni REST URL or api_url into a base URL.
-func normaliseAPIURL(u string) string {
-	u = strings.TrimSpace(u)
-	if u == "" {
-		return ""
-	}
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
-	u = strings.TrimRight(u, "/")
-	u = strings.TrimSuffix(u, "/patroni")
-	return strings.TrimRight(u, "/")
-}
-
 // Run implements Source.
 func (p *patroni) Run(ctx context.Context) {
 	defer p.transport.CloseIdleConnections()
-	if len(p.configured) == 0 {
-		p.update(&view{}, errors.New("patroni discovery: no REST API URLs"))
+	var err error
+	switch {
+	case p.initErr != nil:
+		err = fmt.Errorf("patroni discovery: %w", p.initErr)
+	case len(p.configured) == 0:
+		err = errors.New("patroni discovery: no REST API URLs")
+	}
+	if err != nil {
+		p.update(&view{}, err)
 		<-ctx.Done()
 		return
 	}
@@ -156,7 +156,7 @@ func (p *patroni) candidates() []string {
 func (p *patroni) learn(cl *clusterJSON) {
 	p.learned = p.learned[:0]
 	for _, m := range cl.Members {
-		if b := normaliseAPIURL(m.APIURL); b != "" && !slices.Contains(p.configured, b) && !slices.Contains(p.learned, b) {
+		if b := BaseURL(m.APIURL); b != "" && !slices.Contains(p.configured, b) && !slices.Contains(p.learned, b) {
 			p.learned = append(p.learned, b)
 		}
 	}
@@ -171,7 +171,7 @@ func (p *patroni) interpret(ctx context.Context, endpoint string, cl *clusterJSO
 			Name:     cm.Name,
 			Host:     cm.Host,
 			Port:     cm.Port,
-			APIURL:   normaliseAPIURL(cm.APIURL),
+			APIURL:   BaseURL(cm.APIURL),
 			Role:     normaliseRole(cm.Role),
 			State:    cm.State,
 			Timeline: cm.Timeline,
@@ -240,12 +240,12 @@ func (p *patroni) get(ctx context.Context, url string, v any) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return fmt.Errorf("GET %s: %w", RedactURL(url), err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := p.client.Do(req)
+	resp, err := p.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))

@@ -20,6 +20,9 @@ type fakePatroni struct {
 	members []*fakeMember
 	// cluster overrides the generated /cluster body when set.
 	cluster string
+	// auth, when set, is the "user:password" every request must carry
+	// (HTTP Basic), answered as Patroni answers its unsafe endpoints.
+	auth string
 }
 
 type fakeMember struct {
@@ -89,6 +92,20 @@ func (f *fakePatroni) serve(m *fakeMember, w http.ResponseWriter, r *http.Reques
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.auth != "" {
+		// Patroni 3.0.2, api.py check_auth_header.
+		user, pw, ok := r.BasicAuth()
+		switch {
+		case !ok:
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, "no auth header received")
+			return
+		case user+":"+pw != f.auth:
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, "not authenticated")
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	switch r.URL.Path {
 	case "/cluster":
@@ -332,5 +349,107 @@ func TestPatroniLagUnknownAndOddJSON(t *testing.T) {
 	}
 	if s.Replicas[0].LagBytes != -1 || s.Replicas[1].LagBytes != 1024 {
 		t.Fatalf("lags = %d, %d", s.Replicas[0].LagBytes, s.Replicas[1].LagBytes)
+	}
+}
+
+// Credentials in a configured URL's userinfo go to every member, learned
+// ones included, and never show in the snapshot; missing or wrong ones
+// give an error that says so, without the password.
+func TestPatroniCredentials(t *testing.T) {
+	f := newFakePatroni(t, "a", "b")
+	f.setLeader("b")
+	f.auth = "api:s3cret"
+	withUser := func(u, userinfo string) string { return strings.Replace(u, "://", "://"+userinfo+"@", 1) }
+	for _, tc := range []struct {
+		name string
+		urls []string
+		api  PatroniAPI
+		want string // error substring; "" for success
+	}{
+		{name: "userinfo", urls: []string{withUser(f.member("a").srv.URL, "api:s3cret")}},
+		{name: "configured", urls: []string{f.member("a").srv.URL}, api: PatroniAPI{Username: "api", Password: "s3cret"}},
+		{name: "none", urls: []string{f.member("a").srv.URL},
+			want: "GET " + f.member("a").srv.URL + "/cluster: Patroni requires REST API credentials and none were sent: set patroni_username and patroni_password"},
+		{name: "wrong", urls: []string{withUser(f.member("a").srv.URL, "api:wrong")},
+			want: `Patroni refused the REST API credentials of user "api"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := fastOpts(t)
+			opts.PatroniAPI = tc.api
+			src := NewPatroni(tc.urls, opts)
+			runSource(t, src)
+			if tc.want != "" {
+				s := waitFor(t, src, 3*time.Second, "an error", func(s *Snapshot) bool { return s.Err != nil && !errors.Is(s.Err, ErrNoAnswer) })
+				var ae *AccessError
+				if !errors.As(s.Err, &ae) || ae.Status != http.StatusUnauthorized || !strings.Contains(s.Err.Error(), tc.want) {
+					t.Fatalf("err = %v, want an *AccessError with %q", s.Err, tc.want)
+				}
+				if strings.Contains(s.Err.Error(), "wrong") {
+					t.Fatalf("the error shows the password: %v", s.Err)
+				}
+				return
+			}
+			// b is the leader: its /patroni, at the api_url a's /cluster
+			// names, was asked with the credentials too, or Changing
+			// would stay true.
+			s := waitFor(t, src, 3*time.Second, "leader b, settled", func(s *Snapshot) bool {
+				return s.Err == nil && s.Primary != nil && s.Primary.Name == "b" && !s.Changing
+			})
+			if s.Endpoint != f.member("a").srv.URL {
+				t.Fatalf("endpoint %q, want %q without credentials", s.Endpoint, f.member("a").srv.URL)
+			}
+			// a goes away: b, learned from /cluster, answers with the
+			// same credentials.
+			f.member("a").down.Store(true)
+			t.Cleanup(func() { f.member("a").down.Store(false) })
+			waitFor(t, src, 3*time.Second, "b answering", func(s *Snapshot) bool {
+				return s.Err == nil && s.Endpoint == f.member("b").srv.URL
+			})
+		})
+	}
+}
+
+func TestPatroniBadTLSFiles(t *testing.T) {
+	src := NewPatroni([]string{"https://127.0.0.1:1"}, Options{PatroniAPI: PatroniAPI{CAFile: "/nonexistent/ca.pem"}})
+	runSource(t, src)
+	s := waitFor(t, src, time.Second, "error", func(s *Snapshot) bool { return s.Err != nil && !errors.Is(s.Err, ErrNoAnswer) })
+	if !strings.Contains(s.Err.Error(), "patroni discovery: Patroni REST API CA: open /nonexistent/ca.pem") {
+		t.Fatalf("err = %v", s.Err)
+	}
+}
+
+func TestAccessErrorWording(t *testing.T) {
+	for _, tc := range []struct {
+		e    AccessError
+		want string
+	}{
+		{AccessError{Method: "POST", URL: "http://h:8008/switchover", Status: 401, Reason: "no auth header received"},
+			`POST http://h:8008/switchover: Patroni requires REST API credentials and none were sent: set patroni_username and patroni_password (Patroni's restapi.authentication); Patroni answered 401 "no auth header received"`},
+		{AccessError{Method: "POST", URL: "http://h:8008/switchover", Status: 401, Reason: "not authenticated", User: "api"},
+			`POST http://h:8008/switchover: Patroni refused the REST API credentials of user "api": check patroni_username and patroni_password against Patroni's restapi.authentication; Patroni answered 401 "not authenticated"`},
+		{AccessError{Method: "POST", URL: "https://h:8008/switchover", Status: 403, Reason: "client certificate required"},
+			`Patroni requires a client certificate: set patroni_cert_file and patroni_key_file (Patroni's restapi.verify_client); Patroni answered 403`},
+		{AccessError{Method: "GET", URL: "https://h:8008/cluster", Status: 403, Reason: "Access is denied", User: "api"},
+			`GET https://h:8008/cluster: Patroni denied access from this address (Patroni's restapi.allowlist); Patroni answered 403 "Access is denied"`},
+	} {
+		if got := tc.e.Error(); !strings.Contains(got, tc.want) {
+			t.Errorf("Error() = %q\nwant it to contain %q", got, tc.want)
+		}
+	}
+}
+
+func TestBaseURLAndRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://10.0.0.1:8008/patroni": "http://10.0.0.1:8008",
+		"http://10.0.0.1:8008/":        "http://10.0.0.1:8008",
+		"10.0.0.1:8008":                "http://10.0.0.1:8008",
+		" ":                            "",
+	} {
+		if got := BaseURL(in); got != want {
+			t.Errorf("BaseURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := RedactURL("https://u:secret@h:8008"); got != "https://***@h:8008" {
+		t.Errorf("redact: %q", got)
 	}
 }

@@ -189,12 +189,19 @@ func sameDiscovery(a, b *config.Database) bool {
 		a.ConsulNamespace == b.ConsulNamespace && a.ConsulToken == b.ConsulToken &&
 		a.ConsulDatacenter == b.ConsulDatacenter && a.ConsulScheme == b.ConsulScheme &&
 		a.ConsulCAFile == b.ConsulCAFile && a.ReadOnly == b.ReadOnly &&
+		patroniAPI(a) == patroniAPI(b) &&
 		a.PollInterval == b.PollInterval && a.FastPollInterval == b.FastPollInterval
+}
+
+// patroniAPI is how dc reaches Patroni's REST API.
+func patroniAPI(dc *config.Database) discovery.PatroniAPI {
+	return discovery.PatroniAPI{Username: dc.PatroniUsername, Password: dc.PatroniPassword,
+		CAFile: dc.PatroniCAFile, CertFile: dc.PatroniCertFile, KeyFile: dc.PatroniKeyFile}
 }
 
 // newSource builds the discovery source a database entry asks for.
 func newSource(dc *config.Database, db *router.Database, log *slog.Logger) (discovery.Source, error) {
-	opts := discovery.Options{Interval: dc.PollInterval, FastInterval: dc.FastPollInterval, Logger: log.With(slog.String("database", dc.Name))}
+	opts := discovery.Options{Interval: dc.PollInterval, FastInterval: dc.FastPollInterval, Logger: log.With(slog.String("database", dc.Name)), PatroniAPI: patroniAPI(dc)}
 	switch dc.Discovery {
 	case config.DiscoveryPatroni:
 		return discovery.NewPatroni(dc.PatroniURLs, opts), nil

@@ -20,7 +20,9 @@
 //  4. check: Patroni's GET /cluster says the cluster can take it: a
 //     running leader, a replica (the candidate, if named) streaming with
 //     little lag, no switchover already scheduled; every proxy serves the
-//     leader.
+//     leader; the leader's REST API takes our credentials and client
+//     certificate (an empty POST /switchover, which Patroni refuses with
+//     400 once access is granted, or 401/403 when not).
 //  5. pause: PAUSE db TIMEOUT drain_timeout EXPIRE (time left + margin) on
 //     every proxy at once, all or nothing: if one fails, all resume. The
 //     expiry resumes traffic by itself should this process die.

@@ -27,10 +27,13 @@ import (
 
 // The package's fixtures, started once by TestMain (a Patroni cluster
 // takes about 10s to start): a 2-node Patroni cluster whose store is
-// Consul, and two pauseproxy binaries in front of it, each the other's
-// peer. Proxy A follows the cluster through Patroni's REST API (so its
-// commands take the lock file), proxy B through Consul (so its commands
-// take the Consul lock and read the members' api_url from Consul's KV).
+// Consul, its REST API guarded by restapi.authentication, and two
+// pauseproxy binaries in front of it, each the other's peer. Proxy A
+// follows the cluster through Patroni's REST API (so its commands take the
+// lock file), with the API credentials in its patroni_urls' userinfo;
+// proxy B through Consul (so its commands take the Consul lock and read
+// the members' api_url from Consul's KV), with patroni_username and
+// patroni_password.
 var (
 	cluster *patronitest.Cluster
 	bin     string // the pauseproxy binary, built with -race
@@ -43,6 +46,9 @@ const (
 	adminPass = "adminpass"
 	appUser   = "app"
 	appPass   = "apppass"
+	// Patroni's restapi.authentication.
+	apiUser = "patroni-api"
+	apiPass = "api-pass"
 )
 
 func TestMain(m *testing.M) {
@@ -73,7 +79,7 @@ func setup(m *testing.M) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cluster, err = patronitest.Start(ctx, patronitest.Options{Store: patronitest.StoreConsul})
+	cluster, err = patronitest.Start(ctx, patronitest.Options{Store: patronitest.StoreConsul, APIUsername: apiUser, APIPassword: apiPass})
 	if err != nil {
 		return 0, fmt.Errorf("start Patroni cluster: %w", err)
 	}
@@ -126,11 +132,12 @@ func (p *proxyProc) start(dir string) error {
 	}
 	var disc string
 	if p.source == "consul" {
-		disc = fmt.Sprintf("discovery = \"consul\"\nconsul_addr = %q\nconsul_service = %q\n", c.ConsulAddr, c.Scope)
+		disc = fmt.Sprintf("discovery = \"consul\"\nconsul_addr = %q\nconsul_service = %q\npatroni_username = %q\npatroni_password = %q\n",
+			c.ConsulAddr, c.Scope, apiUser, apiPass)
 	} else {
 		urls := make([]string, len(c.PatroniURLs()))
 		for i, u := range c.PatroniURLs() {
-			urls[i] = strconv.Quote(u)
+			urls[i] = strconv.Quote(strings.Replace(u, "://", "://"+apiUser+":"+apiPass+"@", 1))
 		}
 		disc = fmt.Sprintf("discovery = \"patroni\"\npatroni_urls = [%s]\n", strings.Join(urls, ", "))
 	}

@@ -130,11 +130,12 @@ const discoverTimeout = 10 * time.Second
 
 // discoverAPIs runs a discovery source of dc's kind until it names a
 // primary with a REST API URL, and returns the members' API URLs, the
-// primary's first, then (for Patroni) the configured ones.
-func discoverAPIs(ctx context.Context, dc *config.Database) ([]string, error) {
+// primary's first, then the configured ones (configured: patroni_urls'
+// base URLs without credentials).
+func discoverAPIs(ctx context.Context, dc *config.Database, configured []string) ([]string, error) {
 	// The source's own log lines (the first "primary changed") would only
 	// confuse the command's output: its errors come back below.
-	opts := discovery.Options{Interval: dc.PollInterval, FastInterval: dc.FastPollInterval}
+	opts := discovery.Options{Interval: dc.PollInterval, FastInterval: dc.FastPollInterval, PatroniAPI: patroniAPI(dc)}
 	var src discovery.Source
 	switch dc.Discovery {
 	case config.DiscoveryPatroni:
@@ -167,8 +168,8 @@ func discoverAPIs(ctx context.Context, dc *config.Database) ([]string, error) {
 					urls = append(urls, m.APIURL)
 				}
 			}
-			for _, u := range dc.PatroniURLs {
-				if u = baseURL(u); !slices.Contains(urls, u) {
+			for _, u := range configured {
+				if !slices.Contains(urls, u) {
 					urls = append(urls, u)
 				}
 			}
@@ -192,12 +193,14 @@ func lockScope(ctx context.Context, dc *config.Database, apis []string) string {
 	case config.DiscoveryConsul:
 		return dc.ConsulService
 	case config.DiscoveryPatroni:
-		if len(apis) == 0 {
-			for _, u := range dc.PatroniURLs {
-				apis = append(apis, baseURL(u))
-			}
+		patroni, err := newPatroniClient(dc)
+		if err != nil {
+			break
 		}
-		if s, err := newPatroniClient().scope(ctx, apis); err == nil {
+		if len(apis) == 0 {
+			apis = patroni.configured
+		}
+		if s, err := patroni.scope(ctx, apis); err == nil {
 			return s
 		}
 	}

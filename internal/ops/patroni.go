@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/discovery"
 )
 
 // Patroni's REST API as the switchover uses it (Patroni 3.0.2 and later:
@@ -59,19 +62,34 @@ type clusterStatus struct {
 	} `json:"scheduled_switchover"`
 }
 
-// patroniClient speaks to Patroni's REST API. It keeps no idle
-// connections: it makes a handful of requests per command.
+// patroniClient speaks to Patroni's REST API, with the database's
+// credentials and TLS settings (patroni_username, patroni_password,
+// patroni_*_file) on every request. It keeps no idle connections: it makes
+// a handful of requests per command.
 type patroniClient struct {
-	http *http.Client
+	http *discovery.PatroniHTTP
+	// configured are the base URLs of patroni_urls, without credentials.
+	configured []string
 }
 
-func newPatroniClient() *patroniClient {
-	return &patroniClient{http: &http.Client{Transport: &http.Transport{
+func newPatroniClient(dc *config.Database) (*patroniClient, error) {
+	tr := &http.Transport{
 		Proxy:               nil,
 		DisableKeepAlives:   true,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 2 * time.Second,
-	}}}
+	}
+	h, bases, err := discovery.NewPatroniHTTP(patroniAPI(dc), dc.PatroniURLs, tr)
+	if err != nil {
+		return nil, err
+	}
+	return &patroniClient{http: h, configured: bases}, nil
+}
+
+// patroniAPI is how dc reaches Patroni's REST API.
+func patroniAPI(dc *config.Database) discovery.PatroniAPI {
+	return discovery.PatroniAPI{Username: dc.PatroniUsername, Password: dc.PatroniPassword,
+		CAFile: dc.PatroniCAFile, CertFile: dc.PatroniCertFile, KeyFile: dc.PatroniKeyFile}
 }
 
 // requestTimeout bounds a GET; the POST /switchover has its own bound.
@@ -91,12 +109,12 @@ func (p *patroniClient) getJSON(ctx context.Context, url string, v any) error {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", redactURL(url), err)
+		return fmt.Errorf("GET %s: %w", req.URL, err)
 	}
 	// /patroni answers 503 with a useful body when PostgreSQL is down;
 	// /cluster answers 200.
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: status %d: %w", redactURL(url), resp.StatusCode, err)
+		return fmt.Errorf("GET %s: status %d: %w", req.URL, resp.StatusCode, err)
 	}
 	return nil
 }
@@ -156,14 +174,9 @@ func (p *patroniClient) switchover(ctx context.Context, apiURL, leader, candidat
 		body["candidate"] = candidate
 	}
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/switchover", bytes.NewReader(b))
+	resp, err := p.post(ctx, apiURL+"/switchover", b)
 	if err != nil {
 		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("POST %s/switchover: %w", redactURL(apiURL), err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -174,29 +187,30 @@ func (p *patroniClient) switchover(ctx context.Context, apiURL, leader, candidat
 	return text, nil
 }
 
-// baseURL turns a Patroni REST URL or api_url (which ends in /patroni)
-// into the base URL that paths are appended to, as discovery does.
-func baseURL(u string) string {
-	u = strings.TrimSpace(u)
-	if u == "" {
-		return ""
+func (p *patroniClient) post(ctx context.Context, url string, body []byte) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
-	u = strings.TrimRight(u, "/")
-	u = strings.TrimSuffix(u, "/patroni")
-	return strings.TrimRight(u, "/")
+	req.Header.Set("Content-Type", "application/json")
+	return p.http.Do(req)
 }
 
-// redactURL hides credentials in a URL for messages.
-func redactURL(u string) string {
-	i := strings.Index(u, "://")
-	at := strings.LastIndex(u, "@")
-	if i < 0 || at < i {
-		return u
+// checkAccess asks apiURL whether it takes this client's credentials and
+// client certificate for POST /switchover, without switching anything
+// over: it POSTs an empty object, which Patroni refuses (400, "Bad
+// Request") once it has checked access (3.0.2: api.py, do_POST_failover is
+// decorated with check_access, and _read_json_content refuses an empty
+// object). Only a 401 or 403 (an *discovery.AccessError) is a failure.
+func (p *patroniClient) checkAccess(ctx context.Context, apiURL string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	resp, err := p.post(ctx, apiURL+"/switchover", []byte("{}"))
+	if err != nil {
+		return err
 	}
-	return u[:i+3] + "***@" + u[at+1:]
+	resp.Body.Close()
+	return nil
 }
 
 // switchoverPlan is what the check found.

@@ -113,18 +113,3 @@ func TestCheckCluster(t *testing.T) {
 		t.Fatalf("scheduled: %v", err)
 	}
 }
-
-func TestBaseURLAndRedact(t *testing.T) {
-	for in, want := range map[string]string{
-		"http://10.0.0.1:8008/patroni": "http://10.0.0.1:8008",
-		"http://10.0.0.1:8008/":        "http://10.0.0.1:8008",
-		"10.0.0.1:8008":                "http://10.0.0.1:8008",
-	} {
-		if got := baseURL(in); got != want {
-			t.Errorf("baseURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := redactURL("https://u:secret@h:8008"); got != "https://***@h:8008" {
-		t.Errorf("redact: %q", got)
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/discovery"
 )
 
 // Defaults of a switchover.
@@ -89,12 +90,16 @@ func (a *answer) failed() error {
 
 func (o *SwitchoverOptions) run(ctx context.Context, p *pipeline, f fleet, dc *config.Database, rep *Report, bg *sync.WaitGroup) error {
 	db := o.Database
-	patroni := newPatroniClient()
-
-	var apis []string
+	var (
+		patroni *patroniClient
+		apis    []string
+	)
 	if err := p.step(ctx, "discover", func(ctx context.Context) error {
 		var err error
-		apis, err = discoverAPIs(ctx, dc)
+		if patroni, err = newPatroniClient(dc); err != nil {
+			return err
+		}
+		apis, err = discoverAPIs(ctx, dc, patroni.configured)
 		return err
 	}); err != nil {
 		return err
@@ -119,14 +124,25 @@ func (o *SwitchoverOptions) run(ctx context.Context, p *pipeline, f fleet, dc *c
 		return err
 	}
 
-	var plan *switchoverPlan
-	names := map[string]string{} // address -> member name
+	var (
+		plan      *switchoverPlan
+		leaderAPI string                // the leader's REST API base URL
+		names     = map[string]string{} // address -> member name
+	)
 	if err := p.step(ctx, "check", func(ctx context.Context) error {
 		st, err := patroni.cluster(ctx, apis)
 		if err != nil {
 			return err
 		}
 		if plan, err = checkCluster(st, o.Candidate, o.MaxLag); err != nil {
+			return err
+		}
+		if leaderAPI = discovery.BaseURL(plan.leader.APIURL); leaderAPI == "" {
+			leaderAPI = apis[0]
+		}
+		// Credentials that Patroni would refuse are found now, before
+		// any traffic is held.
+		if err := patroni.checkAccess(ctx, leaderAPI); err != nil {
 			return err
 		}
 		for _, m := range st.Members {
@@ -170,13 +186,9 @@ func (o *SwitchoverOptions) run(ctx context.Context, p *pipeline, f fleet, dc *c
 	// meanwhile. A refusal ends the wait at once.
 	ans := &answer{done: make(chan struct{})}
 	if err := p.step(ctx, "switchover", func(ctx context.Context) error {
-		api := baseURL(plan.leader.APIURL)
-		if api == "" {
-			api = apis[0]
-		}
 		bg.Go(func() {
 			defer close(ans.done)
-			ans.text, ans.err = patroni.switchover(ctx, api, plan.leader.Name, o.Candidate)
+			ans.text, ans.err = patroni.switchover(ctx, leaderAPI, plan.leader.Name, o.Candidate)
 		})
 		// The step ends when no proxy serves the old primary any more:
 		// Patroni has begun the demotion.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -188,5 +191,61 @@ func TestSwitchoverRefusedByCheck(t *testing.T) {
 		if s.Name == "pause" {
 			t.Fatalf("paused after a failed check: %s", rep.Summary())
 		}
+	}
+}
+
+// Patroni's REST API wants credentials (restapi.authentication): a
+// switchover without them, or with a wrong password, fails at the check,
+// naming the URL and saying why, before any traffic is held; with them
+// (proxy B's config) it goes through.
+func TestSwitchoverCredentials(t *testing.T) {
+	old := waitHealthy(t)
+	// Proxy B's config without its patroni_username and patroni_password,
+	// beside it (auth_file is relative).
+	body, err := os.ReadFile(proxyB.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCreds := filepath.Join(filepath.Dir(proxyB.path), "no-api-credentials.toml")
+	if err := os.WriteFile(noCreds, regexp.MustCompile(`(?m)^patroni_(username|password) = .*\n`).ReplaceAll(body, nil), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(noCreds) })
+
+	code, stdout, stderr := runBinary(t, "switchover", "--config", noCreds, "--database", "db")
+	t.Logf("without credentials: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	want := "pauseproxy switchover failed: check: POST " + old.APIURL + "/switchover: Patroni requires REST API credentials and none were sent: set patroni_username and patroni_password"
+	if code != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("want exit 1 and %q", want)
+	}
+	if strings.Contains(stderr, "pause: start") {
+		t.Fatal("traffic was paused before the credentials were checked")
+	}
+
+	cfg := proxyB.loadConfig(t)
+	cfg.Databases["db"].PatroniPassword = "wrong-pass"
+	rep, err := ops.Switchover(context.Background(), ops.SwitchoverOptions{
+		Options: ops.Options{Config: cfg, Database: "db", Log: proxytest.Log(t)},
+	})
+	var se *ops.StepError
+	if !errors.As(err, &se) || se.Step != "check" || !strings.Contains(err.Error(), `Patroni refused the REST API credentials of user "`+apiUser+`"`) {
+		t.Fatalf("with a wrong password: %v", err)
+	}
+	if strings.Contains(err.Error(), "wrong-pass") || strings.Contains(rep.Summary(), "pause") {
+		t.Fatalf("the error shows the password, or traffic was paused: %v; %s", err, rep.Summary())
+	}
+	if l, err := cluster.Leader(context.Background()); err != nil || l.Name != old.Name {
+		t.Fatalf("leader %v (%v), want %s unchanged", l, err, old.Name)
+	}
+
+	code, stdout, stderr = runBinary(t, "switchover", "--config", proxyB.path, "--database", "db")
+	if code != 0 {
+		t.Fatalf("with credentials: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if l, err := cluster.Leader(context.Background()); err != nil || l.Name == old.Name {
+		t.Fatalf("leader %v (%v), want it moved from %s", l, err, old.Name)
+	}
+	for _, p := range []*proxyProc{proxyA, proxyB} {
+		query(t, p, 5*time.Second)
 	}
 }

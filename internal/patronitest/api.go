@@ -57,13 +57,13 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true},
 }
 
-// getJSON GETs url into v.
-func getJSON(ctx context.Context, url string, v any) error {
+// getJSON GETs url, on the cluster's REST API or Consul, into v.
+func (c *Cluster) getJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (c *Cluster) Status(ctx context.Context) (*ClusterStatus, error) {
 	var errs []error
 	for _, n := range c.Members {
 		var s ClusterStatus
-		if err := getJSON(ctx, n.APIURL+"/cluster", &s); err != nil {
+		if err := c.getJSON(ctx, n.APIURL+"/cluster", &s); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -143,8 +143,11 @@ func (c *Cluster) Switchover(ctx context.Context, candidate string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.APIUsername != "" {
+		req.SetBasicAuth(c.APIUsername, c.APIPassword)
+	}
 	// Patroni polls for the result for up to 20s before it answers.
-	resp, err := (&http.Client{Timeout: 40 * time.Second, Transport: httpClient.Transport}).Do(req)
+	resp, err := (&http.Client{Timeout: 40 * time.Second, Transport: c.http.Transport}).Do(req)
 	if err != nil {
 		return fmt.Errorf("switchover %s -> %q: %w", old.Name, candidate, err)
 	}
@@ -259,7 +262,7 @@ func (c *Cluster) ready(ctx context.Context) (bool, string) {
 	var st struct {
 		Replication []replication `json:"replication"`
 	}
-	if err := getJSON(ctx, c.Node(l.Name).APIURL+"/patroni", &st); err != nil {
+	if err := c.getJSON(ctx, c.Node(l.Name).APIURL+"/patroni", &st); err != nil {
 		return false, err.Error()
 	}
 	for _, m := range s.Members {
@@ -275,7 +278,7 @@ func (c *Cluster) ready(ctx context.Context) (bool, string) {
 	if c.Store == StoreConsul {
 		var entries []json.RawMessage
 		u := "http://" + c.ConsulAddr + "/v1/health/service/" + url.PathEscape(c.Scope) + "?passing=1"
-		if err := getJSON(ctx, u, &entries); err != nil {
+		if err := c.getJSON(ctx, u, &entries); err != nil {
 			return false, err.Error()
 		}
 		if len(entries) != len(c.Members) {

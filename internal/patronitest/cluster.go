@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,11 +43,22 @@ const (
 	StoreConsul = "consul"
 )
 
-// Options for Start. The zero value is a 2-node cluster on etcd.
+// Options for Start. The zero value is a 2-node cluster on etcd, its REST
+// API over plain http without authentication.
 type Options struct {
 	Nodes     int    // default 2
 	Store     string // StoreEtcd (default) or StoreConsul
 	ConsulBin string // Consul binary; default: see ConsulBinary
+	// APIUsername and APIPassword set the REST API's
+	// restapi.authentication: Patroni then wants them (HTTP Basic) on its
+	// unsafe endpoints (POST /switchover, /restart, ...). The Cluster's
+	// own requests and Patronictl send them.
+	APIUsername, APIPassword string
+	// TLS serves the REST API over https with a certificate of a CA made
+	// for the cluster, and requires a client certificate on every
+	// request (restapi.verify_client: required). Not with StoreConsul:
+	// the Consul agent's checks of the API would not trust the CA.
+	TLS bool
 }
 
 // Cluster is a running Patroni cluster. Its fields are read-only.
@@ -65,9 +77,17 @@ type Cluster struct {
 	ReplicationUser, ReplicationPassword string
 	Dir                                  string // temporary directory, removed by Stop
 	TTL, LoopWait, RetryTimeout          int    // Patroni DCS timings, seconds
+	// APIUsername and APIPassword are the REST API's credentials
+	// (Options), "" when it has none.
+	APIUsername, APIPassword string
+	// With Options.TLS: CAFile is the PEM certificate of the CA that
+	// signed the REST API's certificate, and ClientCertFile and
+	// ClientKeyFile a client certificate it accepts. "" otherwise.
+	CAFile, ClientCertFile, ClientKeyFile string
 
-	uid, gid int      // of the postgres OS user
-	dcs      *process // etcd or consul
+	uid, gid int          // of the postgres OS user
+	dcs      *process     // etcd or consul
+	http     *http.Client // to the REST API, with the CA and client certificate
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -77,7 +97,7 @@ type Node struct {
 	Name       string
 	PGPort     int
 	APIPort    int
-	APIURL     string // Patroni REST API base URL, http://127.0.0.1:<APIPort>
+	APIURL     string // Patroni REST API base URL, http://127.0.0.1:<APIPort> (https with Options.TLS)
 	Dir        string
 	DataDir    string
 	ConfigFile string // Patroni's YAML config (patronictl -c uses it)
@@ -156,6 +176,9 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Store != StoreEtcd && opts.Store != StoreConsul {
 		return nil, fmt.Errorf("patronitest: unknown store %q", opts.Store)
 	}
+	if opts.TLS && opts.Store == StoreConsul {
+		return nil, errors.New("patronitest: TLS with StoreConsul: the agent's service checks would not trust the test CA")
+	}
 	for _, bin := range []string{patroniBin, ctlBin, pgBinDir + "/postgres", "/usr/bin/setpriv"} {
 		if !isExecutable(bin) {
 			return nil, fmt.Errorf("patronitest: %s is missing (install Debian packages patroni, etcd-server, postgresql-15)", bin)
@@ -183,8 +206,11 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		TTL:                 10,
 		LoopWait:            1,
 		RetryTimeout:        3,
+		APIUsername:         opts.APIUsername,
+		APIPassword:         opts.APIPassword,
 		uid:                 uid,
 		gid:                 gid,
+		http:                httpClient,
 	}
 	if opts.Store == StoreConsul {
 		// Patroni gives Consul a session TTL of ttl/2 and Consul refuses
@@ -204,6 +230,11 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			c.Stop()
 		}
 	}()
+	if opts.TLS {
+		if err := c.writeTLSFiles(); err != nil {
+			return nil, err
+		}
+	}
 
 	switch opts.Store {
 	case StoreEtcd:
@@ -221,7 +252,7 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	for i := range opts.Nodes {
 		n := &Node{Name: fmt.Sprintf("node%d", i), PGPort: ports[2*i], APIPort: ports[2*i+1]}
-		n.APIURL = fmt.Sprintf("http://127.0.0.1:%d", n.APIPort)
+		n.APIURL = fmt.Sprintf("%s://127.0.0.1:%d", c.apiScheme(), n.APIPort)
 		n.Dir = filepath.Join(c.Dir, n.Name)
 		n.DataDir = filepath.Join(n.Dir, "data")
 		n.ConfigFile = filepath.Join(n.Dir, "patroni.yml")
@@ -254,15 +285,28 @@ func (c *Cluster) writeNodeConfig(n *Node) error {
 		"host all all 127.0.0.1/32 scram-sha-256",
 		"host replication " + c.ReplicationUser + " 127.0.0.1/32 scram-sha-256",
 	}
+	restapi := map[string]any{
+		"listen":          fmt.Sprintf("127.0.0.1:%d", n.APIPort),
+		"connect_address": fmt.Sprintf("127.0.0.1:%d", n.APIPort),
+	}
+	if c.APIUsername != "" {
+		restapi["authentication"] = map[string]any{"username": c.APIUsername, "password": c.APIPassword}
+	}
+	if c.CAFile != "" {
+		// Patroni's own requests to the other members (and patronictl's)
+		// present restapi.certfile as their client certificate and
+		// verify the server with restapi.cafile (request.py).
+		restapi["certfile"] = filepath.Join(c.Dir, "restapi.crt")
+		restapi["keyfile"] = filepath.Join(c.Dir, "restapi.key")
+		restapi["cafile"] = c.CAFile
+		restapi["verify_client"] = "required"
+	}
 	cfg := map[string]any{
 		"scope":     c.Scope,
 		"namespace": "/" + c.Namespace + "/",
 		"name":      n.Name,
 		"log":       map[string]any{"level": "INFO"},
-		"restapi": map[string]any{
-			"listen":          fmt.Sprintf("127.0.0.1:%d", n.APIPort),
-			"connect_address": fmt.Sprintf("127.0.0.1:%d", n.APIPort),
-		},
+		"restapi":   restapi,
 		"bootstrap": map[string]any{
 			"dcs": map[string]any{
 				"ttl":                     c.TTL,

@@ -15,13 +15,14 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestClusterSwitchover starts a cluster, checks the helpers against it,
+// TestClusterSwitchover starts a cluster (its REST API over https with
+// client certificates and authentication), checks the helpers against it,
 // and measures a switchover from the outside: how long the switchover API
 // call takes, how long no node accepts writes, and how long the candidate's
 // /primary answers 200 before the candidate accepts writes.
 func TestClusterSwitchover(t *testing.T) {
 	start := time.Now()
-	c := Require(t, Options{})
+	c := Require(t, Options{TLS: true, APIUsername: "pauseproxy", APIPassword: "api-secret"})
 	t.Logf("cluster %s started in %v", c.Scope, time.Since(start).Round(time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -43,6 +44,20 @@ func TestClusterSwitchover(t *testing.T) {
 	cand := replicas[0]
 	if rec, err := c.InRecovery(ctx, cand); err != nil || !rec {
 		t.Fatalf("replica %s: in recovery %v, %v", cand.Name, rec, err)
+	}
+	if !strings.HasPrefix(leader.APIURL, "https://") {
+		t.Fatalf("API URL %s, want https", leader.APIURL)
+	}
+	// Without credentials Patroni refuses POST /switchover (401) and
+	// switches nothing over.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, leader.APIURL+"/switchover", strings.NewReader(`{"leader": "`+leader.Name+`"}`))
+	resp, err := c.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("POST /switchover without credentials: %s, want 401", resp.Status)
 	}
 	out, err := c.Patronictl(ctx, "list")
 	if err != nil {
@@ -85,7 +100,7 @@ func TestClusterSwitchover(t *testing.T) {
 		for wctx.Err() == nil {
 			now := time.Now()
 			req, _ := http.NewRequestWithContext(wctx, http.MethodGet, cand.APIURL+"/primary", nil)
-			if resp, err := httpClient.Do(req); err == nil {
+			if resp, err := c.HTTPClient().Do(req); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					mu.Lock()
