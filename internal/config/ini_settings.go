@@ -75,7 +75,7 @@ var pgbouncerOnlySettings = map[string]unsupported{
 	"sbuf_loopcnt":          {},
 	"tcp_defer_accept":      {},
 	"tcp_socket_buffer":     {},
-	"tcp_keepalive":         {reason: "Go enables TCP keepalive with its own 15s period"},
+	"tcp_keepalive":         {reason: "pauseproxy always enables TCP keepalive on client connections, with the operating system's timings"},
 	"tcp_keepcnt":           {},
 	"tcp_keepidle":          {},
 	"tcp_keepintvl":         {},

@@ -103,7 +103,7 @@ func TestLoadPgBouncerINI(t *testing.T) {
 		"testdata/pgbouncer.ini: pgbouncer.pidfile: not supported by pauseproxy, ignored (pauseproxy does not daemonize)",
 		"testdata/pgbouncer.ini: pgbouncer.log_disconnections: not supported by pauseproxy, ignored (pauseproxy always logs disconnections)",
 		"testdata/pgbouncer.ini: pgbouncer.so_reuseport: not supported by pauseproxy, ignored (pauseproxy uses every core in one process)",
-		"testdata/pgbouncer.ini: pgbouncer.tcp_keepalive: not supported by pauseproxy, ignored (Go enables TCP keepalive with its own 15s period)",
+		"testdata/pgbouncer.ini: pgbouncer.tcp_keepalive: not supported by pauseproxy, ignored (pauseproxy always enables TCP keepalive on client connections, with the operating system's timings)",
 		"testdata/pgbouncer.ini: pgbouncer.pkt_buf: not supported by pauseproxy, ignored",
 		"testdata/pgbouncer.ini: pgbouncer.stats_period: not supported by pauseproxy, ignored (pauseproxy exports Prometheus metrics instead)",
 	}

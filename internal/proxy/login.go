@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -26,18 +29,13 @@ import (
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer s.wg.Done()
 	n := s.clients.Add(1)
-	handedOff := false
-	defer func() {
-		if !handedOff {
-			s.clients.Add(-1)
-		}
-	}()
+	defer s.clients.Add(-1)
 	cfg := s.conf.Load()
 	px := &cfg.Proxy
 	if px.ClientLoginTimeout > 0 {
 		nc.SetDeadline(time.Now().Add(px.ClientLoginTimeout))
 	}
-	conn, st, err := s.startup(nc)
+	conn, st, isTLS, err := s.startup(nc)
 	if err != nil {
 		s.refuse(nc, err)
 		return
@@ -62,11 +60,15 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	mode := px.ClientTLS.SSLMode
-	if _, isTLS := conn.(*tls.Conn); !isTLS && (mode == "require" || mode == "verify-ca" || mode == "verify-full") {
+	if !isTLS && (mode == "require" || mode == "verify-ca" || mode == "verify-full") {
 		s.refuse(conn, &router.StartError{Code: "28000", Msg: "pauseproxy: SSL required (client_tls_sslmode " + mode + ")"})
 		return
 	}
-	log := s.log.With(slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()))
+	// Built only when there is something to log: With formats its
+	// attributes at once, a cost every new connection would pay.
+	log := func() *slog.Logger {
+		return s.log.With(slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()))
+	}
 
 	isAdmin := AdminDatabases[dbname]
 	var db *router.Database
@@ -77,20 +79,23 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 			return
 		}
 	}
-	serverPassword, err := s.authenticate(ctx, conn, cfg, user, db)
+	// Most client messages are small, and an idle client should cost
+	// little memory: the reader frames them in a buffer of its own of a
+	// few hundred bytes and borrows a 4 KiB one (PgBouncer's pkt_buf)
+	// only for a burst or a large message. The authentication exchange
+	// reads through it too, with a lower limit, so that whatever a client
+	// sends right after its password stays there for the session.
+	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
+	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, user, db)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
-			log.Info("client authentication failed", slog.Any("err", err))
+			log().Info("client authentication failed", slog.Any("err", err))
 		}
 		s.refuse(conn, err)
 		return
 	}
-	// Most client messages are small, and an idle client should cost
-	// little memory: the reader frames them in a buffer of its own of a
-	// few hundred bytes and borrows a 4 KiB one (PgBouncer's pkt_buf)
-	// only for a burst or a large message.
-	rd := wire.NewPooledReader(conn, px.MaxMessageSize, clientReadBufs)
+	rd.SetMaxMessageSize(px.MaxMessageSize)
 	if isAdmin {
 		if s.admin == nil {
 			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"})
@@ -105,25 +110,14 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		ServerUser: user, ServerPassword: serverPassword,
 	})
 	if err != nil {
-		log.Info("client login refused", slog.Any("err", err))
+		log().Info("client login refused", slog.Any("err", err))
 		s.refuse(conn, err)
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	log.Debug("client logged in", slog.Uint64("client", sess.ID))
-	handedOff = true
-	s.wg.Add(1)
-	go s.runSession(ctx, sess)
-}
-
-// runSession serves a logged-in client on a goroutine of its own: the
-// login ran deep call chains (TLS, SCRAM, the server dial) whose stack an
-// idle client would otherwise keep, since stacks shrink only at garbage
-// collections. A fresh goroutine's stack grows just to what the session
-// needs.
-func (s *Server) runSession(ctx context.Context, sess *router.Session) {
-	defer s.wg.Done()
-	defer s.clients.Add(-1)
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		log().Debug("client logged in", slog.Uint64("client", sess.ID))
+	}
 	sess.Run(ctx)
 }
 
@@ -132,54 +126,116 @@ var clientReadBufs = wire.NewBufferPool(4 << 10)
 
 // startup reads the first packets: SSLRequest and GSSENCRequest are
 // answered (TLS when configured, else 'N'), until a StartupMessage or
-// CancelRequest arrives.
-func (s *Server) startup(nc net.Conn) (net.Conn, *wire.Startup, error) {
-	conn := nc
+// CancelRequest arrives. It returns the connection to go on with (TLS, or
+// one that first yields bytes the client sent after its StartupMessage).
+//
+// The packets are read through a small buffer: a client's SSLRequest and
+// StartupMessage then cost a read(2) each instead of two (length, body).
+func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bool, err error) {
+	conn = nc
+	br := bufio.NewReaderSize(nc, startupBufSize)
 	sslDone, gssDone := false, false
 	for {
-		st, err := wire.ReadStartup(conn)
+		st, err := wire.ReadStartup(br)
 		if err != nil {
-			return conn, nil, err
+			return conn, nil, isTLS, err
 		}
 		switch st.Kind {
 		case wire.SSLRequest:
 			if sslDone {
-				return conn, nil, &wire.ProtocolError{Code: "08P01", Msg: "duplicate SSLRequest"}
+				return conn, nil, isTLS, &wire.ProtocolError{Code: "08P01", Msg: "duplicate SSLRequest"}
 			}
 			sslDone = true
 			tc := s.tlsConf.Load()
 			if tc == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
-					return conn, nil, err
+					return conn, nil, isTLS, err
 				}
 				continue
 			}
+			if br.Buffered() > 0 {
+				// Bytes sent in the clear before the handshake could be
+				// taken for part of the encrypted session; PostgreSQL
+				// refuses them too (CVE-2021-23214).
+				return conn, nil, isTLS, &wire.ProtocolError{Code: "08P01", Msg: "received unencrypted data after SSL request"}
+			}
 			if _, err := conn.Write([]byte{'S'}); err != nil {
-				return conn, nil, err
+				return conn, nil, isTLS, err
 			}
 			t := tls.Server(conn, tc)
 			if err := t.Handshake(); err != nil {
-				return conn, nil, fmt.Errorf("TLS handshake: %w", err)
+				return conn, nil, isTLS, fmt.Errorf("TLS handshake: %w", err)
 			}
-			conn = t
+			conn, isTLS = t, true
+			br.Reset(t)
 		case wire.GSSENCRequest:
 			if gssDone {
-				return conn, nil, &wire.ProtocolError{Code: "08P01", Msg: "duplicate GSSENCRequest"}
+				return conn, nil, isTLS, &wire.ProtocolError{Code: "08P01", Msg: "duplicate GSSENCRequest"}
 			}
 			gssDone = true
 			if _, err := conn.Write([]byte{'N'}); err != nil {
-				return conn, nil, err
+				return conn, nil, isTLS, err
 			}
 		default:
-			return conn, st, nil
+			if n := br.Buffered(); n > 0 {
+				// The client did not wait for our answer (a password
+				// message sent ahead, say): keep those bytes.
+				rest, _ := br.Peek(n)
+				conn = &prefixConn{Conn: conn, prefix: bytes.Clone(rest)}
+			}
+			return conn, st, isTLS, nil
 		}
 	}
+}
+
+// maxAuthMessageSize bounds a message during authentication (a password,
+// a SASL response) before anything is allocated for it: PostgreSQL's
+// PG_MAX_AUTH_TOKEN_LENGTH is 65535, plus the header.
+const maxAuthMessageSize = 65535 + 5
+
+// messageReader hands pgproto3 one whole message per Read from rd, so that
+// its own buffered reader never reads past the message it decodes.
+type messageReader struct {
+	rd   *wire.Reader
+	rest []byte // of the current message, aliasing rd's buffer
+}
+
+func (m *messageReader) Read(p []byte) (int, error) {
+	if len(m.rest) == 0 {
+		msg, err := m.rd.ReadMessage()
+		if err != nil {
+			return 0, err
+		}
+		m.rest = msg
+	}
+	n := copy(p, m.rest)
+	m.rest = m.rest[n:]
+	return n, nil
+}
+
+// startupBufSize holds a typical StartupMessage (user, database,
+// application_name, a few options) in one read.
+const startupBufSize = 512
+
+// prefixConn is a connection whose first reads return prefix.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // authenticate checks the client's identity with the configured auth_type
 // and returns the clear-text password to log in to the server with, when
 // the proxy knows one.
-func (s *Server) authenticate(ctx context.Context, conn net.Conn, cfg *config.Config, user string, db *router.Database) (string, error) {
+func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, user string, db *router.Database) (string, error) {
 	secret, found, err := s.lookup(ctx, cfg, user, db)
 	if err != nil {
 		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
@@ -191,7 +247,7 @@ func (s *Server) authenticate(ctx context.Context, conn net.Conn, cfg *config.Co
 		}
 		return "", nil
 	}
-	be := pgproto3.NewBackend(conn, conn)
+	be := pgproto3.NewBackend(r, w)
 	if err := auth.Authenticate(be, method, user, secret, found); err != nil {
 		return "", err
 	}

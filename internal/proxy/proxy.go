@@ -93,7 +93,11 @@ func (s *Server) Listen() error {
 		if addr == "*" {
 			addr = ""
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(px.ListenPort)))
+		// SO_KEEPALIVE with the operating system's timings, as
+		// PgBouncer's tcp_keepalive = 1 does; Go's default would add
+		// three more setsockopt calls per client to set its own.
+		lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}}
+		l, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(addr, strconv.Itoa(px.ListenPort)))
 		if err != nil {
 			return fmt.Errorf("listen on %s:%d: %w", px.ListenAddr, px.ListenPort, err)
 		}

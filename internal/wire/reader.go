@@ -90,6 +90,15 @@ func NewPooledReader(r io.Reader, max int, pool *BufferPool) *Reader {
 	return rd
 }
 
+// SetMaxMessageSize changes the limit on one message (header included);
+// max <= 0 means DefaultMaxMessageSize.
+func (rd *Reader) SetMaxMessageSize(max int) {
+	if max <= 0 {
+		max = DefaultMaxMessageSize
+	}
+	rd.max = max
+}
+
 // maxKeptBig is the largest oversized-message buffer a Reader keeps between
 // messages: COPY streams send many messages of a few tens of KiB, which
 // should not each cost an allocation; anything bigger is rare.
