@@ -151,7 +151,7 @@ func evalGoals(r *Results) []Goal {
 			sw.Note = oneLine(s.Reason)
 		}
 	}
-	goals = append(goals, sw)
+	goals = append(goals, sw, retryGoal(r), releaseGoal(r))
 
 	scale := Goal{Text: "pauseproxy scales with GOMAXPROCS (select-only, 50 clients): TPS at the CPU count / TPS at GOMAXPROCS=1", Threshold: "> 1.00", Status: goalNotMeasured, Measured: "–"}
 	if sum := r.Summary(scGOMAXPROCS); sum != nil && len(sum.Targets) > 1 {
@@ -240,4 +240,47 @@ func proxyAllocs(b GoBenchmark) float64 {
 		return max(v, 0)
 	}
 	return b.AllocsPerOp
+}
+
+// retryGoal is the role-change issue's promise for a switchover pauseproxy
+// is not told of: under autocommit load, nothing fails (the safe retry).
+func retryGoal(r *Results) Goal {
+	g := Goal{Text: "Switchover behind pauseproxy's back (Patroni REST API) under select-only autocommit load: failed transactions and aborted clients", Threshold: "0 and 0", Status: goalNotMeasured, Measured: "–"}
+	s := r.SwitchoverOf(targetPauseproxyFollowS)
+	switch {
+	case s == nil:
+		g.Note = "switchover scenario not run"
+	case s.Status == "not available":
+		g.Note = s.Reason
+	default:
+		g.Measured = fmt.Sprintf("%d failed, %d aborted, longest stall %.2f s", s.Pgbench.Failed, s.Pgbench.AbortedClients, s.LongestStallSeconds)
+		g.Status = goalNotMet
+		if s.Status == "ok" {
+			g.Status = goalMet
+		} else {
+			g.Note = oneLine(s.Reason)
+		}
+	}
+	return g
+}
+
+// releaseGoal is the role-change issue's target for the hold: held
+// clients run again within 200 ms of the new primary taking writes.
+func releaseGoal(r *Results) Goal {
+	g := Goal{Text: "Switchover: clients released after the new primary became writable (pauseproxy switchover, TPC-B)", Threshold: "≤ 0.20 s", Status: goalNotMeasured, Measured: "–"}
+	s := r.SwitchoverOf(targetPauseproxy)
+	switch {
+	case s == nil:
+		g.Note = "switchover scenario not run"
+	case s.Status == "not available" || s.WritableAtSeconds == 0:
+		g.Note = "not measured: " + oneLine(s.Reason)
+	default:
+		g.Measured = fmt.Sprintf("%.3f s", s.ReleaseAfterWritableSeconds)
+		g.Status = goalNotMet
+		if s.ReleaseAfterWritableSeconds <= 0.20 {
+			g.Status = goalMet
+		}
+		g.Note = "writable: the first pg_is_in_recovery() = false on the candidate, polled every 10 ms; released: the first transaction completed after the longest stall (pgbench's per-transaction log)"
+	}
+	return g
 }

@@ -427,15 +427,19 @@ func renderMarkdown(r *Results, charts []chartFile) string {
 	}
 
 	if len(r.Switchover) > 0 {
-		w("## Switchover under TPC-B load\n\n")
-		w("A 2-node Patroni cluster on etcd (loop_wait 1 s); `pgbench -M simple -c 16 -j 2 -T %s` through the pooler; the switchover starts a third of the way in. The stall is the longest time no client completed a transaction (per-transaction log); *writable* is when the candidate first answered `pg_is_in_recovery() = false` (polled every 10 ms); *released* is when the stall ended. Times are seconds from the start of the switchover.\n\n", secs(r.Settings.SwitchoverSeconds))
-		w("| Target | Status | Failed tx | Aborted clients | Longest stall | Writable at | Released at | Released after writable | Switchover took | TPS |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		w("## Switchover under load\n\n")
+		w("A 2-node Patroni cluster on etcd (loop_wait 1 s); `pgbench -M simple -c 16 -j 2 -T %s` through the pooler, TPC-B unless the workload says select-only (`-S`); the switchover starts a third of the way in. The stall is the longest time no client completed a transaction (per-transaction log); *writable* is when the candidate first answered `pg_is_in_recovery() = false` (polled every 10 ms); *released* is when the stall ended. Times are seconds from the start of the switchover.\n\n", secs(r.Settings.SwitchoverSeconds))
+		w("| Target | Workload | Status | Failed tx | Aborted clients | Longest stall | Writable at | Released at | Released after writable | Switchover took | TPS |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, s := range r.Switchover {
+			workload := s.Workload
+			if workload == "" {
+				workload = workloadTPCB
+			}
 			if s.Status == "not available" || s.Pgbench.Processed == 0 && s.Status != "ok" {
-				w("| %s | **%s** | | | | | | | | |\n", s.Target, s.Status)
+				w("| %s | %s | **%s** | | | | | | | | |\n", s.Target, workload, s.Status)
 				continue
 			}
-			w("| %s | **%s** | %d | %d | %.2f s | %.2f | %.2f | %.2f s | %.2f s | %.0f |\n", s.Target, s.Status, s.Pgbench.Failed, s.Pgbench.AbortedClients,
+			w("| %s | %s | **%s** | %d | %d | %.2f s | %.2f | %.2f | %.2f s | %.2f s | %.0f |\n", s.Target, workload, s.Status, s.Pgbench.Failed, s.Pgbench.AbortedClients,
 				s.LongestStallSeconds, s.WritableAtSeconds, s.StallEndAtSeconds, s.ReleaseAfterWritableSeconds, s.CommandSeconds, s.Pgbench.TPS)
 		}
 		w("\n")

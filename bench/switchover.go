@@ -23,8 +23,13 @@ type SwitchoverResult struct {
 	Target string `json:"target"`
 	// Method says how the switchover was driven.
 	Method string `json:"method"`
-	// Status: ok (0 failed, 0 aborted), failed, not available.
+	// Status: ok (0 failed, 0 aborted), failed, not available; for
+	// pauseproxy-follow under TPC-B, "in-flight lost" when the only
+	// failures are transactions the stopping primary cut (57P01), which
+	// no proxy can replay.
 	Status string `json:"status"`
+	// Workload is the pgbench load: "tpcb" (default) or "select-only".
+	Workload string `json:"workload,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// Pgbench is the TPC-B run's summary.
 	Pgbench PgbenchResult `json:"pgbench"`
@@ -52,9 +57,13 @@ type SwitchoverResult struct {
 // Switchover targets and how each drives the switchover.
 const (
 	targetPauseproxyFollow  = "pauseproxy-follow"
+	// targetPauseproxyFollowS is the same, under select-only autocommit
+	// load: the case the safe retry covers.
+	targetPauseproxyFollowS = "pauseproxy-follow-select"
 	targetPgBouncerScripted = "pgbouncer-scripted"
 	methodPauseproxy        = "`pauseproxy switchover --config FILE --database bench`: the proxy drives Patroni"
 	methodFollow            = "Patroni switchover through its REST API, as patronictl does; pauseproxy is not told and follows through discovery = \"patroni\" (Debian's Patroni 3.0.2 has no before_stop callback to warn it)"
+	methodFollowS           = "as pauseproxy-follow, under `pgbench -S` (autocommit SELECTs): each statement is an implicit transaction, so one the stopping primary refuses (57P01, 57P03, 25006) before answering is run again on the new primary (the safe retry)"
 	methodPgBouncer         = "script: PAUSE bench; Patroni switchover (REST API); wait until pg_is_in_recovery() = false on the candidate; re-point [databases] and RELOAD; RESUME bench (the runbook of seeds/000 and seeds/004)"
 )
 
@@ -92,6 +101,7 @@ func (s *switchoverBench) run(ctx context.Context) []SwitchoverResult {
 	results := []SwitchoverResult{
 		{Target: targetPauseproxy, Method: methodPauseproxy},
 		{Target: targetPauseproxyFollow, Method: methodFollow},
+		{Target: targetPauseproxyFollowS, Method: methodFollowS, Workload: workloadSelect},
 		{Target: targetPgBouncerScripted, Method: methodPgBouncer},
 	}
 	notAvailable := func(i int, why string) {
@@ -108,6 +118,11 @@ func (s *switchoverBench) run(ctx context.Context) []SwitchoverResult {
 	}
 	if !ppAvail {
 		notAvailable(0, ppReason)
+	}
+	for i := range results {
+		if results[i].Workload == "" {
+			results[i].Workload = workloadTPCB
+		}
 	}
 
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -237,8 +252,8 @@ func (s *switchoverBench) runOne(ctx context.Context, c *patronitest.Cluster, re
 			out, err := cmd.CombinedOutput()
 			return string(out), err
 		}
-	case targetPauseproxyFollow:
-		t, _, err = startPauseproxy(ctx, s.bin, s.tmp, "pauseproxy-follow", s.settings, patroniDB, 0)
+	case targetPauseproxyFollow, targetPauseproxyFollowS:
+		t, _, err = startPauseproxy(ctx, s.bin, s.tmp, res.Target, s.settings, patroniDB, 0)
 		switchFn = func(ctx context.Context) (string, error) {
 			return "", c.Switchover(ctx, candidate.Name)
 		}
@@ -262,9 +277,11 @@ func (s *switchoverBench) runOne(ctx context.Context, c *patronitest.Cluster, re
 	}
 	done := make(chan pgbenchDone, 1)
 	go func() {
-		r, out, err := runPgbench(ctx, pgbenchRun{
-			Args: []string{"-M", "simple", "-c", "16", "-j", "2"}, Duration: s.duration, Port: t.Port, LogPath: logPrefix,
-		})
+		args := []string{"-M", "simple", "-c", "16", "-j", "2"}
+		if res.Workload == workloadSelect {
+			args = append([]string{"-S"}, args...)
+		}
+		r, out, err := runPgbench(ctx, pgbenchRun{Args: args, Duration: s.duration, Port: t.Port, LogPath: logPrefix})
 		done <- pgbenchDone{r, out, err}
 	}()
 
@@ -319,10 +336,38 @@ func (s *switchoverBench) runOne(ctx context.Context, c *patronitest.Cluster, re
 		reasons = append(reasons, fmt.Sprintf("pgbench: %d failed transactions, %d aborted clients, exit code %d; %s",
 			pb.res.Failed, pb.res.AbortedClients, pb.res.ExitCode, strings.Join(pb.res.Errors, "; ")))
 	}
-	if len(reasons) == 0 {
+	switch {
+	case len(reasons) == 0:
 		res.Status = "ok"
+	case res.Target == targetPauseproxyFollow && cmdErr == nil && !writableAt.IsZero() && pb.res.Failed == 0 && onlyCutInFlight(pb.res.Errors):
+		// Patroni stopped the old primary with transactions open on
+		// it: their clients got the server's 57P01, relayed. No pooler
+		// can replay half a transaction; pausing first (the other
+		// rows) is how to avoid it.
+		res.Status = "in-flight lost"
 	}
 	res.Reason = strings.Join(reasons, "; ")
+}
+
+// The switchover workloads.
+const (
+	workloadTPCB   = "tpcb"
+	workloadSelect = "select-only"
+)
+
+// onlyCutInFlight reports whether pgbench's errors are all transactions
+// that lost their server mid-way (the proxy's relay of 57P01 or of a lost
+// connection), nothing refused or misrouted.
+func onlyCutInFlight(errs []string) bool {
+	if len(errs) == 0 {
+		return false
+	}
+	for _, e := range errs {
+		if !strings.Contains(e, "(57P01)") && !strings.Contains(e, "server connection lost during the transaction") {
+			return false
+		}
+	}
+	return true
 }
 
 // pgbouncerScript is today's runbook, driven through PgBouncer's admin
