@@ -59,6 +59,12 @@ func TestPauseWaitsForTransactionAndHoldsTheNext(t *testing.T) {
 		v, _ := one(t, stats, "SHOW POOLS").get("appdb", "cl_waiting")
 		return v == "1"
 	})
+	// SHOW CLIENTS tells how long it has waited (wait, wait_us), as
+	// PgBouncer does.
+	time.Sleep(1100 * time.Millisecond)
+	if w, ok := one(t, stats, "SHOW CLIENTS").getBy("state", "waiting", "wait"); !ok || w == "0" {
+		t.Errorf("SHOW CLIENTS: the held client's wait is %q (found %v), want at least 1 s", w, ok)
+	}
 
 	// The transaction in flight is not held: it commits, and PAUSE returns.
 	if _, err := a.Exec(ctx, "COMMIT"); err != nil {

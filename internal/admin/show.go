@@ -301,8 +301,13 @@ func (c *Console) showClients(r *reply) {
 		if request.IsZero() {
 			request = s.Start
 		}
+		var wait time.Duration // PgBouncer: how long a waiting client has waited so far
+		if !info.WaitStart.IsZero() {
+			wait = time.Since(info.WaitStart)
+			request = info.WaitStart
+		}
 		rows = append(rows, []any{"C", s.User, s.DBName, info.State, addr, port, laddr, lport,
-			s.Start, request, 0, 0, 0, clientPtr(s.ID), link, 0, tlsText(info.TLS), app, s.ID})
+			s.Start, request, int(wait / time.Second), int(wait % time.Second / time.Microsecond), 0, clientPtr(s.ID), link, 0, tlsText(info.TLS), app, s.ID})
 	}
 	r.rows("SHOW", columns, rows)
 }

@@ -23,7 +23,10 @@ type SessionInfo struct {
 	Pool *pool.Pool
 	// XactStart is when the session last got a server connection (the
 	// start of its current or last transaction); zero before the first.
-	XactStart  time.Time
+	XactStart time.Time
+	// WaitStart is when the session began waiting, zero unless State is
+	// "waiting".
+	WaitStart  time.Time
 	LocalAddr  net.Addr
 	RemoteAddr net.Addr
 	TLS        bool
@@ -33,8 +36,13 @@ type SessionInfo struct {
 func (s *Session) Info() SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var waitStart time.Time
+	if s.state == "waiting" {
+		waitStart = s.waitStart
+	}
 	return SessionInfo{
 		State:      s.state,
+		WaitStart:  waitStart,
 		Server:     s.server,
 		Pool:       s.pool,
 		XactStart:  s.xactStart,

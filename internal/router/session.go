@@ -307,8 +307,10 @@ func (s *Session) queue(srv *pool.Conn, b []byte) {
 // hold if the database is paused), attaches the session to it and queues
 // the SET statements its parameters need.
 func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
-	s.setState("waiting")
-	s.waitStart = time.Now()
+	now := time.Now()
+	s.mu.Lock()
+	s.state, s.waitStart = "waiting", now
+	s.mu.Unlock()
 	for {
 		c, err := s.db.acquire(ctx, s.pool)
 		if err != nil {
