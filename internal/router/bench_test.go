@@ -302,6 +302,30 @@ func BenchmarkPreparedStatement(b *testing.B) {
 			}
 			clients <- c
 		}
+		// Warm up as benchSequential does: every client's statement on
+		// every server connection, the pool's queue at its working
+		// size, so a short -benchtime measures the steady state.
+		warm := make([]*pgconn.PgConn, 0, n)
+		for range n {
+			warm = append(warm, <-clients)
+		}
+		var wg sync.WaitGroup
+		for _, c := range warm {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 50 {
+					if err := execPrepared.run(ctx, c); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, c := range warm {
+			clients <- c
+		}
 		base := clientAllocsPerOp(b, execPrepared)
 		b.SetParallelism(perCore)
 		b.ReportAllocs()
