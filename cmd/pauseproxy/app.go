@@ -20,6 +20,7 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/failover"
 	"github.com/pauseproxy/pauseproxy/internal/metrics"
 	"github.com/pauseproxy/pauseproxy/internal/proxy"
+	"github.com/pauseproxy/pauseproxy/internal/registry"
 	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
@@ -42,6 +43,9 @@ type App struct {
 	pauser   *admin.Pauser
 	failover *failover.Manager // role-change engines, one per database
 	console  *admin.Console
+	// registrar keeps this instance registered in Consul while
+	// consul_register says so; serve starts it once listening.
+	registrar *registry.Registrar
 	// sigs is serve's signal channel; SHUTDOWN from the console feeds it
 	// the signal that does the same.
 	sigs chan os.Signal
@@ -64,6 +68,7 @@ func newApp(log *slog.Logger, level *slog.LevelVar, r *router.Router, load func(
 	a.events = admin.NewEvents(0)
 	a.pauser = admin.NewPauser(r, a.events, log)
 	a.failover = failover.NewManager(r, log, a.roleChanged)
+	a.registrar = registry.New(log, version)
 	return a
 }
 
@@ -89,6 +94,7 @@ func orNone(s string) string {
 // close stops what the App started. Pauses in force stay (the process is
 // ending anyway).
 func (a *App) close() {
+	a.registrar.Close()
 	a.failover.Close()
 	a.cancel()
 	a.wg.Wait()

@@ -142,7 +142,7 @@ func ctlCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("ctl "+action, stderr)
 	path := fs.String("config", defaultConfigPath(), "the local proxy's TOML configuration")
 	db := fs.String("database", "", "the database (default: every database)")
-	all := fs.Bool("all", false, "the config's peers too (pause: all or nothing)")
+	all := fs.Bool("all", false, "the other proxies too: peers, and with consul_register those registered in Consul (pause: all or nothing)")
 	timeout := fs.Duration("timeout", 0, "pause: bound on the wait for transactions in flight (default: the proxy's drain_timeout)")
 	expire := fs.Duration("expire", 0, "pause: resume by itself this long after (default: never)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -163,10 +163,14 @@ func ctlCmd(args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return ctlStatus(ctx, cfg, *db, *all, stdout, stderr)
 	}
-	proxies, err := ops.Consoles(cfg, *all)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	proxies, err := ops.Consoles(ctx, cfg, *all, *db, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "pauseproxy ctl: %v\n", err)
 		return 1
+	}
+	if *all {
+		log.Info("proxies to "+action, slog.Int("count", len(proxies)), slog.String("proxies", ops.Describe(proxies)))
 	}
 	defer func() {
 		for _, p := range proxies {
@@ -204,7 +208,7 @@ func ctlStatus(ctx context.Context, cfg *config.Config, db string, all bool, std
 	}
 	consoles := []*ops.Console{local}
 	if all {
-		peers, err := ops.PeerConsoles(cfg)
+		peers, err := ops.PeerConsoles(ctx, cfg, db, nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "pauseproxy ctl: %v\n", err)
 			return 1
@@ -264,7 +268,7 @@ var _ admin.Switchover = appSwitchover{}
 func (s appSwitchover) Switchover(ctx context.Context, db, member string) (string, error) {
 	cfg := s.a.router.Config()
 	proxies := []ops.Proxy{localProxy{s.a}}
-	peers, err := ops.PeerConsoles(cfg)
+	peers, err := ops.PeerConsoles(ctx, cfg, db, s.a.log)
 	if err != nil {
 		return "", err
 	}
@@ -282,6 +286,8 @@ func (s appSwitchover) Switchover(ctx context.Context, db, member string) (strin
 type localProxy struct{ a *App }
 
 func (l localProxy) Name() string { return "local" }
+
+func (l localProxy) From() string { return "this proxy" }
 
 func (l localProxy) Pause(ctx context.Context, db string, timeout, expire time.Duration) error {
 	_, err := l.a.pauser.Pause(ctx, admin.PauseOptions{Database: db, Timeout: timeout, Expire: expire, By: "switchover"})

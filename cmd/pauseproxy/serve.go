@@ -63,6 +63,9 @@ func serve(load func() (*config.Config, error), stderr io.Writer) int {
 	}()
 	addrs := srv.Addrs()
 	log.Info("pauseproxy started", slog.String("version", version), slog.Any("listen", addrs), slog.Int("databases", len(cfg.Databases)))
+	// Listening now: the other instances' commands may find and pause
+	// this one (consul_register).
+	app.registrar.Update(cfg)
 
 	sigs := app.sigs
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
@@ -77,6 +80,7 @@ func serve(load func() (*config.Config, error), stderr io.Writer) int {
 			app.signalResume()
 		case syscall.SIGINT:
 			log.Info("SIGINT: closing every connection now")
+			app.registrar.Close()
 			srv.StopAccepting()
 			cancelHard()
 			<-served
@@ -96,6 +100,9 @@ func (a *App) drain(srv *proxy.Server, sigs <-chan os.Signal, cancelHard context
 	cfg := a.router.Config()
 	a.log.Info("SIGTERM: draining", slog.Duration("shutdown_timeout", cfg.Proxy.ShutdownTimeout))
 	a.draining.Store(true)
+	// Leaving: the other instances' commands stop counting on this one,
+	// whose admin console closes with its listeners.
+	a.registrar.Close()
 	srv.StopAccepting()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Proxy.ShutdownTimeout)
 	defer cancel()
@@ -155,6 +162,7 @@ func (a *App) apply(cfg *config.Config) error {
 	}
 	a.router.Reload(cfg)
 	a.failover.Sync(cfg)
+	a.registrar.Update(cfg)
 	setLevel(a.level, cfg.Proxy.LogLevel)
 	for _, w := range cfg.Warnings {
 		a.log.Warn(w)

@@ -92,6 +92,16 @@ var proxyFields = []field[Proxy]{
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
 	{"http_token_file", func(p *Proxy) any { return &p.HTTPTokenFile }},
 	{"peers", func(p *Proxy) any { return &p.Peers }},
+	{"consul_register", func(p *Proxy) any { return &p.ConsulRegister }},
+	{"consul_register_addr", func(p *Proxy) any { return &p.ConsulRegisterAddr }},
+	{"consul_register_scheme", func(p *Proxy) any { return &p.ConsulRegisterScheme }},
+	{"consul_register_ca_file", func(p *Proxy) any { return &p.ConsulRegisterCAFile }},
+	{"consul_register_token", func(p *Proxy) any { return &p.ConsulRegisterToken }},
+	{"consul_register_token_env", func(p *Proxy) any { return &p.ConsulRegisterTokenEnv }},
+	{"consul_register_token_file", func(p *Proxy) any { return &p.ConsulRegisterTokenFile }},
+	{"consul_register_service", func(p *Proxy) any { return &p.ConsulRegisterService }},
+	{"consul_register_advertise", func(p *Proxy) any { return &p.ConsulRegisterAdvertise }},
+	{"consul_register_tags", func(p *Proxy) any { return &p.ConsulRegisterTags }},
 }
 
 // databaseFields are the keys of a [databases.<name>] table.
@@ -148,21 +158,23 @@ var userFields = []field[User]{
 // pathKeys are the keys naming files. A relative path is resolved against
 // the directory of the config file that names it.
 var pathKeys = map[string]bool{
-	"auth_file":             true,
-	"client_tls_cert_file":  true,
-	"client_tls_key_file":   true,
-	"client_tls_ca_file":    true,
-	"server_tls_cert_file":  true,
-	"server_tls_key_file":   true,
-	"server_tls_ca_file":    true,
-	"password_file":         true,
-	"consul_token_file":     true,
-	"consul_ca_file":        true,
-	"http_token_file":       true,
-	"patroni_password_file": true,
-	"patroni_ca_file":       true,
-	"patroni_cert_file":     true,
-	"patroni_key_file":      true,
+	"auth_file":                  true,
+	"client_tls_cert_file":       true,
+	"client_tls_key_file":        true,
+	"client_tls_ca_file":         true,
+	"server_tls_cert_file":       true,
+	"server_tls_key_file":        true,
+	"server_tls_ca_file":         true,
+	"password_file":              true,
+	"consul_token_file":          true,
+	"consul_ca_file":             true,
+	"http_token_file":            true,
+	"patroni_password_file":      true,
+	"consul_register_ca_file":    true,
+	"consul_register_token_file": true,
+	"patroni_ca_file":            true,
+	"patroni_cert_file":          true,
+	"patroni_key_file":           true,
 }
 
 // discoveryOnlyKeys are the database keys that mean something for some
@@ -226,6 +238,10 @@ func defaultProxy() Proxy {
 		PauseTimeoutAction: PauseTimeoutResume,
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
+
+		ConsulRegisterAddr:    "127.0.0.1:8500",
+		ConsulRegisterScheme:  "http",
+		ConsulRegisterService: "pauseproxy",
 	}
 }
 

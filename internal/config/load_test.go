@@ -171,6 +171,14 @@ log_level = "debug"
 pause_timeout_action = "cancel"
 http_token = "s3cret"
 peers = ["10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"]
+consul_register = true
+consul_register_addr = "consul.local:8501"
+consul_register_scheme = "https"
+consul_register_ca_file = "ca.crt"
+consul_register_token = "reg-token"
+consul_register_service = "pauseproxy-main"
+consul_register_advertise = "10.0.1.4"
+consul_register_tags = ["sidecar", "app"]
 
 [databases.app]
 hosts = ["10.0.0.1", "10.0.0.2:5433", "[::1]:5434", "::2", "/var/run/postgresql"]
@@ -237,7 +245,10 @@ pool_size = 2
 		ServerTLS:   TLS{SSLMode: "verify-ca", CAFile: abs("ca.crt")},
 		HoldTimeout: 10 * time.Second, DrainTimeout: 20 * time.Second, ShutdownTimeout: 45 * time.Second,
 		LogLevel: "debug", PauseTimeoutAction: PauseTimeoutCancel, HTTPToken: "s3cret",
-		Peers: []string{"10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"},
+		Peers:          []string{"10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"},
+		ConsulRegister: true, ConsulRegisterAddr: "consul.local:8501", ConsulRegisterScheme: "https",
+		ConsulRegisterCAFile: abs("ca.crt"), ConsulRegisterToken: "reg-token", ConsulRegisterService: "pauseproxy-main",
+		ConsulRegisterAdvertise: "10.0.1.4:7432", ConsulRegisterTags: []string{"sidecar", "app"},
 	}
 	if !reflect.DeepEqual(c.Proxy, want) {
 		t.Errorf("Proxy = %+v\nwant  %+v", c.Proxy, want)

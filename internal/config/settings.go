@@ -36,6 +36,10 @@ var fixedKeys = map[string]bool{
 	"http_token":      true,
 	"http_token_env":  true,
 	"http_token_file": true,
+	// The Consul token and where it comes from, like the HTTP token.
+	"consul_register_token":      true,
+	"consul_register_token_env":  true,
+	"consul_register_token_file": true,
 }
 
 // inheritedKeys are [proxy] keys whose value databases take as their

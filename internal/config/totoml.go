@@ -15,7 +15,7 @@ import (
 // aside).
 //
 // A secret read from the environment or a file is written as its
-// password_env/password_file (consul_token_*, patroni_password_*); a
+// password_env/password_file (consul_token_*, patroni_password_*, ...); a
 // secret given inline in the source is written inline, with a comment
 // suggesting one of the other forms. The output must then be protected like
 // the source.
@@ -34,6 +34,7 @@ func ToTOML(c *Config) string {
 	def := defaultProxy()
 	proxySkip := map[string]bool{}
 	skipSecret(proxySkip, "http_token", c.Proxy.HTTPToken, c.Proxy.HTTPTokenEnv, c.Proxy.HTTPTokenFile)
+	skipSecret(proxySkip, "consul_register_token", c.Proxy.ConsulRegisterToken, c.Proxy.ConsulRegisterTokenEnv, c.Proxy.ConsulRegisterTokenFile)
 	writeFields(&w, proxyFields, &c.Proxy, &def, proxySkip)
 
 	for _, name := range sortedKeys(c.Databases) {
@@ -73,7 +74,7 @@ func skipSecret(skip map[string]bool, name, value, env, file string) {
 }
 
 // secretKeys are written with a warning comment when inline.
-var secretKeys = map[string]bool{"password": true, "consul_token": true, "http_token": true, "patroni_password": true}
+var secretKeys = map[string]bool{"password": true, "consul_token": true, "http_token": true, "patroni_password": true, "consul_register_token": true}
 
 // writeFields writes the keys of v that differ from def, in schema order,
 // except the skipped ones.

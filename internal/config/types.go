@@ -133,6 +133,40 @@ type Proxy struct {
 	// operator commands (pauseproxy switchover, exec, ctl --all) pause
 	// them together with this one, all or nothing.
 	Peers []string
+
+	// ConsulRegister is consul_register (default false): the serving
+	// proxy registers itself in Consul, through the agent at
+	// ConsulRegisterAddr, as an instance of ConsulRegisterService, and
+	// the operator commands pause every registered instance as well as
+	// Peers. The other consul_register_* keys mean nothing without it.
+	ConsulRegister bool
+	// ConsulRegisterAddr is consul_register_addr, the agent's HTTP API,
+	// default "127.0.0.1:8500"; ConsulRegisterScheme is
+	// consul_register_scheme, http (default) or https, with
+	// ConsulRegisterCAFile (consul_register_ca_file) verifying it.
+	ConsulRegisterAddr   string
+	ConsulRegisterScheme string
+	ConsulRegisterCAFile string
+	// ConsulRegisterToken is consul_register_token (or
+	// consul_register_token_env / consul_register_token_file), resolved:
+	// the ACL token (service:write on the service, and service:read and
+	// node:read for the commands' lookup); "" for none.
+	ConsulRegisterToken     string
+	ConsulRegisterTokenEnv  string // consul_register_token_env: where ConsulRegisterToken came from, "" if inline
+	ConsulRegisterTokenFile string // consul_register_token_file: where ConsulRegisterToken came from, "" if inline
+	// ConsulRegisterService is consul_register_service, the service name
+	// every instance registers under, default "pauseproxy".
+	ConsulRegisterService string
+	// ConsulRegisterAdvertise is consul_register_advertise: the address
+	// ("host:port") the other instances dial to reach this one's admin
+	// console. Given as "host" or "host:port" (port: listen_port); by
+	// default listen_addr:listen_port, or ":listen_port" when listen_addr
+	// is every address ("0.0.0.0", "::"): the empty host stands for the
+	// address of the Consul agent's node. After loading it always holds
+	// "host:port" (host possibly empty) when ConsulRegister is set.
+	ConsulRegisterAdvertise string
+	// ConsulRegisterTags is consul_register_tags, the registration's tags.
+	ConsulRegisterTags []string
 }
 
 // The values of pause_timeout_action.

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -91,6 +93,70 @@ func (b *builder) validateProxy(p *Proxy) {
 
 	b.validateTLS("client", &p.ClientTLS)
 	b.validateTLS("server", &p.ServerTLS)
+	b.validateRegistration(p)
+}
+
+// consulServiceName is what consul_register_service accepts: a name that
+// is also a DNS label, so that <service>.service.consul resolves.
+var consulServiceName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?$`)
+
+// validateRegistration checks the consul_register_* keys and completes
+// consul_register_advertise to "host:port". Without consul_register they
+// are unused: one changed from its default gets a warning.
+func (b *builder) validateRegistration(p *Proxy) {
+	if !p.ConsulRegister {
+		def := defaultProxy()
+		for _, f := range proxyFields {
+			k := f.key
+			inherited := k == "consul_register_token" && (p.ConsulRegisterTokenEnv != "" || p.ConsulRegisterTokenFile != "")
+			if !strings.HasPrefix(k, "consul_register_") || inherited ||
+				reflect.DeepEqual(reflect.ValueOf(f.ptr(p)).Elem().Interface(), reflect.ValueOf(f.ptr(&def)).Elem().Interface()) {
+				continue
+			}
+			b.warn(b.px(k), "set, but consul_register is false: not used")
+		}
+		return
+	}
+	if host, port, err := net.SplitHostPort(p.ConsulRegisterAddr); err != nil || host == "" || !validHost(host) || !validPort(port) {
+		b.problem(b.px("consul_register_addr"), `want "host:port" of the Consul agent's HTTP API, like "127.0.0.1:8500", got %q`, p.ConsulRegisterAddr)
+	}
+	b.oneOf(b.px("consul_register_scheme"), p.ConsulRegisterScheme, []string{"http", "https"})
+	b.readable(b.px("consul_register_ca_file"), p.ConsulRegisterCAFile)
+	if !consulServiceName.MatchString(p.ConsulRegisterService) {
+		b.problem(b.px("consul_register_service"), "want letters, digits, '-' and '_' (a Consul service name that is also a DNS label), got %q", p.ConsulRegisterService)
+	}
+	if slices.Contains(p.ConsulRegisterTags, "") {
+		b.problem(b.px("consul_register_tags"), "empty tag")
+	}
+
+	if p.ListenAddr == "" {
+		b.problem(b.px("consul_register"), "needs a TCP listener (listen_addr): the other proxies reach this one's admin console over TCP")
+		return
+	}
+	unspecified := func(host string) bool { ip := net.ParseIP(host); return ip != nil && ip.IsUnspecified() }
+	key := b.px("consul_register_advertise")
+	if p.ConsulRegisterAdvertise == "" {
+		host := p.ListenAddr
+		if unspecified(host) {
+			// Every address: the one of the agent's node (Consul's
+			// own default for a service without an address).
+			host = ""
+		}
+		p.ConsulRegisterAdvertise = joinHostPort(host, p.ListenPort)
+		return
+	}
+	host, port, problem := splitHostPort(p.ConsulRegisterAdvertise, p.ListenPort)
+	switch {
+	case problem == "" && (!validHost(host) || unspecified(host)):
+		problem = "want the IP address or host name the other proxies dial, not a wildcard"
+	case problem == "" && strings.HasPrefix(host, "/"):
+		problem = "want a TCP address, not a Unix socket directory"
+	}
+	if problem != "" {
+		b.problem(key, "%q: %s", p.ConsulRegisterAdvertise, problem)
+		return
+	}
+	p.ConsulRegisterAdvertise = joinHostPort(host, port)
 }
 
 // validateTLS checks one side's TLS settings. The client side serves a

@@ -208,6 +208,28 @@ func TestValidationProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "Consul registration",
+			toml: trust + "listen_addr = \"0.0.0.0\"\nconsul_register = true\nconsul_register_addr = \"consul\"\nconsul_register_scheme = \"grpc\"\n" +
+				"consul_register_service = \"pause proxy\"\nconsul_register_tags = [\"a\", \"\"]\nconsul_register_ca_file = \"missing.pem\"\n",
+			want: []string{
+				`pauseproxy.toml: proxy.consul_register_addr: want "host:port" of the Consul agent's HTTP API, like "127.0.0.1:8500", got "consul"`,
+				`pauseproxy.toml: proxy.consul_register_scheme: unknown value "grpc" (want http or https)`,
+				`pauseproxy.toml: proxy.consul_register_ca_file: ` + filepath.Join(dir, "missing.pem") + `: cannot read: no such file or directory`,
+				`pauseproxy.toml: proxy.consul_register_service: want letters, digits, '-' and '_' (a Consul service name that is also a DNS label), got "pause proxy"`,
+				`pauseproxy.toml: proxy.consul_register_tags: empty tag`,
+			},
+		},
+		{
+			name: "Consul registration advertise",
+			toml: trust + "consul_register = true\nconsul_register_advertise = \"[::]:6432\"\n",
+			want: []string{`pauseproxy.toml: proxy.consul_register_advertise: "[::]:6432": want the IP address or host name the other proxies dial, not a wildcard`},
+		},
+		{
+			name: "Consul registration needs TCP",
+			toml: trust + "listen_addr = \"\"\nconsul_register = true\n",
+			want: []string{`pauseproxy.toml: proxy.consul_register: needs a TCP listener (listen_addr): the other proxies reach this one's admin console over TCP`},
+		},
+		{
 			name: "poll intervals",
 			toml: trust + "[databases.a]\ndiscovery = \"patroni\"\npatroni_urls = [\"http://p:8008\"]\npoll_interval = 0\n" +
 				"[databases.b]\npoll_interval = \"1s\"\nfast_poll_interval = \"2s\"\n",
@@ -309,5 +331,53 @@ func TestPatroniTLSWithoutHTTPS(t *testing.T) {
 	want := `pauseproxy.toml: databases.a.patroni_ca_file: set, but no patroni_urls entry is https://: the TLS files are used only if Patroni names https API URLs`
 	if len(c.Warnings) != 1 || !strings.HasSuffix(c.Warnings[0], want) {
 		t.Errorf("Warnings = %q, want one ending %q", c.Warnings, want)
+	}
+}
+
+// consul_register_advertise defaults to listen_addr (no host, for the
+// agent's node address, when that is every address), takes listen_port
+// when it has no port, and the other keys are unused (a warning) while
+// consul_register is off. SET consul_register completes it as Load does.
+func TestConsulRegisterAdvertise(t *testing.T) {
+	for _, tc := range []struct {
+		toml, want string
+	}{
+		{"listen_addr = \"10.0.1.5\"\nlisten_port = 7432\n", "10.0.1.5:7432"},
+		{"listen_addr = \"*\"\n", ":6432"},
+		{"listen_addr = \"::\"\n", ":6432"},
+		{"listen_addr = \"*\"\nconsul_register_advertise = \"proxy-a.internal\"\n", "proxy-a.internal:6432"},
+		{"consul_register_advertise = \"[::1]:7000\"\n", "[::1]:7000"},
+		{"consul_register_advertise = \"::1\"\n", "[::1]:6432"},
+	} {
+		c, err := loadString(t, trust+"consul_register = true\n"+tc.toml)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.toml, err)
+		}
+		if got := c.Proxy.ConsulRegisterAdvertise; got != tc.want {
+			t.Errorf("%q: advertise %q, want %q", tc.toml, got, tc.want)
+		}
+	}
+
+	c, err := loadString(t, trust+"consul_register_service = \"other\"\nconsul_register_token_env = \"HOME\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"pauseproxy.toml: proxy.consul_register_token_env: set, but consul_register is false: not used",
+		"pauseproxy.toml: proxy.consul_register_service: set, but consul_register is false: not used",
+	}
+	if len(c.Warnings) != 2 || !strings.HasSuffix(c.Warnings[0], want[0]) || !strings.HasSuffix(c.Warnings[1], want[1]) {
+		t.Errorf("Warnings = %q, want %q", c.Warnings, want)
+	}
+
+	c, err = WithSetting(c, "consul_register", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Proxy.ConsulRegisterAdvertise != "127.0.0.1:6432" || len(c.Warnings) != 0 {
+		t.Errorf("after SET consul_register = 1: advertise %q, warnings %q", c.Proxy.ConsulRegisterAdvertise, c.Warnings)
+	}
+	if _, err := WithSetting(c, "consul_register_token", "x"); err == nil || !strings.Contains(err.Error(), "cannot be changed at run time") {
+		t.Errorf("SET consul_register_token: %v", err)
 	}
 }

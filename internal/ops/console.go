@@ -18,6 +18,9 @@ import (
 type Console struct {
 	name string
 	cfg  *pgconn.Config
+	// from says where the proxy came from (From); hint is added to a
+	// failure to connect.
+	from, hint string
 
 	mu   sync.Mutex // guards conn; held for a whole command, so commands run one at a time
 	conn *pgconn.PgConn
@@ -73,6 +76,10 @@ func dbArg(db string) string {
 // Name implements Proxy.
 func (c *Console) Name() string { return c.name }
 
+// From says where the proxy came from: "this proxy", "peers" (the
+// config's), or its Consul registration.
+func (c *Console) From() string { return c.from }
+
 // exec runs one simple Query and returns its result sets. The connection
 // is dropped after any error that is not the server's answer, so the next
 // command dials afresh.
@@ -84,7 +91,7 @@ func (c *Console) exec(ctx context.Context, sql string) ([]*pgconn.Result, error
 		conn, err := pgconn.ConnectConfig(dctx, c.cfg)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("connect to admin console: %w", err)
+			return nil, fmt.Errorf("connect to admin console: %w%s", err, c.hint)
 		}
 		c.conn = conn
 	}

@@ -14,9 +14,11 @@
 //     the members' REST API URLs.
 //  2. lock: one switchover (or exec) per cluster at a time: a Consul lock
 //     when the database uses Consul, a lock file otherwise.
-//  3. proxies: connect to every proxy's admin console (the local one and
-//     the config's peers) and check that the database is known, not
-//     paused by someone else, and served from a verified primary.
+//  3. proxies: connect to every proxy's admin console (the local one, the
+//     config's peers and, with consul_register, the instances registered
+//     in Consul: PeerConsoles, listed once in the log with where each came
+//     from) and check that the database is known, not paused by someone
+//     else, and served from a verified primary.
 //  4. check: Patroni's GET /cluster says the cluster can take it: a
 //     running leader, a replica (the candidate, if named) streaming with
 //     little lag, no switchover already scheduled; every proxy serves the

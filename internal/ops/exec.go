@@ -46,7 +46,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Report, error) {
 	if len(o.Command) == 0 {
 		return nil, errors.New("no command to run")
 	}
-	dc, err := o.prepare(DefaultExecTimeout)
+	dc, err := o.prepare(ctx, DefaultExecTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/patronitest"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
 	"github.com/pauseproxy/pauseproxy/internal/proxytest"
+	"github.com/pauseproxy/pauseproxy/internal/registry"
 )
 
 // The package's fixtures, started once by TestMain (a Patroni cluster
@@ -33,10 +34,13 @@ import (
 // lock file), with the API credentials in its patroni_urls' userinfo;
 // proxy B through Consul (so its commands take the Consul lock and read
 // the members' api_url from Consul's KV), with patroni_username and
-// patroni_password.
+// patroni_password. Both register themselves in the cluster's Consul
+// agent (consul_register); A also lists B in its peers, B finds A only in
+// Consul.
 var (
 	cluster *patronitest.Cluster
 	bin     string // the pauseproxy binary, built with -race
+	testDir string // the proxies' configs and userlist
 	proxyA  *proxyProc
 	proxyB  *proxyProc
 )
@@ -73,6 +77,7 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
+	testDir = dir
 	bin = filepath.Join(dir, "pauseproxy")
 	if out, err := exec.Command("go", "build", "-race", "-o", bin, "github.com/pauseproxy/pauseproxy/cmd/pauseproxy").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build pauseproxy: %v\n%s", err, out)
@@ -92,7 +97,7 @@ func setup(m *testing.M) (int, error) {
 		}
 	}
 	proxyA = &proxyProc{name: "A", port: ports[0], peer: ports[1], source: "patroni"}
-	proxyB = &proxyProc{name: "B", port: ports[1], peer: ports[0], source: "consul"}
+	proxyB = &proxyProc{name: "B", port: ports[1], source: "consul"}
 	for _, p := range []*proxyProc{proxyA, proxyB} {
 		if err := p.start(dir); err != nil {
 			return 0, err
@@ -101,6 +106,9 @@ func setup(m *testing.M) (int, error) {
 	}
 	for _, p := range []*proxyProc{proxyA, proxyB} {
 		if err := p.waitVerified(ctx); err != nil {
+			return 0, err
+		}
+		if err := p.waitRegistered(ctx); err != nil {
 			return 0, err
 		}
 	}
@@ -115,12 +123,13 @@ func setup(m *testing.M) (int, error) {
 
 // proxyProc is one pauseproxy process.
 type proxyProc struct {
-	name       string
-	port, peer int
-	source     string // "patroni" or "consul"
-	path       string // its config
-	cmd        *exec.Cmd
-	logs       *proxytest.SyncBuffer
+	name   string
+	port   int
+	peer   int    // the port of its peer (peers), 0 for none
+	source string // "patroni" or "consul"
+	path   string // its config
+	cmd    *exec.Cmd
+	logs   *proxytest.SyncBuffer
 }
 
 func (p *proxyProc) start(dir string) error {
@@ -141,6 +150,10 @@ func (p *proxyProc) start(dir string) error {
 		}
 		disc = fmt.Sprintf("discovery = \"patroni\"\npatroni_urls = [%s]\n", strings.Join(urls, ", "))
 	}
+	peers := ""
+	if p.peer != 0 {
+		peers = fmt.Sprintf("peers = [\"127.0.0.1:%d\"]\n", p.peer)
+	}
 	p.path = filepath.Join(dir, "proxy-"+p.name+".toml")
 	cfg := fmt.Sprintf(`[proxy]
 listen_addr = "127.0.0.1"
@@ -153,13 +166,14 @@ default_pool_size = 8
 max_client_conn = 200
 hold_timeout = "30s"
 drain_timeout = "10s"
-peers = ["127.0.0.1:%d"]
+%sconsul_register = true
+consul_register_addr = %q
 
 [databases.db]
 %sdbname = "postgres"
 user = %q
 password = %q
-`, p.port, adminUser, p.peer, disc, c.SuperUser, c.SuperPassword)
+`, p.port, adminUser, peers, c.ConsulAddr, disc, c.SuperUser, c.SuperPassword)
 	if err := os.WriteFile(p.path, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -213,6 +227,29 @@ func (p *proxyProc) waitVerified(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("proxy %s not ready: %v\n%s", p.name, last, p.logs.Tail(40))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitRegistered waits until the proxy's Consul registration is there.
+func (p *proxyProc) waitRegistered(ctx context.Context) error {
+	cfg, err := config.Load(p.path)
+	if err != nil {
+		return err
+	}
+	id := registry.ServiceID(&cfg.Proxy)
+	for {
+		// Lookup leaves out the asking instance: ask as another one.
+		other := *cfg
+		other.Proxy.ConsulRegisterAdvertise = "127.0.0.1:1"
+		found, _, err := registry.Lookup(ctx, &other)
+		if err == nil && slices.ContainsFunc(found, func(in registry.Instance) bool { return in.ID == id }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("proxy %s not registered in Consul: %v (found %+v)\n%s", p.name, err, found, p.logs.Tail(40))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -21,8 +21,9 @@ type Options struct {
 	Config   *config.Config
 	Database string
 	// Proxies are the proxies to pause. nil means the local proxy's
-	// console and its peers (Consoles(Config, true)). The pipeline closes
-	// them when it ends.
+	// console and the others' (Consoles(ctx, Config, true, Database,
+	// Log): the config's peers and, with consul_register, the instances
+	// registered in Consul). The pipeline closes them when it ends.
 	Proxies []Proxy
 	// Timeout bounds the whole command (default 60s for a switchover,
 	// 120s for exec); the undos run after it, on their own.
@@ -55,8 +56,9 @@ type Report struct {
 	ExitCode int
 }
 
-// prepare validates o and fills its defaults.
-func (o *Options) prepare(defaultTimeout time.Duration) (*config.Database, error) {
+// prepare validates o and fills its defaults, and logs the proxies to
+// pause.
+func (o *Options) prepare(ctx context.Context, defaultTimeout time.Duration) (*config.Database, error) {
 	if o.Config == nil {
 		return nil, errors.New("no configuration")
 	}
@@ -87,12 +89,13 @@ func (o *Options) prepare(defaultTimeout time.Duration) (*config.Database, error
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Proxies == nil {
-		ps, err := Consoles(o.Config, true)
+		ps, err := Consoles(ctx, o.Config, true, o.Database, o.Log)
 		if err != nil {
 			return nil, err
 		}
 		o.Proxies = ps
 	}
+	o.Log.Info("proxies to pause", slog.Int("count", len(o.Proxies)), slog.String("proxies", Describe(o.Proxies)))
 	return dc, nil
 }
 

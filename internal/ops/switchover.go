@@ -38,7 +38,7 @@ type SwitchoverOptions struct {
 // every proxy is resumed and the error (a *StepError) names the step; the
 // report says what ran either way.
 func Switchover(ctx context.Context, o SwitchoverOptions) (*Report, error) {
-	dc, err := o.prepare(DefaultSwitchoverTimeout)
+	dc, err := o.prepare(ctx, DefaultSwitchoverTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -238,9 +238,13 @@ func TestSwitchoverCredentials(t *testing.T) {
 		t.Fatalf("leader %v (%v), want %s unchanged", l, err, old.Name)
 	}
 
+	// Proxy B's own config: B lists no peers, A is found in Consul.
 	code, stdout, stderr = runBinary(t, "switchover", "--config", proxyB.path, "--database", "db")
 	if code != 0 {
 		t.Fatalf("with credentials: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, fmt.Sprintf("127.0.0.1:%d (consul ", proxyA.port)) || !strings.Contains(stdout, "traffic held") || !strings.Contains(stdout, "on 2 proxies") {
+		t.Fatalf("want proxy A, found in Consul, paused too:\nstdout: %s\nstderr: %s", stdout, stderr)
 	}
 	if l, err := cluster.Leader(context.Background()); err != nil || l.Name == old.Name {
 		t.Fatalf("leader %v (%v), want it moved from %s", l, err, old.Name)

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -54,38 +56,136 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	return nil
 }
 
-// startConsul starts a Consul dev agent (in-memory server) with every port
-// on a free loopback port, and waits until it has elected itself leader.
+// startConsul starts the cluster's Consul dev agent.
 func (c *Cluster) startConsul(ctx context.Context, bin string) error {
-	ports, err := freePorts(6)
+	a, err := startConsulAgent(ctx, bin, c.Dir, c.Scope)
+	if a != nil {
+		c.dcs = a.proc
+	}
 	if err != nil {
 		return err
+	}
+	c.ConsulAddr = a.Addr
+	return nil
+}
+
+// ConsulAgent is a Consul dev agent (an in-memory server) on free loopback
+// ports, for tests that need Consul without Patroni (StartConsul). A
+// Cluster on StoreConsul runs one of its own.
+type ConsulAgent struct {
+	Addr string // HTTP API, host:port
+	Node string // the agent's node name
+	bin  string
+	dir  string
+	hcl  string // its ports
+	proc *process
+	// owned is set when the agent owns dir (StartConsul), which Stop
+	// removes.
+	owned    bool
+	stopOnce sync.Once
+}
+
+// StartConsul starts a Consul dev agent (binary: see ConsulBinary) and
+// returns once it has elected itself leader. Stop it with Stop.
+func StartConsul(ctx context.Context) (*ConsulAgent, error) {
+	bin, err := ConsulBinary(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "patronitest-consul-")
+	if err != nil {
+		return nil, fmt.Errorf("patronitest: %w", err)
+	}
+	a, err := startConsulAgent(ctx, bin, dir, "consul-"+randHex(4))
+	if a != nil {
+		a.owned = true
+	}
+	if err != nil {
+		if a != nil {
+			a.Stop()
+		} else {
+			os.RemoveAll(dir)
+		}
+		return nil, err
+	}
+	return a, nil
+}
+
+// startConsulAgent starts a dev agent called node with its log in dir. On
+// error the agent, if it started, is returned for the caller to stop.
+func startConsulAgent(ctx context.Context, bin, dir, node string) (*ConsulAgent, error) {
+	ports, err := freePorts(6)
+	if err != nil {
+		return nil, err
 	}
 	httpPort, dns, grpc, serfLAN, serfWAN, server := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
 	// Consul 1.14 dev mode turns on https, grpc and grpc_tls on fixed
 	// ports; -1 disables a listener.
-	hcl := fmt.Sprintf("ports { http = %d, https = -1, dns = %d, grpc = %d, grpc_tls = -1, serf_lan = %d, serf_wan = %d, server = %d }",
-		httpPort, dns, grpc, serfLAN, serfWAN, server)
-	p, err := startProcess("consul", filepath.Join(c.Dir, "consul.log"), os.Environ(),
-		bin, "agent", "-dev",
+	a := &ConsulAgent{
+		Addr: fmt.Sprintf("127.0.0.1:%d", httpPort),
+		Node: node,
+		bin:  bin,
+		dir:  dir,
+		hcl: fmt.Sprintf("ports { http = %d, https = -1, dns = %d, grpc = %d, grpc_tls = -1, serf_lan = %d, serf_wan = %d, server = %d }",
+			httpPort, dns, grpc, serfLAN, serfWAN, server),
+	}
+	if err := a.start(ctx); err != nil {
+		if a.proc == nil {
+			return nil, err
+		}
+		return a, err
+	}
+	return a, nil
+}
+
+// start starts the agent process and waits for its leader.
+func (a *ConsulAgent) start(ctx context.Context) error {
+	p, err := startProcess("consul", filepath.Join(a.dir, "consul.log"), os.Environ(),
+		a.bin, "agent", "-dev",
 		"-bind", "127.0.0.1",
 		"-client", "127.0.0.1",
-		"-node", c.Scope,
+		"-node", a.Node,
 		"-log-level", "warn",
-		"-hcl", hcl,
+		"-hcl", a.hcl,
 	)
 	if err != nil {
 		return err
 	}
-	c.dcs = p
-	c.ConsulAddr = fmt.Sprintf("127.0.0.1:%d", httpPort)
-	err = waitHTTP(ctx, p, "http://"+c.ConsulAddr+"/v1/status/leader", func(body []byte) bool {
+	a.proc = p
+	err = waitHTTP(ctx, p, "http://"+a.Addr+"/v1/status/leader", func(body []byte) bool {
 		return len(bytes.Trim(bytes.TrimSpace(body), `"`)) > 0
 	})
 	if err != nil {
-		return fmt.Errorf("consul agent at %s did not elect a leader: %w\n--- consul log tail ---\n%s", c.ConsulAddr, err, p.tail(30))
+		return fmt.Errorf("consul agent at %s did not elect a leader: %w\n--- consul log tail ---\n%s", a.Addr, err, p.tail(30))
 	}
 	return nil
+}
+
+// Down stops the agent process, keeping its ports for Up. A dev agent
+// keeps nothing: every registration is gone after Down and Up, as after
+// the restart of an agent that lost its data directory.
+func (a *ConsulAgent) Down() {
+	a.proc.stop(syscall.SIGTERM, 5*time.Second)
+}
+
+// Up starts the agent again after Down, on the same ports.
+func (a *ConsulAgent) Up(ctx context.Context) error {
+	return a.start(ctx)
+}
+
+// Stop stops the agent, and removes its directory when StartConsul made
+// it. Safe to call twice.
+func (a *ConsulAgent) Stop() error {
+	var err error
+	a.stopOnce.Do(func() {
+		if a.proc != nil {
+			a.proc.stop(syscall.SIGTERM, 5*time.Second)
+		}
+		if a.owned {
+			err = os.RemoveAll(a.dir)
+		}
+	})
+	return err
 }
 
 // waitHTTP polls url until ready accepts a 200 body, the process exits, or
