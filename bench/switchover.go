@@ -30,7 +30,7 @@ type SwitchoverResult struct {
 	Status string `json:"status"`
 	// Workload is the pgbench load: "tpcb" (default) or "select-only".
 	Workload string `json:"workload,omitempty"`
-	Reason string `json:"reason,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 	// Pgbench is the TPC-B run's summary.
 	Pgbench PgbenchResult `json:"pgbench"`
 	// LongestStallSeconds is the longest time no client completed a
@@ -56,7 +56,7 @@ type SwitchoverResult struct {
 
 // Switchover targets and how each drives the switchover.
 const (
-	targetPauseproxyFollow  = "pauseproxy-follow"
+	targetPauseproxyFollow = "pauseproxy-follow"
 	// targetPauseproxyFollowS is the same, under select-only autocommit
 	// load: the case the safe retry covers.
 	targetPauseproxyFollowS = "pauseproxy-follow-select"

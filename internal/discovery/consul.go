@@ -331,6 +331,9 @@ func (c *consul) fromKV(st *consulState, endpoint string) (*view, error) {
 			c.prefix(), c.cfg.Service, c.cfg.Namespace)
 	}
 	v := &view{Endpoint: endpoint, Changing: failoverActive(kv.failover, time.Now())}
+	if v.Changing {
+		v.Planned = strings.TrimSpace(kv.failover)
+	}
 	names := make([]string, 0, len(kv.members))
 	for name := range kv.members {
 		names = append(names, name)

@@ -231,8 +231,11 @@ func TestConsulRealAgentBlockingQueries(t *testing.T) {
 
 	start := time.Now()
 	put("failover", `{"leader":"a","member":"b"}`)
-	waitFor(t, src, 2*time.Second, "changing from the failover key", func(s *Snapshot) bool { return s.Changing })
+	s = waitFor(t, src, 2*time.Second, "changing from the failover key", func(s *Snapshot) bool { return s.Changing })
 	t.Logf("failover key seen after %v", time.Since(start).Round(time.Millisecond))
+	if s.Planned != `{"leader":"a","member":"b"}` || s.Primary == nil || s.Primary.Name != "a" {
+		t.Fatalf("a requested switchover: Planned %q, primary %s; want the failover key's value and still a", s.Planned, fmtSnap(s))
+	}
 
 	start = time.Now()
 	put("leader", "b")
@@ -246,7 +249,7 @@ func TestConsulRealAgentBlockingQueries(t *testing.T) {
 	register("a", 6001, "replica")
 	register("b", 6002, "master", "primary")
 	s = waitFor(t, src, 2*time.Second, "settled", func(s *Snapshot) bool { return !s.Changing })
-	if s.Primary == nil || s.Primary.Name != "b" || s.Generation != gen+1 {
+	if s.Primary == nil || s.Primary.Name != "b" || s.Generation != gen+1 || s.Planned != "" {
 		t.Fatalf("settled: %s", fmtSnap(s))
 	}
 	t.Logf("leader change settled after %v", time.Since(start).Round(time.Millisecond))

@@ -25,6 +25,7 @@ type view struct {
 	Primary  *Member
 	Replicas []Member
 	Changing bool
+	Planned  string
 }
 
 // publisher holds the latest snapshot of one source and wakes watchers
@@ -98,6 +99,7 @@ func (p *publisher) update(v *view, err error) (snap *Snapshot, primaryChanged, 
 		next.Primary = v.Primary
 		next.Replicas = v.Replicas
 		next.Changing = v.Changing
+		next.Planned = v.Planned
 		next.Updated = time.Now()
 	}
 	next.Err = err
@@ -185,7 +187,7 @@ func describe(m *Member) string {
 
 // sameMembers reports whether a and b differ in nothing a watcher acts on.
 func sameMembers(a, b *Snapshot) bool {
-	if a.Changing != b.Changing || (a.Err == nil) != (b.Err == nil) {
+	if a.Changing != b.Changing || a.Planned != b.Planned || (a.Err == nil) != (b.Err == nil) {
 		return false
 	}
 	if (a.Primary == nil) != (b.Primary == nil) || (a.Primary != nil && !sameMember(*a.Primary, *b.Primary)) {

@@ -78,6 +78,12 @@ type Snapshot struct {
 	// failover key in Consul, a member in state "stopping"/"demoting", a
 	// leader that is not yet running as primary). Sources poll fast then.
 	Changing bool
+	// Planned is set while an operator's switchover is requested and not
+	// carried out yet: the value of Patroni's failover key (Consul only;
+	// Patroni writes it before it demotes the primary, the earliest notice
+	// there is). The primary named is still the old one, still writable.
+	// "" otherwise.
+	Planned string
 	// Updated is when the source last had a successful answer; Err is the
 	// last error (nil after a success).
 	Updated time.Time

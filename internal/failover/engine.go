@@ -6,9 +6,10 @@
 //
 // The cycle, per database:
 //
-//  1. Trigger: the source names another primary or none, reports a change
-//     under way, or a server connection reports the primary going away
-//     (57P01, 57P02, 57P03, 25006, a lost connection, a failed dial).
+//  1. Trigger: the source names another primary or none, announces a
+//     planned switchover (Patroni's failover key, through Consul), or a
+//     server connection reports the primary going away (57P01, 57P02,
+//     57P03, 25006, a lost connection, a failed dial).
 //  2. Hold: new transactions wait at the transaction boundary
 //     (router.Database.Hold); transactions already running go on until
 //     they end or their server dies.
@@ -19,6 +20,16 @@
 //  4. Retarget and release: the pools move to the verified node in a new
 //     generation (connections of the old one close as they are released),
 //     and held transactions go on in arrival order.
+//
+// A planned switchover is held before it happens: the old primary is still
+// writable when Patroni writes its failover key, so the cycle holds new
+// transactions at once, lets those running finish there, and waits for the
+// source to name the new primary before it verifies anything. Patroni
+// then stops the old primary with nothing of ours in flight, and explicit
+// transactions survive a switchover nobody told the proxy about. If the
+// source names no new primary within PlannedTimeout (Patroni refused, or
+// a long checkpoint), or the request disappears, the cycle goes on as any
+// other: verify what the source names, release.
 //
 // Each held transaction waits at most hold_timeout (the pool enforces it,
 // answering 57P03). The engine itself keeps trying until a primary is
@@ -57,6 +68,10 @@ type Options struct {
 	FastInterval time.Duration
 	// VerifyTimeout bounds one verification (default 2s).
 	VerifyTimeout time.Duration
+	// PlannedTimeout bounds how long a planned switchover holds traffic
+	// on the old primary's account before the source names the new one
+	// (default 10s).
+	PlannedTimeout time.Duration
 	// ReadOnly skips the writability check (the target is a replica on
 	// purpose).
 	ReadOnly bool
@@ -81,6 +96,7 @@ type Engine struct {
 	srcErrors  uint64 // discovery answers that carried an error
 	verifyFail uint64 // verifications of a candidate that failed (then retried)
 	lastSrcErr error
+	planned    string // the source's Planned value a cycle was started for
 }
 
 // New returns an engine for db fed by src. Call Run.
@@ -90,6 +106,9 @@ func New(db *router.Database, src discovery.Source, opts Options) *Engine {
 	}
 	if opts.VerifyTimeout <= 0 {
 		opts.VerifyTimeout = 2 * time.Second
+	}
+	if opts.PlannedTimeout <= 0 {
+		opts.PlannedTimeout = 10 * time.Second
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -127,12 +146,12 @@ func (e *Engine) Status() Status {
 // primary is verified).
 func (e *Engine) Run(ctx context.Context) {
 	go e.src.Run(ctx)
-	e.cycle(ctx, "startup")
+	e.cycle(ctx, "startup", false)
 	for ctx.Err() == nil {
 		snap := e.src.Snapshot()
 		changed := e.src.Changed()
-		if reason := e.needsCycle(snap); reason != "" {
-			e.cycle(ctx, reason)
+		if reason, planned := e.needsCycle(snap); reason != "" {
+			e.cycle(ctx, reason, planned)
 			continue
 		}
 		select {
@@ -140,36 +159,46 @@ func (e *Engine) Run(ctx context.Context) {
 			return
 		case <-changed:
 		case <-e.db.Trouble():
-			e.cycle(ctx, "server trouble")
+			e.cycle(ctx, "server trouble", false)
 		}
 	}
 }
 
-// needsCycle says why the snapshot calls for a cycle, or "".
-func (e *Engine) needsCycle(snap *discovery.Snapshot) string {
+// needsCycle says why the snapshot calls for a cycle, or "", and whether
+// it is a planned switchover announced ahead.
+func (e *Engine) needsCycle(snap *discovery.Snapshot) (reason string, planned bool) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	verified := e.verified
 	e.noteSourceLocked(snap)
-	e.mu.Unlock()
+	if snap.Planned == "" {
+		e.planned = ""
+	}
 	switch {
 	case snap.Primary == nil && snap.Err == nil:
-		return "no primary named"
+		return "no primary named", false
 	case snap.Primary == nil && errors.Is(snap.Err, discovery.ErrSplitBrain):
 		// Two nodes say they are writable: never guess, hold.
-		return "split brain"
+		return "split brain", false
 	case snap.Primary == nil:
 		// The source cannot be reached: keep serving the verified
 		// primary; trouble from the servers themselves starts a cycle.
-		return ""
+		return "", false
 	case snap.Primary.Addr() != verified:
-		return fmt.Sprintf("primary named %s", snap.Primary.Addr())
+		return fmt.Sprintf("primary named %s", snap.Primary.Addr()), false
+	case snap.Planned != "" && snap.Planned != e.planned:
+		// Once per request: a request that outlives its cycle (see
+		// PlannedTimeout) does not hold traffic again.
+		e.planned = snap.Planned
+		return "switchover requested " + snap.Planned, true
 	}
-	return ""
+	return "", false
 }
 
 // cycle holds the database until the source's primary is verified
-// writable, then retargets and releases.
-func (e *Engine) cycle(ctx context.Context, reason string) {
+// writable, then retargets and releases. A planned cycle first waits for
+// the source to name another primary (see the package doc).
+func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	start := time.Now()
 	e.db.Hold(router.HoldRoleChange)
 	e.src.Hurry()
@@ -187,10 +216,24 @@ func (e *Engine) cycle(ctx context.Context, reason string) {
 	tick := time.NewTicker(e.opts.FastInterval)
 	defer tick.Stop()
 	lastLog := time.Time{}
+	plannedUntil := start.Add(e.opts.PlannedTimeout)
 	for {
 		snap := e.src.Snapshot()
 		changed := e.src.Changed()
-		if p := snap.Primary; p != nil {
+		if planned {
+			switch {
+			case snap.Primary == nil || snap.Primary.Addr() != from:
+				planned = false // it moves: verify the new one
+			case snap.Planned == "":
+				planned = false // withdrawn or refused: back to the old one
+				e.log.Info("role change: switchover request gone, primary unchanged", slog.String("primary", from))
+			case time.Now().After(plannedUntil):
+				planned = false
+				e.log.Warn("role change: switchover requested but no new primary named in time; releasing to the current primary (transactions running when it stops will fail)",
+					slog.String("primary", from), slog.Duration("waited", e.opts.PlannedTimeout))
+			}
+		}
+		if p := snap.Primary; p != nil && !planned {
 			err := e.verify(ctx, p)
 			if err == nil {
 				e.release(p, from, start, reason)
@@ -244,6 +287,14 @@ func (e *Engine) verify(ctx context.Context, p *discovery.Member) error {
 // and lets the held transactions go.
 func (e *Engine) release(p *discovery.Member, from string, start time.Time, reason string) {
 	to := p.Addr()
+	// Trouble signalled during the cycle came from connections to the
+	// old primary (none to p exist before Retarget): the cycle handled
+	// it. After Retarget those connections are of an older generation
+	// and no longer signal.
+	select {
+	case <-e.db.Trouble():
+	default:
+	}
 	e.db.Retarget(p.Host, p.Port)
 	e.mu.Lock()
 	e.verified = to

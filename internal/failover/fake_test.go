@@ -81,13 +81,23 @@ func (f *fakeSource) Hurries() int {
 // publish makes primary (nil: none) and err the current snapshot, moving
 // the generation when the primary's address changes, as real sources do.
 func (f *fakeSource) publish(primary *discovery.Member, err error) {
+	f.publishSnap(primary, "", err)
+}
+
+// publishPlanned is publish with Planned set, as the Consul source does
+// while Patroni's failover key asks for a switchover.
+func (f *fakeSource) publishPlanned(primary *discovery.Member, planned string) {
+	f.publishSnap(primary, planned, nil)
+}
+
+func (f *fakeSource) publishSnap(primary *discovery.Member, planned string, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	gen := f.snap.Generation
 	if addrOf(f.snap.Primary) != addrOf(primary) {
 		gen++
 	}
-	f.snap = &discovery.Snapshot{Generation: gen, Source: "fake", Primary: primary, Updated: time.Now(), Err: err}
+	f.snap = &discovery.Snapshot{Generation: gen, Source: "fake", Primary: primary, Planned: planned, Changing: planned != "", Updated: time.Now(), Err: err}
 	close(f.changed)
 	f.changed = make(chan struct{})
 }
@@ -133,7 +143,7 @@ type engineEnv struct {
 // superuser login, trust for clients) with the given hold_timeout, hands it
 // to an Engine fed by the source newSource returns (nil: a new fakeSource,
 // then in env.src), and stops everything when the test ends.
-func startEngine(t *testing.T, holdTimeout string, newSource func(*router.Database) discovery.Source) *engineEnv {
+func startEngine(t *testing.T, holdTimeout string, newSource func(*router.Database) discovery.Source, tune ...func(*failover.Options)) *engineEnv {
 	t.Helper()
 	port, err := pgtest.FreePort()
 	if err != nil {
@@ -173,7 +183,7 @@ hold_timeout = %q
 		env.src = newFakeSource()
 		src = env.src
 	}
-	env.eng = failover.New(db, src, failover.Options{
+	opts := failover.Options{
 		FastInterval:  20 * time.Millisecond,
 		VerifyTimeout: time.Second,
 		Log:           log,
@@ -183,7 +193,11 @@ hold_timeout = %q
 			default:
 			}
 		},
-	})
+	}
+	for _, f := range tune {
+		f(&opts)
+	}
+	env.eng = failover.New(db, src, opts)
 	srv, err := proxy.New(cfg, r, nil, log)
 	if err != nil {
 		t.Fatal(err)

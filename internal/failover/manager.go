@@ -73,7 +73,10 @@ func (m *Manager) Sync(cfg *config.Config) {
 		db.Manage()
 		eng := New(db, src, Options{
 			FastInterval: dc.FastPollInterval, ReadOnly: dc.ReadOnly,
-			Log: m.log, OnEvent: m.onEvent,
+			// A planned switchover's early hold must end well before
+			// the held transactions' own limit.
+			PlannedTimeout: min(10*time.Second, cfg.Proxy.HoldTimeout/2),
+			Log:            m.log, OnEvent: m.onEvent,
 		})
 		ctx, cancel := context.WithCancel(context.Background())
 		me := &managed{eng: eng, dc: *dc, cancel: cancel, done: make(chan struct{})}

@@ -79,7 +79,7 @@ type Pool struct {
 
 	// OnServerError, when set, is called with the SQLSTATE of an error a
 	// server reported while idle (for example 57P01 at shutdown).
-	OnServerError func(code string)
+	OnServerError func(code string, gen uint64)
 	// OnDialError, when set, is told why a dial failed; returning true
 	// means the pool is now held while the cause is dealt with, and the
 	// acquisition waits in that hold instead of failing.
@@ -472,6 +472,6 @@ func addr(t Target) string { return fmt.Sprintf("%s:%d", t.Host, t.Port) }
 
 func (p *Pool) serverError(c *Conn, code string) {
 	if f := p.OnServerError; f != nil && code != "" {
-		f(code)
+		f(code, c.target.Gen)
 	}
 }

@@ -275,7 +275,15 @@ func (d *Database) Reconnect() {
 // serverTrouble is called when a server reports the signs of a primary
 // going away (see roleChangeCode) or a server connection breaks: the
 // role-change engine, if one watches the database, checks the primary.
-func (d *Database) serverTrouble(code string) {
+//
+// gen is the generation of the connection that reported it (0: not a
+// connection's). A connection of an older generation points at a primary
+// the pools have already left: its death after a role change is expected
+// and must not start another cycle.
+func (d *Database) serverTrouble(code string, gen uint64) {
+	if gen != 0 && gen < d.Target().Gen {
+		return
+	}
 	d.r.log.Debug("server trouble", slog.String("database", d.Name), slog.String("sqlstate", code))
 	select {
 	case d.trouble <- struct{}{}:

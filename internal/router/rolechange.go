@@ -47,7 +47,7 @@ func (d *Database) dialTrouble(err error) bool {
 		}
 	}
 	d.Hold(HoldRoleChange)
-	d.serverTrouble("08001")
+	d.serverTrouble("08001", 0)
 	return true
 }
 

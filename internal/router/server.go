@@ -29,7 +29,7 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 		s.copyIn = true
 		s.mu.Unlock()
 	case wire.MsgErrorResponse:
-		if s.serverError(m) {
+		if s.serverError(c, m) {
 			// FATAL: the server is about to close. The client hears about
 			// it as a lost connection (ServerFailed), with this reason,
 			// but keeps its own connection.
@@ -209,13 +209,13 @@ func (s *Session) paramStatus(c *pool.Conn, m wire.Message) (changed bool) {
 // away (shutdown, crash recovery, read-only after demotion) and tells the
 // database, which may start a role-change check. It reports whether the
 // error is FATAL (or PANIC), remembering its reason for ServerFailed.
-func (s *Session) serverError(m wire.Message) (fatal bool) {
+func (s *Session) serverError(c *pool.Conn, m wire.Message) (fatal bool) {
 	f, err := wire.ParseError(m)
 	if err != nil {
 		return false
 	}
 	if roleChangeCode(string(f.Code)) {
-		s.db.serverTrouble(string(f.Code))
+		s.db.serverTrouble(string(f.Code), c.Target().Gen)
 	}
 	sev := string(f.Severity)
 	if sev == "FATAL" || sev == "PANIC" {
@@ -262,7 +262,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		s.retryAtReadyLocked(c)
 		s.mu.Unlock()
 		s.flushClient()
-		s.db.serverTrouble(code)
+		s.db.serverTrouble(code, c.Target().Gen)
 		return
 	}
 	s.fatalCode = ""
@@ -289,7 +289,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	s.wmu.Lock()
 	s.mu.Unlock()
 	if !closing {
-		s.db.serverTrouble("08006")
+		s.db.serverTrouble("08006", c.Target().Gen)
 		s.r.log.Info("server connection lost under a client", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID), slog.Any("err", err))
 	}
 	if owed > 0 {
