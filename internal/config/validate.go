@@ -77,6 +77,11 @@ func (b *builder) validateProxy(p *Proxy) {
 	}
 	b.oneOf(b.px("log_level"), p.LogLevel, logLevels)
 	b.oneOf(b.px("pause_timeout_action"), p.PauseTimeoutAction, []string{PauseTimeoutResume, PauseTimeoutCancel})
+	if p.ServerResetQueryAlways {
+		// PgBouncer runs server_reset_query after every transaction in
+		// transaction mode with this set; pauseproxy does not (yet).
+		b.warn(b.px("server_reset_query_always"), "not supported: server_reset_query runs only when a session-mode client disconnects; in transaction mode a server connection is not reset between clients")
+	}
 	if p.HTTPToken != "" && p.HTTPListen == "" {
 		b.warn(b.px("http_token"), "set without http_listen: the HTTP endpoints are disabled")
 	}

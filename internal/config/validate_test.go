@@ -381,3 +381,17 @@ func TestConsulRegisterAdvertise(t *testing.T) {
 		t.Errorf("SET consul_register_token: %v", err)
 	}
 }
+
+// server_reset_query_always is accepted (pgbouncer.ini files set it) but
+// not applied: a warning says so.
+func TestServerResetQueryAlwaysWarns(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Load(writeFile(t, dir, "pauseproxy.toml", trust+"server_reset_query_always = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pauseproxy.toml: proxy.server_reset_query_always: not supported: server_reset_query runs only when a session-mode client disconnects; in transaction mode a server connection is not reset between clients"
+	if len(c.Warnings) != 1 || !strings.HasSuffix(c.Warnings[0], want) {
+		t.Errorf("Warnings = %q, want one ending %q", c.Warnings, want)
+	}
+}
