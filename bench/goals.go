@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -201,9 +202,7 @@ func allocGoal(gb GoBench) Goal {
 		for _, p := range hotPathPackages {
 			hot = hot || strings.HasSuffix(b.Package, p)
 		}
-		// Direct* are the client alone; IdleClients measures memory
-		// with a thousand logins per op, not the forwarding path.
-		if !hot || strings.Contains(b.Name, "Direct") || strings.Contains(b.Name, "IdleClients") {
+		if !hot || slices.ContainsFunc(notForwarding, func(s string) bool { return strings.Contains(b.Name, s) }) {
 			continue
 		}
 		n++
@@ -226,6 +225,11 @@ func allocGoal(gb GoBench) Goal {
 	g.Note = fmt.Sprintf("the proxy's own allocations: the benchmarks that drive a real client report proxy-allocs/op, their allocs/op less what the same client allocates talking to PostgreSQL directly; one op is a whole transaction or batch, so this bounds allocations per message from above; below %.2f counts as 0 (an occasional buffer growth or a queue's array over a long run, not one per message)", maxSteadyAllocs)
 	return g
 }
+
+// notForwarding are benchmarks of the hot-path packages that do not
+// measure forwarding: Direct* are the client alone, IdleClients memory
+// with a thousand logins per op, ConnectPerTransaction a whole login.
+var notForwarding = []string{"Direct", "IdleClients", "ConnectPerTransaction"}
 
 // maxSteadyAllocs is the proxy allocations per op that still count as
 // none: a slice that grows once during a run of a hundred thousand
