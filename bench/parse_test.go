@@ -320,8 +320,8 @@ func TestParsePerfStat(t *testing.T) {
 	path := filepath.Join(dir, "stat.csv")
 	// perf stat -e raw_syscalls:sys_enter -x , -o FILE, as perf 6.1 writes it.
 	os.WriteFile(path, []byte("# started on Sun Nov 22 03:00:08 2026\n\n144,,raw_syscalls:sys_enter,1176926,100.00,,\n"), 0o644)
-	if n, err := parsePerfStat(path); err != nil || n != 144 {
-		t.Fatalf("%d, %v", n, err)
+	if n, err := parsePerfStat(path); err != nil || n["raw_syscalls:sys_enter"] != 144 {
+		t.Fatalf("%v, %v", n, err)
 	}
 	os.WriteFile(path, []byte("# started\n\n<not counted>,,raw_syscalls:sys_enter,0,100.00,,\n"), 0o644)
 	if _, err := parsePerfStat(path); err == nil {

@@ -47,8 +47,13 @@ type SyscallCount struct {
 	Syscalls     int64   `json:"syscalls"`
 	Transactions int64   `json:"transactions"`
 	PerTx        float64 `json:"per_transaction"`
-	TPS          float64 `json:"tps"`
-	Error        string  `json:"error,omitempty"`
+	// ContextSwitches is how often the pooler's threads were switched
+	// out (perf's context-switches: a thread going to sleep, in epoll
+	// or a futex, or preempted), all threads together.
+	ContextSwitches int64   `json:"context_switches"`
+	SwitchesPerTx   float64 `json:"context_switches_per_transaction"`
+	TPS             float64 `json:"tps"`
+	Error           string  `json:"error,omitempty"`
 }
 
 // perfFrequency is the sampling rate: a prime, so sampling does not beat
@@ -64,7 +69,7 @@ const profileTopN = 15
 // measured rounds.
 func profilePoolers(ctx context.Context, pgb, pp *Target, sc Scenario, d time.Duration, tmp string) Profile {
 	secs := strconv.Itoa(max(1, int(d/time.Second)))
-	p := Profile{Command: fmt.Sprintf("pgbench %s, once per pooler under perf stat -e raw_syscalls:sys_enter -p PID -- sleep %s, once more through pauseproxy under perf record -F %d -p PID -- sleep %s; perf report --no-children --sort sym",
+	p := Profile{Command: fmt.Sprintf("pgbench %s, once per pooler under perf stat -e raw_syscalls:sys_enter,context-switches -p PID -- sleep %s, once more through pauseproxy under perf record -F %d -p PID -- sleep %s; perf report --no-children --sort sym",
 		strings.Join(sc.Args, " "), secs, perfFrequency, secs)}
 	perf, err := exec.LookPath("perf")
 	if err != nil {
@@ -75,12 +80,14 @@ func profilePoolers(ctx context.Context, pgb, pp *Target, sc Scenario, d time.Du
 	// show up in the samples.
 	for _, t := range []*Target{pgb, pp} {
 		statFile := filepath.Join(tmp, "perf-stat-"+t.Name+".csv")
-		res, err := underPerf(ctx, t, sc, d, perf, "stat", "-e", "raw_syscalls:sys_enter", "-x", ",", "-o", statFile, "-p", strconv.Itoa(t.Proc.PID()), "--", "sleep", secs)
+		res, err := underPerf(ctx, t, sc, d, perf, "stat", "-e", "raw_syscalls:sys_enter,context-switches", "-x", ",", "-o", statFile, "-p", strconv.Itoa(t.Proc.PID()), "--", "sleep", secs)
 		sys := SyscallCount{Target: t.Name, Transactions: res.Processed, TPS: res.TPS}
 		if err == nil {
-			var n int64
-			if n, err = parsePerfStat(statFile); err == nil && res.Processed > 0 {
-				sys.Syscalls, sys.PerTx = n, float64(n)/float64(res.Processed)
+			var counts map[string]int64
+			if counts, err = parsePerfStat(statFile); err == nil && res.Processed > 0 {
+				tx := float64(res.Processed)
+				sys.Syscalls, sys.PerTx = counts["raw_syscalls:sys_enter"], float64(counts["raw_syscalls:sys_enter"])/tx
+				sys.ContextSwitches, sys.SwitchesPerTx = counts["context-switches"], float64(counts["context-switches"])/tx
 			}
 		}
 		if err != nil {
@@ -131,13 +138,15 @@ func underPerf(ctx context.Context, t *Target, sc Scenario, d time.Duration, per
 	return res, errors.Join(runErr, perfErr)
 }
 
-// parsePerfStat reads the count of perf stat -x , output: lines of
-// "count,unit,event,...", comments start with '#'.
-func parsePerfStat(path string) (int64, error) {
+// parsePerfStat reads perf stat -x , output: lines of
+// "count,unit,event,...", comments start with '#'. It returns the count of
+// each event, by the event's name.
+func parsePerfStat(path string) (map[string]int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	counts := map[string]int64{}
 	for _, line := range strings.Split(string(b), "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -148,11 +157,14 @@ func parsePerfStat(path string) (int64, error) {
 		}
 		n, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("perf stat: %q: %w", line, err)
+			return nil, fmt.Errorf("perf stat: %q: %w", line, err)
 		}
-		return n, nil
+		counts[f[2]] = n
 	}
-	return 0, fmt.Errorf("perf stat: no count in %s", path)
+	if len(counts) == 0 {
+		return nil, fmt.Errorf("perf stat: no count in %s", path)
+	}
+	return counts, nil
 }
 
 // perfLineRE matches a perf report --sort sym line: "  12.34%  [k] symbol"

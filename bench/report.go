@@ -290,6 +290,9 @@ func renderMarkdown(r *Results, charts []chartFile) string {
 		w("| %s | %s | %s | **%s** | %s |\n", cell(g.Text), cell(g.Threshold), cell(g.Measured), g.Status, cell(g.Note))
 	}
 	w("\n")
+	if text := inTheWay(r); text != "" {
+		w("### What is in the way\n\n%s\n\n", text)
+	}
 
 	w("## Throughput\n\n")
 	chart("tps-ratio.svg")
@@ -382,13 +385,13 @@ func renderMarkdown(r *Results, charts []chartFile) string {
 		w("## Where pauseproxy spends its CPU\n\n")
 		w("From Linux perf, outside the process (pauseproxy has no pprof endpoint), during extra runs that are not part of the figures above: `%s`.\n\n", p.Command)
 		if len(p.Syscalls) > 0 {
-			w("| Pooler | System calls per transaction | TPS under perf |\n|---|---|---|\n")
+			w("| Pooler | System calls per transaction | Context switches per transaction | TPS under perf |\n|---|---|---|---|\n")
 			for _, sc := range p.Syscalls {
 				if sc.Error != "" {
-					w("| %s | failed: %s | |\n", sc.Target, cell(oneLine(sc.Error)))
+					w("| %s | failed: %s | | |\n", sc.Target, cell(oneLine(sc.Error)))
 					continue
 				}
-				w("| %s | %.2f | %.0f |\n", sc.Target, sc.PerTx, sc.TPS)
+				w("| %s | %.2f | %.2f | %.0f |\n", sc.Target, sc.PerTx, sc.SwitchesPerTx, sc.TPS)
 			}
 			w("\n")
 		}
@@ -574,4 +577,75 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// inTheWay explains, from this run's measurements, what keeps the
+// throughput and latency goals out of reach; "" when they are all met or
+// the figures it needs are missing.
+func inTheWay(r *Results) string {
+	unmet := false
+	for _, g := range r.Goals {
+		if g.Status == goalNotMet && (strings.Contains(g.Text, "TPS") || strings.Contains(g.Text, "latency")) {
+			unmet = true
+		}
+	}
+	p := r.Profile
+	sum := r.Summary(scSelectSimple)
+	if !unmet || p == nil || p.Status != "ok" || sum == nil {
+		return ""
+	}
+	pgbCPU, ppCPU := cpuOf(sum, targetPgBouncer), cpuOf(sum, targetPauseproxy)
+	var pgbSys, ppSys *SyscallCount
+	for i := range p.Syscalls {
+		switch sc := &p.Syscalls[i]; {
+		case sc.Error != "":
+		case sc.Target == targetPgBouncer:
+			pgbSys = sc
+		case sc.Target == targetPauseproxy:
+			ppSys = sc
+		}
+	}
+	if !pgbCPU.Valid() || !ppCPU.Valid() || pgbCPU.Median == 0 || pgbSys == nil || ppSys == nil {
+		return ""
+	}
+	var own, kernel, sched float64
+	for _, a := range p.Areas {
+		switch {
+		case strings.HasPrefix(a.Name, "pauseproxy "):
+			own += a.Percent
+		case strings.HasPrefix(a.Name, "kernel"):
+			kernel += a.Percent
+		case strings.HasPrefix(a.Name, "runtime: scheduler"):
+			sched += a.Percent
+		}
+	}
+	var kernelTop []string
+	for _, e := range p.Top {
+		if strings.HasPrefix(e.Name, "[kernel] ") && len(kernelTop) < 2 {
+			kernelTop = append(kernelTop, fmt.Sprintf("`%s` %.1f %%", strings.TrimPrefix(e.Name, "[kernel] "), e.Percent))
+		}
+	}
+	switches := "" // not in results of runs before they were counted
+	if ppSys.SwitchesPerTx > 0 || pgbSys.SwitchesPerTx > 0 {
+		switches = fmt.Sprintf("pauseproxy's threads were switched out %.2f times per transaction, PgBouncer's %.2f. ", ppSys.SwitchesPerTx, pgbSys.SwitchesPerTx)
+	}
+	return fmt.Sprintf("The goals not met come down to CPU per transaction: pgbench, the pooler and PostgreSQL share the same cores, so what the pooler spends is taken from the other two. "+
+		"In this run pauseproxy spent %.2f× PgBouncer's CPU per select-only transaction (%.4f against %.4f CPU seconds per 1,000) while making %s system calls (%.2f against %.2f per transaction). "+
+		"The difference is mostly not in pauseproxy's own code (%.1f %% of its CPU samples) but in the kernel's scheduling and Go's runtime: %.1f %% of the samples are in the kernel, led by %s (waking a sleeping thread, switching tasks), and %.1f %% in the runtime's scheduler and netpoller; "+
+		"%s"+
+		"PgBouncer is one thread in one epoll loop; pauseproxy parks a goroutine on each socket it waits for, and Go's scheduler parks and wakes OS threads under them. "+
+		"See docs/performance.md for what was tried and what is left.",
+		ppCPU.Median/pgbCPU.Median, ppCPU.Median, pgbCPU.Median, howMany(ppSys.PerTx, pgbSys.PerTx), ppSys.PerTx, pgbSys.PerTx,
+		own, kernel, strings.Join(kernelTop, " and "), sched, switches)
+}
+
+// howMany compares two counts in words: "about as many" within 15 %.
+func howMany(a, b float64) string {
+	if b > 0 && a/b > 0.85 && a/b < 1.15 {
+		return "about as many"
+	}
+	if b > 0 {
+		return fmt.Sprintf("%.2f× as many", a/b)
+	}
+	return "more"
 }

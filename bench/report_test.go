@@ -158,7 +158,7 @@ func fakeResults() *Results {
 				ReleaseAfterWritableSeconds: 0.8, Pgbench: PgbenchResult{TPS: 900, Processed: 18000}},
 		},
 		Profile: &Profile{Status: "ok", Command: "perf record", TPS: 10000,
-			Syscalls: []SyscallCount{{Target: targetPgBouncer, PerTx: 4.1, TPS: 12000}, {Target: targetPauseproxy, PerTx: 8.3, TPS: 11000}},
+			Syscalls: []SyscallCount{{Target: targetPgBouncer, PerTx: 4.1, SwitchesPerTx: 0.05, TPS: 12000}, {Target: targetPauseproxy, PerTx: 8.3, SwitchesPerTx: 1.25, TPS: 11000}},
 			Top:      []ProfileEntry{{"[kernel] tcp_sendmsg", 30}, {"runtime.mallocgc", 10}},
 			Areas:    []ProfileEntry{{"kernel (network stack, system calls, scheduling)", 30}, {"runtime: allocation and garbage collection", 10}}},
 		GoBench: GoBench{Status: "ok", Command: goBenchCommand("200ms"), Packages: []string{"./internal/wire"}, Benchmarks: []GoBenchmark{
@@ -243,7 +243,9 @@ func TestWriteResults(t *testing.T) {
 		"## What was not measured, and why",
 		"## Where pauseproxy spends its CPU",
 		"| `runtime.mallocgc` | 10.0 % |",
-		"| pauseproxy | 8.30 | 11000 |",
+		"| pauseproxy | 8.30 | 1.25 | 11000 |",
+		"### What is in the way",
+		"while making 2.02× as many system calls (8.30 against 4.10 per transaction)",
 		"go run ./bench --quick",
 	} {
 		if !strings.Contains(string(md), want) {
