@@ -377,8 +377,18 @@ func (r *Router) Close() {
 }
 
 func isTLS(c net.Conn) bool {
-	_, ok := c.(*tls.Conn)
-	return ok
+	// A connection that wraps another (the login's, holding bytes the
+	// client sent ahead) says so with NetConn, as tls.Conn does.
+	for {
+		switch t := c.(type) {
+		case *tls.Conn:
+			return true
+		case interface{ NetConn() net.Conn }:
+			c = t.NetConn()
+		default:
+			return false
+		}
+	}
 }
 
 func sortedKeys(m map[string]string) []string {
