@@ -17,10 +17,30 @@ var clientBufs = wire.NewBufferPool(4 << 10)
 // error sticks: later Writes and Flushes return it. Session.wmu serializes
 // its use.
 type clientWriter struct {
-	w    io.Writer
-	bufp *[]byte
-	n    int
-	err  error
+	w      io.Writer
+	bufp   *[]byte
+	n      int
+	err    error
+	writes uint64 // writes to w so far: bytes that may have reached the client
+}
+
+// writerMark is a point in a clientWriter's output (see mark, rollback).
+type writerMark struct {
+	writes uint64
+	n      int
+}
+
+// mark returns the current point of the output.
+func (cw *clientWriter) mark() writerMark { return writerMark{cw.writes, cw.n} }
+
+// rollback drops what was buffered since m, provided none of it has been
+// written to the client since; it reports whether it could.
+func (cw *clientWriter) rollback(m writerMark) bool {
+	if cw.writes != m.writes || cw.n < m.n {
+		return false
+	}
+	cw.n = m.n
+	return true
 }
 
 func newClientWriter(w io.Writer) *clientWriter { return &clientWriter{w: w} }
@@ -38,6 +58,7 @@ func (cw *clientWriter) Write(p []byte) (int, error) {
 		}
 	}
 	if len(p) >= size {
+		cw.writes++
 		if _, err := cw.w.Write(p); err != nil {
 			cw.err = err
 			return 0, err
@@ -65,6 +86,7 @@ func (cw *clientWriter) Flush() error {
 
 // writeOut writes the buffered bytes, keeping the buffer.
 func (cw *clientWriter) writeOut() error {
+	cw.writes++
 	_, err := cw.w.Write((*cw.bufp)[:cw.n])
 	cw.n = 0
 	if err != nil {

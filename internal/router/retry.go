@@ -23,7 +23,12 @@ import (
 //     extended-protocol batch up to its Sync);
 //   - the batch was complete (its Query or Sync sent) and nothing else was
 //     pipelined after it;
-//   - none of its response had reached the client yet;
+//   - none of its response had reached the client yet: either nothing was
+//     queued for it, or what was queued (a RowDescription and rows that
+//     PostgreSQL flushed ahead of the FATAL that cut the statement) has not
+//     been written to the client socket and no statement of the batch
+//     completed (no CommandComplete: an implicit transaction commits only
+//     after its statement completes); that partial answer is dropped;
 //   - the refusal carried one of the codes above (an ErrorResponse, or the
 //     FATAL a server sends before closing).
 //
@@ -50,6 +55,10 @@ func (s *Session) resetBatch() {
 	s.batchOK = s.mode == config.PoolModeTransaction && s.tx == wire.TxIdle
 	s.batchDone = false
 	s.responded.Store(false)
+	s.completed.Store(false)
+	s.wmu.Lock()
+	s.batchMark = s.cw.mark()
+	s.wmu.Unlock()
 	if !s.inRetry {
 		s.retries = 0
 	}
@@ -80,8 +89,24 @@ func (s *Session) capture(m wire.Message) {
 // refusedLocked reports whether the batch in flight can be run again after
 // the server refused it with code. Called with mu held.
 func (s *Session) refusedLocked(code string) bool {
-	return retryable(code) && s.batchOK && s.batchDone && !s.responded.Load() &&
+	return retryable(code) && s.batchOK && s.batchDone && s.unseenLocked() &&
 		s.pending == 1 && s.unsynced == 0 && s.retries < maxRetries
+}
+
+// unseenLocked reports whether the client has seen nothing of the batch's
+// response: nothing was queued, or no statement completed and nothing was
+// written to the client since the batch began. Called with mu held (it
+// takes wmu: mu before wmu).
+func (s *Session) unseenLocked() bool {
+	if !s.responded.Load() {
+		return true
+	}
+	if s.completed.Load() {
+		return false
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.cw.writes == s.batchMark.writes
 }
 
 // retryError handles an ErrorResponse that refuses the whole batch: it is
@@ -109,6 +134,11 @@ func (s *Session) retryError(c *pool.Conn, m wire.Message) bool {
 // retired (it is not a writable primary any more) and the client pump is
 // woken to run the batch again. Called with mu held.
 func (s *Session) retryAtReadyLocked(c *pool.Conn) {
+	// A partial answer the client has not seen goes: the batch runs
+	// again from the start (refusedLocked checked it was not written).
+	s.wmu.Lock()
+	s.cw.rollback(s.batchMark)
+	s.wmu.Unlock()
 	s.retryArmed = false
 	s.server = nil
 	s.pending = 0

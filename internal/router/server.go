@@ -25,15 +25,19 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 	case wire.MsgParameterStatus:
 		s.paramStatus(c, m)
 	case wire.MsgCopyInResponse:
+		s.completed.Store(true) // for the safe retry: a COPY has begun
 		s.mu.Lock()
 		s.copyIn = true
 		s.mu.Unlock()
+	case wire.MsgCopyOutResponse, wire.MsgCopyBothResponse:
+		s.completed.Store(true)
 	case wire.MsgErrorResponse:
 		if s.serverError(c, m) {
 			// FATAL: the server is about to close. The client hears about
 			// it as a lost connection (ServerFailed), with this reason,
-			// but keeps its own connection.
-			s.flushClient()
+			// but keeps its own connection. Nothing is flushed here:
+			// ServerFailed decides whether what is queued goes out or
+			// the batch runs again without it.
 			return false
 		}
 		if s.retryError(c, m) {
@@ -46,12 +50,18 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 			return s.matched(c, m, more)
 		}
 	case wire.MsgCommandComplete:
+		s.completed.Store(true)
 		s.db.stats.query()
 		if s.tracking {
 			return s.matched(c, m, more)
 		}
+	case wire.MsgEmptyQueryResponse, wire.MsgPortalSuspended:
+		s.completed.Store(true)
+		if s.tracking {
+			return s.matched(c, m, more)
+		}
 	case wire.MsgParseComplete, wire.MsgBindComplete, wire.MsgCloseComplete, wire.MsgNoData,
-		wire.MsgRowDescription, wire.MsgEmptyQueryResponse, wire.MsgPortalSuspended:
+		wire.MsgRowDescription:
 		if s.tracking {
 			return s.matched(c, m, more)
 		}

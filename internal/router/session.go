@@ -64,7 +64,9 @@ type Session struct {
 	batchDone  bool        // batch ended with its Query or Sync
 	retrying   bool        // the reader asked the client pump to run batch again
 	retryCode  string      // SQLSTATE that made the server refuse the batch
-	responded  atomic.Bool // something of the batch's response went to the client
+	responded  atomic.Bool // something of the batch's response was queued for the client
+	completed  atomic.Bool // a statement of the batch completed (CommandComplete and the like)
+	batchMark  writerMark  // the client writer's point when the batch began (mu, taken under wmu)
 	queryTimer *time.Timer // query_timeout of the batch in flight (mu)
 	retryArmed bool        // the batch was refused; its ReadyForQuery ends the binding
 	retryBuf   []byte      // the batch being run again (client pump only)
