@@ -138,21 +138,13 @@ func evalGoals(r *Results) []Goal {
 
 	goals = append(goals, allocGoal(r.GoBench))
 
-	sw := Goal{Text: "Switchover under TPC-B load through pauseproxy: failed transactions and aborted clients", Threshold: "0 and 0", Status: goalNotMeasured, Measured: "–"}
-	if s := r.SwitchoverOf(targetPauseproxy); s == nil {
-		sw.Note = "switchover scenario not run"
-	} else if s.Status == "not available" {
-		sw.Note = s.Reason
-	} else {
-		sw.Measured = fmt.Sprintf("%d failed, %d aborted, longest stall %.2f s", s.Pgbench.Failed, s.Pgbench.AbortedClients, s.LongestStallSeconds)
-		sw.Status = goalNotMet
-		if s.Status == "ok" {
-			sw.Status = goalMet
-		} else {
-			sw.Note = oneLine(s.Reason)
-		}
-	}
-	goals = append(goals, sw, retryGoal(r), releaseGoal(r))
+	goals = append(goals,
+		cleanSwitchoverGoal(r, "Switchover under TPC-B load through pauseproxy: failed transactions and aborted clients", targetPauseproxy),
+		// The role-change issue's promise for a switchover pauseproxy is
+		// not told of: under autocommit load, nothing fails (the safe
+		// retry).
+		cleanSwitchoverGoal(r, "Switchover behind pauseproxy's back (Patroni REST API) under select-only autocommit load: failed transactions and aborted clients", targetPauseproxyFollowS),
+		releaseGoal(r))
 
 	scale := Goal{Text: "pauseproxy scales with GOMAXPROCS (select-only, 50 clients): TPS at the CPU count / TPS at GOMAXPROCS=1", Threshold: "> 1.00", Status: goalNotMeasured, Measured: "–"}
 	if sum := r.Summary(scGOMAXPROCS); sum != nil && len(sum.Targets) > 1 {
@@ -246,11 +238,11 @@ func proxyAllocs(b GoBenchmark) float64 {
 	return b.AllocsPerOp
 }
 
-// retryGoal is the role-change issue's promise for a switchover pauseproxy
-// is not told of: under autocommit load, nothing fails (the safe retry).
-func retryGoal(r *Results) Goal {
-	g := Goal{Text: "Switchover behind pauseproxy's back (Patroni REST API) under select-only autocommit load: failed transactions and aborted clients", Threshold: "0 and 0", Status: goalNotMeasured, Measured: "–"}
-	s := r.SwitchoverOf(targetPauseproxyFollowS)
+// cleanSwitchoverGoal is met when the switchover run of target had no
+// failed transaction and no aborted client.
+func cleanSwitchoverGoal(r *Results, text, target string) Goal {
+	g := Goal{Text: text, Threshold: "0 and 0", Status: goalNotMeasured, Measured: "–"}
+	s := r.SwitchoverOf(target)
 	switch {
 	case s == nil:
 		g.Note = "switchover scenario not run"

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -80,102 +77,6 @@ func parsePgbench(out string) PgbenchResult {
 		}
 	}
 	return r
-}
-
-// TxLog is a pgbench per-transaction log (-l): for each transaction, the
-// client, its latency and when it completed. Format (PostgreSQL 15 docs,
-// pgbench, "Per-Transaction Logging"):
-//
-//	client_id transaction_no time script_no time_epoch time_us [schedule_lag] [retries]
-//
-// where time is the latency in microseconds, or "failed" / "skipped", and
-// time_epoch.time_us is when the transaction completed.
-type TxLog struct {
-	// Latencies of the successful transactions in microseconds, sorted
-	// after Sort.
-	Latencies []float64
-	// Done are the completion times of every logged transaction, failed
-	// ones included, in microseconds since the Unix epoch, sorted after
-	// Sort.
-	Done   []int64
-	Failed int
-}
-
-// parseTxLog adds the lines of one log file to l.
-func (l *TxLog) parse(r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) < 6 {
-			return fmt.Errorf("line %d: want at least 6 fields, got %d", n, len(f))
-		}
-		sec, err1 := strconv.ParseInt(f[4], 10, 64)
-		usec, err2 := strconv.ParseInt(f[5], 10, 64)
-		if err1 != nil || err2 != nil {
-			return fmt.Errorf("line %d: bad completion time %q %q", n, f[4], f[5])
-		}
-		l.Done = append(l.Done, sec*1_000_000+usec)
-		switch f[2] {
-		case "failed":
-			l.Failed++
-		case "skipped":
-		default:
-			lat, err := strconv.ParseFloat(f[2], 64)
-			if err != nil {
-				return fmt.Errorf("line %d: bad latency %q", n, f[2])
-			}
-			l.Latencies = append(l.Latencies, lat)
-		}
-	}
-	return sc.Err()
-}
-
-// Sort sorts Latencies and Done.
-func (l *TxLog) Sort() {
-	slices.Sort(l.Latencies)
-	slices.Sort(l.Done)
-}
-
-// readTxLogs reads every log file pgbench wrote for prefix (one per thread:
-// prefix.PID, prefix.PID.1, ...) and returns them merged and sorted.
-func readTxLogs(prefix string) (*TxLog, error) {
-	files, err := filepath.Glob(prefix + ".*")
-	if err != nil {
-		return nil, err
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no pgbench log files %s.*", prefix)
-	}
-	var l TxLog
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		err = l.parse(f)
-		f.Close()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	l.Sort()
-	return &l, nil
-}
-
-// longestGap returns the longest time between two consecutive completions
-// in sorted completion times, and when that gap ended (µs since the epoch).
-// With many clients, a gap is a time when no client completed anything: a
-// stall.
-func longestGap(done []int64) (gap time.Duration, end int64) {
-	for i := 1; i < len(done); i++ {
-		if d := time.Duration(done[i]-done[i-1]) * time.Microsecond; d > gap {
-			gap, end = d, done[i]
-		}
-	}
-	return gap, end
 }
 
 // pgbenchRun is one pgbench invocation against a target.

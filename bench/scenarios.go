@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pauseproxy/pauseproxy/internal/pgbenchlog"
 )
 
 // Target names. Extra pauseproxy instances for the GOMAXPROCS curve are
@@ -207,7 +209,7 @@ func (r *runner) runOne(ctx context.Context, sc Scenario, name string, round int
 		}
 	}
 	if sc.Latency && run.OK {
-		l, err := readTxLogs(logPrefix)
+		l, err := pgbenchlog.Read(logPrefix)
 		if err != nil {
 			run.OK, run.Error = false, "read per-transaction log: "+err.Error()
 		} else {

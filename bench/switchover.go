@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pauseproxy/pauseproxy/internal/patronitest"
+	"github.com/pauseproxy/pauseproxy/internal/pgbenchlog"
 )
 
 // SwitchoverResult is a Patroni switchover under TPC-B load through one
@@ -314,12 +315,10 @@ func (s *switchoverBench) runOne(ctx context.Context, c *patronitest.Cluster, re
 	if pb.err != nil {
 		reasons = append(reasons, pb.err.Error())
 	}
-	if l, err := readTxLogs(logPrefix); err == nil {
-		gap, end := longestGap(l.Done)
+	if l, err := pgbenchlog.Read(logPrefix); err == nil {
+		gap, end := pgbenchlog.LongestGap(l.Done)
 		res.LongestStallSeconds = gap.Seconds()
-		if len(l.Latencies) > 0 {
-			res.MaxLatencySeconds = l.Latencies[len(l.Latencies)-1] / 1e6
-		}
+		res.MaxLatencySeconds = l.MaxLatency().Seconds()
 		endT := time.UnixMicro(end)
 		res.StallEndAtSeconds = endT.Sub(t0).Seconds()
 		if !writableAt.IsZero() {

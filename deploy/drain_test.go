@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,12 +12,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pauseproxy/pauseproxy/internal/pgbenchlog"
 )
 
 // drainScript is one pgbench transaction: a row naming the client, and a
@@ -233,48 +233,13 @@ func waitStatus(t *testing.T, url string, status int) {
 	}
 }
 
-// readPgbenchLogs reads pgbench's per-transaction logs (--log: one file per
-// thread, lines "client_id transaction_no time script_no time_epoch
-// time_us ..." where time is "failed" or "skipped" for transactions that
-// did not complete). It returns the completed transactions per client and
-// when the last one completed.
+// readPgbenchLogs reads pgbench's per-transaction logs in dir and returns
+// the completed transactions per client and when the last one completed.
 func readPgbenchLogs(t *testing.T, dir string) (map[int]int, time.Time) {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "tx.*"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no pgbench log in %s: %v", dir, err)
+	l, err := pgbenchlog.Read(filepath.Join(dir, "tx"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	committed := map[int]int{}
-	var last time.Time
-	for _, file := range files {
-		f, err := os.Open(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 6 {
-				t.Fatalf("%s: %q: not a pgbench log line", file, sc.Text())
-			}
-			if _, err := strconv.ParseFloat(fields[2], 64); err != nil {
-				continue // failed or skipped
-			}
-			client, err1 := strconv.Atoi(fields[0])
-			sec, err2 := strconv.ParseInt(fields[4], 10, 64)
-			usec, err3 := strconv.ParseInt(fields[5], 10, 64)
-			if err := errors.Join(err1, err2, err3); err != nil {
-				t.Fatalf("%s: %q: %v", file, sc.Text(), err)
-			}
-			committed[client]++
-			if at := time.Unix(sec, usec*1000); at.After(last) {
-				last = at
-			}
-		}
-		f.Close()
-		if err := sc.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return committed, last
+	return l.Committed, time.UnixMicro(l.LastCommit)
 }

@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -20,13 +19,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/patronitest"
+	"github.com/pauseproxy/pauseproxy/internal/pgbenchlog"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
 )
 
@@ -143,9 +142,9 @@ dbname = "postgres"
 	fmt.Printf("   %s: %s (%s)\n", how, okOr(swErr), time.Since(t0).Round(10*time.Millisecond))
 	r := <-done
 
-	stall, err := longestStall(logPrefix)
-	if err != nil {
-		stall = -1
+	stall := time.Duration(-1)
+	if l, err := pgbenchlog.Read(logPrefix); err == nil {
+		stall, _ = pgbenchlog.LongestGap(l.Done)
 	}
 	fmt.Println()
 	fmt.Println("== result ==")
@@ -201,40 +200,6 @@ func pgbench(ctx context.Context, env []string, args ...string) (string, error) 
 	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-// longestStall reads pgbench's per-transaction logs (-l) and returns the
-// longest time no client completed a transaction.
-func longestStall(prefix string) (time.Duration, error) {
-	files, err := filepath.Glob(prefix + ".*")
-	if err != nil || len(files) == 0 {
-		return 0, fmt.Errorf("no per-transaction log: %v", err)
-	}
-	var done []int64
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			return 0, err
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			// client_id transaction_no time script_no time_epoch time_us
-			fs := strings.Fields(sc.Text())
-			if len(fs) < 6 {
-				continue
-			}
-			sec, _ := strconv.ParseInt(fs[4], 10, 64)
-			us, _ := strconv.ParseInt(fs[5], 10, 64)
-			done = append(done, sec*1e6+us)
-		}
-		fh.Close()
-	}
-	sort.Slice(done, func(i, j int) bool { return done[i] < done[j] })
-	var gap int64
-	for i := 1; i < len(done); i++ {
-		gap = max(gap, done[i]-done[i-1])
-	}
-	return time.Duration(gap) * time.Microsecond, nil
 }
 
 func match(s, re string) string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -238,25 +237,5 @@ func normaliseRole(r string) string {
 func (p *patroni) get(ctx context.Context, url string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.HTTPTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", RedactURL(url), err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
-		return fmt.Errorf("GET %s: status %s", url, resp.Status)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: status %s: decode: %w", url, resp.Status, err)
-	}
-	return nil
+	return p.http.GetJSON(ctx, url, v)
 }

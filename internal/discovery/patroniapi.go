@@ -1,8 +1,10 @@
 package discovery
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,6 +150,39 @@ func (h *PatroniHTTP) Do(req *http.Request) (*http.Response, error) {
 	ae.Cert = h.cert
 	return nil, ae
 }
+
+// GetJSON GETs url and decodes Patroni's JSON answer into v. Patroni
+// answers 200, or 503 with a body still worth reading (/patroni while
+// PostgreSQL is down, /primary on a replica); any other status is an
+// error, a refused one an *AccessError (see Do). The caller's ctx bounds
+// the request.
+func (h *PatroniHTTP) GetJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", RedactURL(url), err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := h.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", req.URL, err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return fmt.Errorf("GET %s: status %s", req.URL, resp.Status)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: status %s: decode: %w", req.URL, resp.Status, err)
+	}
+	return nil
+}
+
+// maxAnswer bounds an answer of Patroni's read into memory: /cluster of a
+// large cluster is a few tens of KiB.
+const maxAnswer = 4 << 20
 
 // AccessError is Patroni's REST API refusing a request: 401 when the
 // credentials are missing or wrong (restapi.authentication), 403 when a

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,11 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/discovery"
 	"github.com/pauseproxy/pauseproxy/internal/failover"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
-	"github.com/pauseproxy/pauseproxy/internal/proxy"
 	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 	"github.com/pauseproxy/pauseproxy/internal/router"
 )
@@ -145,13 +141,9 @@ type engineEnv struct {
 // then in env.src), and stops everything when the test ends.
 func startEngine(t *testing.T, holdTimeout string, newSource func(*router.Database) discovery.Source, tune ...func(*failover.Options)) *engineEnv {
 	t.Helper()
-	port, err := pgtest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := fmt.Sprintf(`[proxy]
+	p := proxytest.Start(t, fmt.Sprintf(`[proxy]
 listen_addr = "127.0.0.1"
-listen_port = %d
+listen_port = {{port}}
 unix_socket_dir = ""
 auth_type = "trust"
 default_pool_size = 4
@@ -159,17 +151,8 @@ max_client_conn = 50
 hold_timeout = %q
 
 [databases.db]
-%s`, port, holdTimeout, staticDB(pg))
-	path := filepath.Join(t.TempDir(), "pauseproxy.toml")
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, body)
-	}
-	log := proxytest.Log(t)
-	r := router.New(cfg, log)
+%s`, holdTimeout, staticDB(pg)))
+	r, log, port := p.Router, p.Log, p.Port
 	db, ok := r.Database("db")
 	if !ok {
 		t.Fatal(`no database "db"`)
@@ -198,33 +181,19 @@ hold_timeout = %q
 		f(&opts)
 	}
 	env.eng = failover.New(db, src, opts)
-	srv, err := proxy.New(cfg, r, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	engDone := make(chan struct{})
 	go func() {
 		env.eng.Run(ctx)
 		close(engDone)
 	}()
-	srvDone := make(chan struct{})
-	go func() {
-		srv.Serve(ctx)
-		srv.Wait()
-		close(srvDone)
-	}()
+	// Runs before the proxy's own cleanup (registered by Start).
 	t.Cleanup(func() {
 		cancel()
 		<-engDone
-		<-srvDone
 		if env.src != nil {
 			<-env.src.ran
 		}
-		r.Close()
 	})
 	return env
 }

@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -20,11 +17,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pauseproxy/pauseproxy/internal/admin"
-	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/metrics"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
-	"github.com/pauseproxy/pauseproxy/internal/proxy"
-	"github.com/pauseproxy/pauseproxy/internal/router"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 var pg *pgtest.Cluster
@@ -44,15 +39,9 @@ func (fakeDiscovery) DiscoveryStats() []metrics.DiscoveryStats {
 // The metrics of a known workload: 20 transactions of 2 statements, a
 // client held by a PAUSE, a role change reported by the engine.
 func TestMetricsOfAWorkload(t *testing.T) {
-	port, err := pgtest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "pauseproxy.toml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`
+	p := proxytest.Start(t, fmt.Sprintf(`
 [proxy]
-listen_port = %d
+listen_port = {{port}}
 unix_socket_dir = ""
 auth_type = "trust"
 default_pool_size = 3
@@ -60,35 +49,9 @@ default_pool_size = 3
 [databases.appdb]
 port = %d
 dbname = "postgres"
-`, port, pg.Port)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r := router.New(cfg, log)
-	events := admin.NewEvents(0)
-	pauser := admin.NewPauser(r, events, log)
-	srv, err := proxy.New(cfg, r, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		srv.Serve(ctx)
-		srv.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		pauser.Close()
-		r.Close()
-	})
+`, pg.Port), proxytest.WithAdmin(proxytest.AdminOptions{}))
+	ctx := context.Background()
+	r, pauser, events, srv, port := p.Router, p.Pauser, p.Events, p.Server, p.Port
 	reg, err := metrics.NewRegistry(metrics.Options{
 		Router: r, Pauser: pauser, Events: events, Discovery: fakeDiscovery{}, Clients: srv.Clients, Version: "test",
 	})

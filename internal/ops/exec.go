@@ -66,15 +66,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Report, error) {
 
 func (o *ExecOptions) run(ctx context.Context, p *pipeline, f fleet, dc *config.Database, rep *Report) error {
 	db := o.Database
-	if err := p.step(ctx, "lock", func(ctx context.Context) error {
-		release, where, err := acquireLock(dc, lockScope(ctx, dc, nil), o.Log)
-		if err != nil {
-			return err
-		}
-		p.onUndo("unlock", func(context.Context) error { return release() })
-		o.Log.Info("lock: held", slog.String("lock", where))
-		return nil
-	}); err != nil {
+	if err := lockStep(ctx, p, dc, lockScope(ctx, dc, nil)); err != nil {
 		return err
 	}
 
@@ -89,10 +81,8 @@ func (o *ExecOptions) run(ctx context.Context, p *pipeline, f fleet, dc *config.
 	rep.From = before[0].Verified
 
 	heldSince := time.Now()
-	resume := p.onUndo("resume", func(ctx context.Context) error { return f.resume(ctx, db) })
-	if err := p.step(ctx, "pause", func(ctx context.Context) error {
-		return f.pause(ctx, db, o.DrainTimeout, expiry(ctx))
-	}); err != nil {
+	resume, err := pauseStep(ctx, p, f, db, o.DrainTimeout)
+	if err != nil {
 		return err
 	}
 
@@ -131,10 +121,7 @@ func (o *ExecOptions) run(ctx context.Context, p *pipeline, f fleet, dc *config.
 	}); err != nil {
 		return errors.Join(cmdErr, err)
 	}
-	if err := p.step(ctx, "resume", func(ctx context.Context) error {
-		resume.disarm()
-		return f.resume(ctx, db)
-	}); err != nil {
+	if err := resumeStep(ctx, p, f, db, resume); err != nil {
 		return errors.Join(cmdErr, err)
 	}
 	rep.Held = time.Since(heldSince)

@@ -1,7 +1,6 @@
 package ops_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/ops"
 	"github.com/pauseproxy/pauseproxy/internal/patronitest"
+	"github.com/pauseproxy/pauseproxy/internal/pgbenchlog"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
 	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 	"github.com/pauseproxy/pauseproxy/internal/registry"
@@ -390,30 +390,15 @@ func (b pgbench) check(t testing.TB) int64 {
 	return n
 }
 
-// maxLatency is the longest transaction in pgbench's per-transaction logs
-// (third field: latency in microseconds): the longest stall a client saw.
+// maxLatency is the longest transaction in pgbench's per-transaction logs:
+// the longest stall a client saw.
 func (b pgbench) maxLatency(t testing.TB) time.Duration {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(b.logDir, "tx.*"))
-	var maxUS int64
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 3 {
-				continue
-			}
-			if us, err := strconv.ParseInt(fields[2], 10, 64); err == nil && us > maxUS {
-				maxUS = us
-			}
-		}
-		f.Close()
+	l, err := pgbenchlog.Read(filepath.Join(b.logDir, "tx"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return time.Duration(maxUS) * time.Microsecond
+	return l.MaxLatency()
 }
 
 // countHistory counts pgbench_history rows on node, directly.

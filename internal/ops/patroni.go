@@ -98,25 +98,7 @@ const requestTimeout = 3 * time.Second
 func (p *patroniClient) getJSON(ctx context.Context, url string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := p.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", req.URL, err)
-	}
-	// /patroni answers 503 with a useful body when PostgreSQL is down;
-	// /cluster answers 200.
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: status %d: %w", req.URL, resp.StatusCode, err)
-	}
-	return nil
+	return p.http.GetJSON(ctx, url, v)
 }
 
 // cluster returns GET /cluster from the first of urls that answers.

@@ -105,15 +105,7 @@ func (o *SwitchoverOptions) run(ctx context.Context, p *pipeline, f fleet, dc *c
 		return err
 	}
 
-	if err := p.step(ctx, "lock", func(ctx context.Context) error {
-		release, where, err := acquireLock(dc, lockScope(ctx, dc, apis), o.Log)
-		if err != nil {
-			return err
-		}
-		p.onUndo("unlock", func(context.Context) error { return release() })
-		o.Log.Info("lock: held", slog.String("lock", where))
-		return nil
-	}); err != nil {
+	if err := lockStep(ctx, p, dc, lockScope(ctx, dc, apis)); err != nil {
 		return err
 	}
 
@@ -173,10 +165,8 @@ func (o *SwitchoverOptions) run(ctx context.Context, p *pipeline, f fleet, dc *c
 	// From here traffic is held: the undo resumes every proxy, whatever
 	// fails, even a PAUSE that only half succeeded.
 	heldSince := time.Now()
-	resume := p.onUndo("resume", func(ctx context.Context) error { return f.resume(ctx, db) })
-	if err := p.step(ctx, "pause", func(ctx context.Context) error {
-		return f.pause(ctx, db, o.DrainTimeout, expiry(ctx))
-	}); err != nil {
+	resume, err := pauseStep(ctx, p, f, db, o.DrainTimeout)
+	if err != nil {
 		return err
 	}
 
@@ -214,10 +204,7 @@ func (o *SwitchoverOptions) run(ctx context.Context, p *pipeline, f fleet, dc *c
 	}
 	rep.To = fmt.Sprintf("%s (%s)", orNone(names[to]), to)
 
-	if err := p.step(ctx, "resume", func(ctx context.Context) error {
-		resume.disarm()
-		return f.resume(ctx, db)
-	}); err != nil {
+	if err := resumeStep(ctx, p, f, db, resume); err != nil {
 		return err
 	}
 	rep.Held = time.Since(heldSince)

@@ -20,31 +20,13 @@ import (
 func BenchmarkIdleClients(b *testing.B) {
 	const idleClients = 1000
 	p := startProxy(b, proxyOptions{AuthType: "trust", PoolSize: 2})
-	startup := wire.AppendStartup(nil, []wire.Param{{Name: "user", Value: "app"}, {Name: "database", Value: "appdb"}})
-	query := wire.AppendQuery(nil, "SELECT 1")
 	open := func() net.Conn {
 		c, err := net.Dial("tcp", p.Addr)
 		if err != nil {
 			b.Fatal(err)
 		}
-		rd := wire.NewReader(c, 0)
-		c.Write(startup)
-		for sent := false; ; {
-			m, err := rd.ReadMessage()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if m.Type() == wire.MsgErrorResponse {
-				b.Fatalf("login: %q", m)
-			}
-			if m.Type() == wire.MsgReadyForQuery {
-				if sent {
-					return c
-				}
-				c.Write(query)
-				sent = true
-			}
-		}
+		loginAndSelect(b, c, wire.NewReader(c, 0))
+		return c
 	}
 	if os.Getenv("PAUSEPROXY_HEAP_PROFILE") != "" {
 		runtime.MemProfileRate = 1
@@ -82,3 +64,32 @@ func memUse() memSample {
 	runtime.ReadMemStats(&ms)
 	return memSample{heap: ms.HeapInuse, stack: ms.StackInuse}
 }
+
+// loginAndSelect is a raw client's login as app to appdb (trust) and one
+// SELECT 1 over c, read through rd, up to the ReadyForQuery that ends it.
+func loginAndSelect(b *testing.B, c net.Conn, rd *wire.Reader) {
+	c.Write(appStartup)
+	for sent := false; ; {
+		m, err := rd.ReadMessage()
+		if err != nil {
+			b.Fatal(err)
+		}
+		switch m.Type() {
+		case wire.MsgErrorResponse:
+			b.Fatalf("%q", m)
+		case wire.MsgReadyForQuery:
+			if sent {
+				return
+			}
+			c.Write(selectOne)
+			sent = true
+		}
+	}
+}
+
+// The raw client's messages, built once so that they do not count in the
+// benchmarks' allocations.
+var (
+	appStartup = wire.AppendStartup(nil, []wire.Param{{Name: "user", Value: "app"}, {Name: "database", Value: "appdb"}})
+	selectOne  = wire.AppendQuery(nil, "SELECT 1")
+)

@@ -13,8 +13,6 @@ import (
 // almost all the proxy's login and session setup.
 func BenchmarkConnectPerTransaction(b *testing.B) {
 	p := startProxy(b, proxyOptions{AuthType: "trust", PoolSize: 2})
-	startup := wire.AppendStartup(nil, []wire.Param{{Name: "user", Value: "app"}, {Name: "database", Value: "appdb"}})
-	query := wire.AppendQuery(nil, "SELECT 1")
 	terminate := []byte{wire.MsgTerminate, 0, 0, 0, 4}
 	rd := wire.NewReader(nil, 0)
 	once := func() {
@@ -24,24 +22,8 @@ func BenchmarkConnectPerTransaction(b *testing.B) {
 		}
 		defer c.Close()
 		rd.Reset(c)
-		c.Write(startup)
-		for sent := false; ; {
-			m, err := rd.ReadMessage()
-			if err != nil {
-				b.Fatal(err)
-			}
-			switch m.Type() {
-			case wire.MsgErrorResponse:
-				b.Fatalf("%q", m)
-			case wire.MsgReadyForQuery:
-				if sent {
-					c.Write(terminate)
-					return
-				}
-				c.Write(query)
-				sent = true
-			}
-		}
+		loginAndSelect(b, c, rd)
+		c.Write(terminate)
 	}
 	once() // dials the pool
 	b.ReportAllocs()

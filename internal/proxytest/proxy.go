@@ -54,12 +54,16 @@ type Proxy struct {
 type Option func(*options)
 
 type options struct {
+	log      *slog.Logger
 	sockDir  bool
 	files    map[string]string
 	failover bool
 	onEvent  func(failover.Event)
 	admin    *AdminOptions
 }
+
+// WithLog logs to log instead of the test's log (benchmarks discard it).
+func WithLog(log *slog.Logger) Option { return func(o *options) { o.log = log } }
 
 // WithSockDir creates a directory for the unix socket; the TOML names it
 // with SockDirVar.
@@ -126,6 +130,9 @@ func Start(t testing.TB, tomlBody string, opts ...Option) *Proxy {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if o.log != nil {
+		p.Log = o.log
 	}
 	p.Cfg = p.load(t, tomlBody)
 	p.Router = router.New(p.Cfg, p.Log)

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -14,10 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 
-	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
-	"github.com/pauseproxy/pauseproxy/internal/proxy"
-	"github.com/pauseproxy/pauseproxy/internal/router"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // Hot-path benchmarks: one client drives transactions through an
@@ -59,14 +55,9 @@ func TestMain(m *testing.M) {
 // the address to connect to.
 func startBenchProxy(b *testing.B, poolMode string, poolSize int) string {
 	b.Helper()
-	port, err := pgtest.FreePort()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	body := fmt.Sprintf(`[proxy]
+	p := proxytest.Start(b, fmt.Sprintf(`[proxy]
 listen_addr = "127.0.0.1"
-listen_port = %d
+listen_port = {{port}}
 unix_socket_dir = ""
 auth_type = "trust"
 pool_mode = %q
@@ -79,37 +70,8 @@ port = %d
 dbname = "postgres"
 user = %q
 password = %q
-`, port, poolMode, poolSize, pg.Port, pgtest.Superuser, pgtest.SuperuserPassword)
-	path := filepath.Join(dir, "pauseproxy.toml")
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		b.Fatalf("config: %v\n%s", err, body)
-	}
-	log := slog.New(slog.DiscardHandler)
-	r := router.New(cfg, log)
-	srv, err := proxy.New(cfg, r, nil, log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		srv.Serve(ctx)
-		srv.Wait()
-		close(done)
-	}()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-		r.Close()
-	})
-	return fmt.Sprintf("127.0.0.1:%d", port)
+`, poolMode, poolSize, pg.Port, pgtest.Superuser, pgtest.SuperuserPassword), proxytest.WithLog(slog.New(slog.DiscardHandler)))
+	return p.Addr
 }
 
 // dial connects a pgconn client to addr ("" for PostgreSQL directly),
