@@ -42,8 +42,12 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	switch st.Kind {
 	case wire.CancelRequest:
-		nc.Close()
+		// Close only once the cancel has reached the server, as
+		// PostgreSQL does: a client that waits for the close (libpq,
+		// pgconn) may then send its next query without the late cancel
+		// hitting that one instead.
 		s.router.Cancel(router.CancelKey{PID: st.ProcessID, Secret: st.SecretKey})
+		nc.Close()
 		return
 	}
 	user, _ := st.Get("user")
