@@ -211,13 +211,31 @@ func TestSessionParametersFollowClient(t *testing.T) {
 			t.Fatalf("client b ParameterStatus DateStyle = %q", got)
 		}
 	}
-	// An unsupported startup parameter is refused unless ignored.
+	// Any parameter a session may SET is carried, as PostgreSQL takes it
+	// at startup (client_min_messages, enable_seqscan, a custom one).
 	cfgC, _ := pgx.ParseConfig(p.DSN("app", "apppass", "appdb"))
 	cfgC.RuntimeParams["enable_seqscan"] = "off"
-	_, err = pgx.ConnectConfig(ctx, cfgC)
+	cfgC.RuntimeParams["client_min_messages"] = "warning"
+	cfgC.RuntimeParams["myapp.tenant"] = "t42"
+	cc, err := pgx.ConnectConfig(ctx, cfgC)
+	if err != nil {
+		t.Fatalf("startup with settable parameters: %v", err)
+	}
+	var seq, cmm, tenant string
+	if err := cc.QueryRow(ctx, "SELECT current_setting('enable_seqscan'), current_setting('client_min_messages'), current_setting('myapp.tenant')").Scan(&seq, &cmm, &tenant); err != nil {
+		t.Fatal(err)
+	}
+	cc.Close(ctx)
+	if seq != "off" || cmm != "warning" || tenant != "t42" {
+		t.Fatalf("carried startup parameters: %q %q %q", seq, cmm, tenant)
+	}
+	// One PostgreSQL does not know is refused, naming it, unless ignored.
+	cfgD, _ := pgx.ParseConfig(p.DSN("app", "apppass", "appdb"))
+	cfgD.RuntimeParams["no_such_parameter"] = "1"
+	_, err = pgx.ConnectConfig(ctx, cfgD)
 	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || pe.Code != "08P01" || !strings.Contains(pe.Message, "enable_seqscan") {
-		t.Fatalf("want refusal naming enable_seqscan, got %v", err)
+	if !errors.As(err, &pe) || pe.Code != "42704" || !strings.Contains(pe.Message, "no_such_parameter") {
+		t.Fatalf("want refusal naming no_such_parameter, got %v", err)
 	}
 }
 

@@ -23,9 +23,10 @@ var reportedParams = map[string]string{
 }
 
 // carriedParams are further startup parameters the proxy applies with SET
-// on whichever server connection serves the client. PostgreSQL does not
-// report them, so a later SET by the client does not follow it in
-// transaction mode (documented in the README).
+// on whichever server connection serves the client, spelled as PostgreSQL
+// does; any other settable parameter (settable.go) is carried the same
+// way. PostgreSQL does not report them, so a later SET by the client does
+// not follow it in transaction mode (documented in the README).
 var carriedParams = map[string]string{
 	"search_path":                         "search_path",
 	"extra_float_digits":                  "extra_float_digits",
@@ -46,7 +47,8 @@ var carriedParams = map[string]string{
 type param struct {
 	name     string // PostgreSQL's spelling
 	value    string
-	reported bool // PostgreSQL reports it (reportedParams)
+	reported bool   // PostgreSQL reports it (reportedParams)
+	seen     string // the value the client last saw in a ParameterStatus (reported only)
 }
 
 // canonicalParam maps a client-given parameter name to PostgreSQL's
@@ -56,8 +58,13 @@ func canonicalParam(name string) (string, bool) {
 	if n, ok := reportedParams[l]; ok {
 		return n, true
 	}
-	n, ok := carriedParams[l]
-	return n, ok
+	if n, ok := carriedParams[l]; ok {
+		return n, true
+	}
+	if settableParams[l] || (strings.Contains(l, ".") && !strings.HasPrefix(l, "_pq_.")) {
+		return l, true
+	}
+	return "", false
 }
 
 // parseOptions splits a startup "options" value into -c name=value pairs
@@ -134,8 +141,15 @@ type connState struct {
 	// carried holds the carried (unreported) parameters the proxy SET on
 	// this connection.
 	carried map[string]string
+	// carriedUnknown is set once a client statement may have changed
+	// carried parameters behind the record (a SET, RESET, DISCARD ALL):
+	// the next synchronization starts from RESET ALL and sets everything.
+	carriedUnknown bool
 	// stmts are the named statements the proxy prepared on it.
 	stmts stmtCache
+	// wipes counts statement wipes (DEALLOCATE ALL, DISCARD ALL) sent and
+	// not yet confirmed by the server.
+	wipes int
 	// The session, its parameter version and the connection's parameter
 	// version at the last synchronization: when all three still match,
 	// nothing can differ and the comparison is skipped.
@@ -159,22 +173,30 @@ func stateOf(c *pool.Conn) *connState {
 // and appends them as one Query message (nothing when all match).
 func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 	cs := stateOf(c)
-	if cs.syncedBy == s && cs.syncedWant == s.wantVer && cs.syncedConn == c.ParamsVersion() {
+	if cs.syncedBy == s && cs.syncedWant == s.wantVer && cs.syncedConn == c.ParamsVersion() && !cs.carriedUnknown {
 		return dst
 	}
 	defer func() {
 		cs.syncedBy, cs.syncedWant, cs.syncedConn = s, s.wantVer, c.ParamsVersion()
 	}()
 	want := s.want
+	// After a client's SET, RESET or DISCARD ALL nothing recorded about
+	// carried parameters can be trusted: start from RESET ALL (the server
+	// connection's own startup values) and set every expected value.
+	full := cs.carriedUnknown
+	if full {
+		cs.carriedUnknown = false
+		clear(cs.carried)
+	}
 	var sql []byte
 	for _, p := range want {
 		if p.reported {
-			if v, ok := c.Param(p.name); ok && v == p.value {
+			if v, ok := c.Param(p.name); ok && v == p.value && !full {
 				continue
 			}
 			c.SetParam(p.name, p.value)
 		} else {
-			if v, ok := cs.carried[p.name]; ok && v == p.value {
+			if v, ok := cs.carried[p.name]; ok && v == p.value && !full {
 				continue
 			}
 			if cs.carried == nil {
@@ -198,6 +220,13 @@ func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 			sql = append(sql, "SELECT 1"...)
 		}
 		sql = append(sql, resets...)
+	}
+	if full {
+		if sql == nil {
+			sql = []byte("RESET ALL")
+		} else {
+			sql = append([]byte("RESET ALL; "), sql...)
+		}
 	}
 	if sql == nil {
 		return dst

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,6 +205,10 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 			}
 		}
 	}
+	for i := range s.want {
+		s.want[i].seen = s.want[i].value
+	}
+	s.initial = append([]param(nil), s.want...)
 	out = append(out, wire.MsgBackendKeyData, 0, 0, 0, 12)
 	out = binary.BigEndian.AppendUint32(out, s.Key.PID)
 	out = binary.BigEndian.AppendUint32(out, s.Key.Secret)
@@ -240,10 +245,14 @@ func startupParams(st *wire.Startup, ignore []string) ([]param, error) {
 			out = append(out, param{name: cn, value: value, reported: rep})
 			return nil
 		}
-		if ignored(name) {
+		if ignored(name) || strings.HasPrefix(lower(name), "_pq_.") {
+			// Protocol options are the login's business (negotiated
+			// there), not session parameters.
 			return nil
 		}
-		return &StartError{Code: "08P01", Msg: fmt.Sprintf("pauseproxy: unsupported startup parameter: %s (add it to ignore_startup_parameters to ignore it)", name)}
+		// PostgreSQL's answer to a parameter it does not know, or
+		// cannot set in a running session.
+		return &StartError{Code: "42704", Msg: fmt.Sprintf("pauseproxy: unrecognized or unsettable configuration parameter %q in the startup packet (add it to ignore_startup_parameters to ignore it)", name)}
 	}
 	for _, p := range st.Params {
 		switch lower(p.Name) {

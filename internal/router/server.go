@@ -52,6 +52,7 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 	case wire.MsgCommandComplete:
 		s.completed.Store(true)
 		s.db.stats.query()
+		s.confirm(c, m)
 		if s.tracking {
 			return s.matched(c, m, more)
 		}
@@ -124,6 +125,9 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 		_, synth = s.response(c, m, s.rsynth[:0])
 		s.rsynth = synth
 	}
+	if s.fx {
+		s.settleLocked(c, status)
+	}
 	release := s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 && status == wire.TxIdle && s.exps.empty()
 	if release {
 		s.server = nil
@@ -161,7 +165,10 @@ func (s *Session) Released() {
 func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 	switch m.Type() {
 	case wire.MsgParameterStatus:
-		if s.paramStatus(c, m) {
+		// The proxy's own SET (or RESET ALL): the server connection's
+		// record follows; the client hears of it only when the value
+		// differs from what it last saw.
+		if s.proxyParamStatus(c, m) {
 			s.wmu.Lock()
 			s.cw.Write(m)
 			s.wmu.Unlock()
@@ -196,19 +203,55 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 // for the ones the proxy carries, as the client's expected value. It
 // reports whether the value differs from what the client last saw.
 func (s *Session) paramStatus(c *pool.Conn, m wire.Message) (changed bool) {
-	name, value, err := wire.ParameterStatus(m)
-	if err != nil {
+	n, value, ok := recordParam(c, m)
+	if !ok {
 		return false
 	}
-	n := string(name)
-	c.SetParam(n, string(value))
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i := range s.want {
 		if s.want[i].name == n {
+			s.want[i].seen = string(value)
 			if s.want[i].value == string(value) {
 				return false
 			}
 			s.want[i].value = string(value)
 			s.wantVer++
+			return true
+		}
+	}
+	return true
+}
+
+// recordParam decodes a ParameterStatus and records the value on the
+// server connection.
+func recordParam(c *pool.Conn, m wire.Message) (name string, value []byte, ok bool) {
+	n, v, err := wire.ParameterStatus(m)
+	if err != nil {
+		return "", nil, false
+	}
+	name = string(n)
+	c.SetParam(name, string(v))
+	return name, v, true
+}
+
+// proxyParamStatus records a parameter the server reports in answer to the
+// proxy's own query. The client's expected value stays; it reports
+// whether the client must hear of the value (it differs from what the
+// client last saw, or the client does not track it).
+func (s *Session) proxyParamStatus(c *pool.Conn, m wire.Message) bool {
+	n, value, ok := recordParam(c, m)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.want {
+		if s.want[i].name == n {
+			if s.want[i].seen == string(value) {
+				return false
+			}
+			s.want[i].seen = string(value)
 			return true
 		}
 	}

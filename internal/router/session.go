@@ -42,8 +42,10 @@ type Session struct {
 
 	self pool.Handler // s, for pool.Conn.Bind without allocating
 
-	want    []param // parameters the client expects on every server
+	want    []param // parameters the client expects on every server (mu)
+	initial []param // want as it was at login: what RESET ALL goes back to
 	wantVer uint64  // counts changes of want
+	resync  bool    // want changed under a bound server: SET it before the next statement (mu)
 	out     []byte  // scratch for messages the client pump builds
 
 	// Named statements (transaction mode with max_prepared_statements):
@@ -57,6 +59,19 @@ type Session struct {
 	rsynth     []byte // scratch for the reader goroutine's owed answers
 	rsynthPump []byte // the same for the client pump
 	repl       []byte // a rewritten server message to send instead (mu)
+
+	// Effects of client statements on recorded state (effects.go), guarded
+	// by mu. unnamedEff is the effect of the unnamed statement, portalEff
+	// of the unnamed portal.
+	unnamedEff     effect
+	unnamedEffName string
+	portalEff      effect
+	portalEffName  string
+	fx             bool                // something below waits for the server's word
+	wipeSaved      map[string]*stmtDef // client names dropped by a wipe the server has not confirmed
+	paramFx        []pendingFx         // parameter resets sent, not yet confirmed
+	paramDone      []pendingFx         // confirmed, applied at the next ReadyForQuery
+	ddl            bool                // a schema change completed; statements go stale at the next idle ReadyForQuery
 
 	// Safe retry (retry.go), guarded by mu except responded.
 	batch      []byte      // the client's messages of the current implicit transaction
@@ -216,6 +231,19 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 			return s.handle(ctx, m)
 		}
 	}
+	if s.resync && s.pending == 0 && s.swallow.Load() == 0 {
+		// A RESET sent the client's parameters back to its startup
+		// values: SET them before anything else runs.
+		s.resync = false
+		if q := paramSync(s.out[:0], srv, s); len(q) > 0 {
+			s.swallow.Add(1)
+			s.queue(srv, q)
+			if s.tx != wire.TxIdle {
+				// Inside a transaction that may yet roll back.
+				stateOf(srv).carriedUnknown = true
+			}
+		}
+	}
 	// The check above and the counting below are one critical section:
 	// once this message is counted, the reader cannot release srv.
 	switch typ {
@@ -251,7 +279,12 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 		s.capture(m)
 	}
 	out := []byte(m)
-	if s.tracking {
+	if !s.tracking {
+		switch typ {
+		case wire.MsgQuery, wire.MsgParse, wire.MsgBind, wire.MsgExecute:
+			s.observe(srv, m)
+		}
+	} else {
 		var due bool
 		out, due = s.track(srv, m)
 		if len(out) > 0 && &out[0] != &m[0] {
@@ -336,7 +369,11 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 			continue
 		}
 		s.db.stats.waited(time.Since(s.waitStart))
-		if q := paramSync(s.out[:0], c, s); len(q) > 0 {
+		s.mu.Lock()
+		s.resync = false
+		q := paramSync(s.out[:0], c, s)
+		s.mu.Unlock()
+		if len(q) > 0 {
 			s.swallow.Add(1)
 			s.queue(c, q)
 		}
@@ -455,8 +492,11 @@ func (s *Session) end() {
 	clean := srv != nil && s.pending == 0 && s.unsynced == 0 && s.tx == wire.TxIdle && !s.copyIn
 	reset := s.r.cfg().ServerResetQuery
 	if srv != nil && clean && reset != "" && s.swallow.Load() == 0 {
-		// The reset query (DISCARD ALL) drops the server's statements.
-		stateOf(srv).stmts.clear()
+		// The reset query (DISCARD ALL) drops the server's statements
+		// and takes its parameters back to the connection's defaults.
+		cs := stateOf(srv)
+		cs.stmts.clear()
+		cs.carriedUnknown = true
 		s.endAfterSwallow = true
 		s.swallow.Add(1)
 		s.mu.Unlock()

@@ -28,13 +28,27 @@ import (
 // Responses are matched to requests with a queue of expectations (one per
 // client message that the server, or the proxy, answers): see exp.
 
-// stmtDef is one distinct statement. Immutable once registered.
+// stmtDef is one distinct statement. Immutable once registered, except
+// for its two flags.
 type stmtDef struct {
 	name  string // server-side name
 	parse []byte // the Parse message carrying name, ready to send
+	rest  []byte // the query and parameter types (the tail of parse)
+	// eff is what running the statement does to recorded state
+	// (effects.go), effName the name it acts on.
+	eff     effect
+	effName string
 	// ok is set once a server accepted the statement (ParseComplete), so
 	// a later client Parse of it can be answered without a server.
 	ok atomic.Bool
+	// stale is set once a schema change may have changed the statement's
+	// result type: the server answered 0A000 "cached plan must not change
+	// result type" for it, or a DDL statement committed through the
+	// proxy. A stale definition is no longer in the registry; a session
+	// whose client name points at it takes a fresh one (a new server-side
+	// name, parsed again) at its next use, so no client sees the error
+	// after the first, whatever the server connection it lands on.
+	stale atomic.Bool
 }
 
 // stmtRegistry interns statements by their Parse body (query and
@@ -75,8 +89,41 @@ func (r *stmtRegistry) intern(rest []byte) *stmtDef {
 	msg = append(msg, 0)
 	msg = append(msg, rest...)
 	d := &stmtDef{name: name, parse: wire.FinishMessage(msg, start)}
+	d.rest = d.parse[len(d.parse)-len(rest):]
+	d.eff, d.effName = effectOf(queryOf(rest))
 	r.defs[string(rest)] = d
 	return d
+}
+
+// forget marks d stale and takes it out of the registry, so that the next
+// Parse of its query gets a new server-side name.
+func (r *stmtRegistry) forget(d *stmtDef) {
+	d.stale.Store(true)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.defs[string(d.rest)] == d {
+		delete(r.defs, string(d.rest))
+	}
+}
+
+// staleAll marks every registered statement stale and starts over: after a
+// schema change any of them may answer with another result type.
+func (r *stmtRegistry) staleAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.defs {
+		d.stale.Store(true)
+	}
+	r.defs = nil
+}
+
+// queryOf returns the query of a Parse body's rest (query, then parameter
+// types), without its terminating zero.
+func queryOf(rest []byte) []byte {
+	if i := indexZero(rest, 0); i >= 0 {
+		return rest[:i]
+	}
+	return rest
 }
 
 // stmtCache is the LRU of statements a server connection holds.

@@ -20,6 +20,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		if !ok || len(name) == 0 {
 			// The unnamed statement: remembered so that a Bind in a
 			// later transaction (pgx's describe-then-execute) finds it.
+			m = s.noteParse(m, out)
 			s.unnamed = append(s.unnamed[:0], m...)
 			s.unnamedAt = s.binding
 			s.exps.push(exp{kind: expParse})
@@ -53,11 +54,13 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			return m, false
 		}
 		if len(stmt) == 0 {
+			s.noteBind(portal, nil, true)
 			out = s.ensureUnnamed(out)
 			s.exps.push(exp{kind: expBind})
 			return append(out, m...), false
 		}
-		def := s.stmts[string(stmt)]
+		def := s.current(stmt)
+		s.noteBind(portal, def, false)
 		if def == nil {
 			// Unknown to the proxy: the server answers "does not exist"
 			// with the client's own name.
@@ -65,7 +68,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			return m, false
 		}
 		out = s.ensure(cs, def, out)
-		s.exps.push(exp{kind: expBind})
+		s.exps.push(exp{kind: expBind, def: def})
 		return appendBindRenamed(out, m, portal, end, def.name), false
 
 	case wire.MsgDescribe:
@@ -82,7 +85,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			s.exps.push(exp{kind: expDescribe})
 			return append(out, m...), false
 		}
-		def := s.stmts[string(name)]
+		def := s.current(name)
 		if def == nil {
 			s.exps.push(exp{kind: expDescribe})
 			return m, false
@@ -107,6 +110,11 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		return m, false
 
 	case wire.MsgExecute:
+		if eff, name := s.executeEffect(m); eff != effNone {
+			out = s.sendEffect(srv, eff, name, out)
+			s.exps.push(exp{kind: expExecute})
+			return append(out, m...), false
+		}
 		s.exps.push(exp{kind: expExecute})
 	case wire.MsgSync:
 		s.exps.push(exp{kind: expSync})
@@ -114,7 +122,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		// A simple Query destroys the unnamed statement (docs 55.2.3).
 		s.unnamed = s.unnamed[:0]
 		s.unnamedAt = s.binding
-		out = s.trackQuery(cs, m, out)
+		out = s.trackQuery(srv, m, out)
 		s.exps.push(exp{kind: expQuery})
 		return out, false
 	case wire.MsgFunctionCall:
@@ -164,48 +172,38 @@ func (s *Session) evict(cs *connState, out []byte) []byte {
 	return appendTargeted(out, wire.MsgClose, 'S', old.name)
 }
 
-// trackQuery handles the SQL forms that touch protocol-level statements:
-// DEALLOCATE name (of a statement the proxy renamed), DEALLOCATE ALL and
-// DISCARD ALL (which drop every statement on the server connection).
-func (s *Session) trackQuery(cs *connState, m wire.Message, out []byte) []byte {
-	body := m.Body()
-	if len(body) < 2 {
+// trackQuery applies the effects of a simple Query's statement
+// (effects.go). A DEALLOCATE of a statement the proxy renamed is sent
+// under the server-side name.
+func (s *Session) trackQuery(srv *pool.Conn, m wire.Message, out []byte) []byte {
+	eff, name := effectOf(m.Body())
+	if eff == effNone {
 		return m
 	}
-	sql := bytes.TrimSpace(body[:len(body)-1])
-	// Most queries are neither: decide without allocating.
-	if len(sql) < 7 || (sql[0]|0x20 != 'd') || !(hasPrefixFold(sql, "discard") || hasPrefixFold(sql, "deallocate")) {
-		return m
-	}
-	sql = bytes.TrimSuffix(sql, []byte(";"))
-	words := bytes.Fields(sql)
-	if len(words) < 2 {
-		return m
-	}
-	first := bytes.ToLower(words[0])
-	switch {
-	case string(first) == "discard" && len(words) == 2 && bytes.EqualFold(words[1], []byte("all")),
-		string(first) == "deallocate" && bytes.EqualFold(words[len(words)-1], []byte("all")):
-		clear(s.stmts)
-		s.unnamed = s.unnamed[:0]
-		cs.stmts.clear()
-		return m
-	case string(first) == "deallocate":
-		name := words[len(words)-1]
-		if len(words) > 3 || (len(words) == 3 && !bytes.EqualFold(words[1], []byte("prepare"))) {
+	var def *stmtDef
+	if eff == effDealloc {
+		if def = s.stmts[name]; def == nil {
+			// Not the proxy's: the server answers for it.
 			return m
 		}
-		name = bytes.Trim(name, `"`)
-		def := s.stmts[string(name)]
-		if def == nil {
-			return m
-		}
-		delete(s.stmts, string(name))
-		out = s.ensure(cs, def, out)
-		cs.stmts.remove(def)
+	}
+	out = s.sendEffect(srv, eff, name, out)
+	if def != nil {
 		return wire.AppendQuery(out, `DEALLOCATE "`+def.name+`"`)
 	}
-	return m
+	return append(out, m...)
+}
+
+// current returns the statement a client name stands for, a fresh one
+// when the one it had went stale (a schema change). Called with mu held.
+func (s *Session) current(name []byte) *stmtDef {
+	def := s.stmts[string(name)]
+	if def == nil || !def.stale.Load() {
+		return def
+	}
+	fresh := s.r.stmts.intern(def.rest)
+	s.stmts[string(name)] = fresh
+	return fresh
 }
 
 // emitSynthLocked pops the answers the proxy owes that are now due (all
@@ -263,6 +261,15 @@ func (s *Session) response(c *pool.Conn, m wire.Message, synth []byte) (forward 
 		// The failing message, then everything up to the Sync: the
 		// server skips them (docs 55.2.3).
 		failed := s.exps.pop()
+		if failed.kind == expBind && failed.def != nil {
+			if f, err := wire.ParseError(m); err == nil && string(f.Code) == "0A000" {
+				// "cached plan must not change result type": the schema
+				// changed under the shared statement. This client sees
+				// it, as it would directly; every session takes a fresh
+				// statement at its next use (stmtDef.stale).
+				s.r.stmts.forget(failed.def)
+			}
+		}
 		if failed.kind == expParseDup {
 			s.repl = renameInError(m, failed.def.name, failed.name)
 		}
@@ -325,6 +332,12 @@ func (s *Session) answerUnbound(m wire.Message) bool {
 			return false
 		}
 		s.mu.Lock()
+		if _, dup := s.stmts[string(name)]; dup {
+			// PostgreSQL answers 42P05: the server gives that answer
+			// (duplicateParse), with a server bound.
+			s.mu.Unlock()
+			return false
+		}
 		if s.stmts == nil {
 			s.stmts = make(map[string]*stmtDef)
 		}
