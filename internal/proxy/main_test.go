@@ -50,6 +50,13 @@ type proxyOptions struct {
 // startProxy serves a configuration built from o until the test ends.
 func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	t.Helper()
+	return &testProxy{proxytest.Start(t, proxyTOML(o), proxytest.WithSockDir(),
+		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n"))}
+}
+
+// proxyTOML is the configuration startProxy serves for o (also for
+// Reload).
+func proxyTOML(o proxyOptions) string {
 	if o.PoolMode == "" {
 		o.PoolMode = "transaction"
 	}
@@ -63,7 +70,7 @@ func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	if o.ServerPort != 0 {
 		serverPort = o.ServerPort
 	}
-	toml := fmt.Sprintf(`
+	return fmt.Sprintf(`
 [proxy]
 listen_addr = "127.0.0.1"
 listen_port = {{port}}
@@ -81,8 +88,6 @@ host = "127.0.0.1"
 port = %d
 %s
 `, o.AuthType, o.PoolMode, o.PoolSize, o.Extra, serverPort, o.DBExtra)
-	return &testProxy{proxytest.Start(t, toml, proxytest.WithSockDir(),
-		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n"))}
 }
 
 // DSN is a libpq/pgx URL for user through the proxy.

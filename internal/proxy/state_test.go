@@ -421,3 +421,55 @@ func TestPgxWithResetsAndSmallPool(t *testing.T) {
 		}
 	}
 }
+
+func TestCancelWhileWaitingForAServer(t *testing.T) {
+	// A statement queued in the proxy (here: a full pool) and cancelled by
+	// its client leaves the queue with 57014 and never runs, as
+	// asyncpg's timeout and psycopg's cancel() expect.
+	p := startProxy(t, proxyOptions{PoolSize: 1})
+	ctx := context.Background()
+	holder := pgconnTo(t, p, "")
+	if _, err := holder.Exec(ctx, "DROP TABLE IF EXISTS cw; CREATE TABLE cw (a int)").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	waiter := pgconnTo(t, p, "")
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "INSERT INTO cw VALUES (1)").ReadAll()
+		done <- err
+	}()
+	// The insert is queued behind holder's transaction; cancel it until
+	// it ends (the first cancel may come before it is queued).
+	var err error
+	deadline := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case err = <-done:
+			break wait
+		case <-deadline:
+			t.Fatal("the cancelled statement never ended")
+		case <-time.After(200 * time.Millisecond):
+			if cerr := waiter.CancelRequest(ctx); cerr != nil {
+				t.Fatal(cerr)
+			}
+		}
+	}
+	if sqlstate(err) != "57014" {
+		t.Fatalf("want 57014 for the cancelled wait, got %v", err)
+	}
+	if _, err := holder.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	// The client goes on, and what it gave up on never ran.
+	res := waiter.ExecParams(ctx, "SELECT count(*) FROM cw", nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if n := string(res.Rows[0][0]); n != "0" {
+		t.Fatalf("the cancelled INSERT ran after all: %s rows", n)
+	}
+}

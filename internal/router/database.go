@@ -94,7 +94,7 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	l := login
 	d.login = &l
 	p := pool.New(d.Name+"/"+login.User, pc, d.target, dial, d.r.log, &d.r.connIDs)
-	p.OnServerError = d.serverTrouble
+	p.OnServerError = d.idleServerError
 	p.OnDialError = d.dialTrouble
 	if len(d.holds) > 0 {
 		p.Hold()

@@ -269,8 +269,10 @@ func equalFold(b []byte, s string) bool { return bytes.EqualFold(b, []byte(s)) }
 // ddlTag reports whether a CommandComplete tag is a schema change that can
 // change a prepared statement's result type.
 func ddlTag(tag []byte) bool {
-	return bytes.HasPrefix(tag, []byte("ALTER ")) || bytes.Equal(tag, []byte("CREATE VIEW")) ||
-		bytes.HasPrefix(tag, []byte("DROP "))
+	// Not DROP: what depended on a dropped object fails anyway, and
+	// applications that drop temporary tables in every transaction would
+	// make every statement stale each time.
+	return bytes.HasPrefix(tag, []byte("ALTER ")) || bytes.Equal(tag, []byte("CREATE VIEW"))
 }
 
 // pendingFx is a parameter reset sent to the server, applied to the

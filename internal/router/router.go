@@ -78,6 +78,13 @@ func (r *Router) Reload(cfg *config.Config) {
 			d.removed.Store(true)
 		}
 	}
+	// New idle timeouts apply to connected clients at once, counted from
+	// now (lock order: r.mu before a session's mu).
+	for _, s := range r.sessions {
+		s.mu.Lock()
+		s.idleDeadlineLocked()
+		s.mu.Unlock()
+	}
 }
 
 // Database returns the database clients know as name, creating it from the
@@ -338,8 +345,10 @@ func (r *Router) removeSession(s *Session) {
 }
 
 // Cancel forwards a client's CancelRequest to the server connection serving
-// it right now. A client with no server bound has nothing running: the
-// request is dropped, as PostgreSQL drops a cancel for an idle backend.
+// it right now. A client waiting for a server connection has its wait
+// ended (its statement gets 57014 and never runs). A client with neither
+// has nothing running: the request is dropped, as PostgreSQL drops a
+// cancel for an idle backend.
 func (r *Router) Cancel(k CancelKey) {
 	r.mu.Lock()
 	s := r.keys[k]
@@ -349,6 +358,11 @@ func (r *Router) Cancel(k CancelKey) {
 	}
 	s.mu.Lock()
 	srv := s.server
+	if srv == nil && s.waiting {
+		// The statement waits in the proxy (a full pool, PAUSE, a role
+		// change): it leaves the queue and is never sent.
+		s.waitCancel(errClientCancel)
+	}
 	s.mu.Unlock()
 	if srv == nil {
 		return

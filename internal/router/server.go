@@ -128,6 +128,9 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	if s.fx {
 		s.settleLocked(c, status)
 	}
+	// The client pump is most likely blocked reading already: the idle
+	// timeouts start now.
+	s.idleDeadlineLocked()
 	release := s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 && status == wire.TxIdle && s.exps.empty()
 	if release {
 		s.server = nil
@@ -267,7 +270,9 @@ func (s *Session) serverError(c *pool.Conn, m wire.Message) (fatal bool) {
 	if err != nil {
 		return false
 	}
-	if roleChangeCode(string(f.Code)) {
+	if roleChangeCode(string(f.Code)) && string(f.Code) != "57P01" {
+		// 57P01 waits for ServerFailed: it may be one connection's end
+		// (killed.go).
 		s.db.serverTrouble(string(f.Code), c.Target().Gen)
 	}
 	sev := string(f.Severity)
@@ -302,22 +307,39 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		s.mu.Unlock()
 		return
 	}
+	bound := s.fatalCode != "" // the FATAL came while this session had the connection
 	if s.fatalCode == "" {
 		// The server said it was going away before this session bound
 		// it: nothing sent since was run.
 		s.fatalCode = c.IdleFatal()
 	}
-	if s.fatalCode != "" && s.refusedLocked(s.fatalCode) {
-		// The server refused the batch as it went away: run it again
-		// on the next primary instead of reporting the loss.
+	alone := false
+	if s.fatalCode == "57P01" {
+		// Terminated alone, or the server going away? Asked without mu
+		// held: the client pump may need it meanwhile.
+		s.mu.Unlock()
+		alone = s.db.killedAlone(c.Target())
+		s.mu.Lock()
+		if s.server != c {
+			s.mu.Unlock()
+			return
+		}
+	}
+	if s.fatalCode != "" && !(alone && bound) && s.refusedLocked(s.fatalCode) {
+		// The server refused the batch as it went away (or the
+		// connection was dead before the batch reached it): run it
+		// again, on the next primary unless the server goes on.
 		s.retryCode, s.fatalCode, s.fatalReason = s.fatalCode, "", ""
 		code := s.retryCode
 		s.retryAtReadyLocked(c)
 		s.mu.Unlock()
 		s.flushClient()
-		s.db.serverTrouble(code, c.Target().Gen)
+		if !alone {
+			s.db.serverTrouble(code, c.Target().Gen)
+		}
 		return
 	}
+	fatalCode := s.fatalCode
 	s.fatalCode = ""
 	s.server = nil
 	s.swallow.Store(0)
@@ -333,6 +355,26 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		msg += ": " + s.fatalReason
 		s.fatalReason = ""
 	}
+	if s.mode == config.PoolModeSession && !closing {
+		// The client's session (its temporary tables, prepared
+		// statements, SETs) died with the server connection: as
+		// PostgreSQL, a FATAL and the end of the connection.
+		code := "08006"
+		if fatalCode != "" {
+			code = fatalCode
+		}
+		s.closing = true
+		s.wmu.Lock()
+		s.mu.Unlock()
+		s.cw.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
+		s.cw.Flush()
+		s.wmu.Unlock()
+		s.cc.Close()
+		if !alone {
+			s.db.serverTrouble("08006", c.Target().Gen)
+		}
+		return
+	}
 	e := wire.AppendError(nil, wire.SeverityError, "08006", msg)
 	if s.unsynced > 0 || (owed == 0 && (inTx || s.mode == config.PoolModeSession)) {
 		s.discard = true
@@ -341,9 +383,11 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	s.unsynced = 0
 	s.wmu.Lock()
 	s.mu.Unlock()
-	if !closing {
+	if !closing && !alone {
 		s.db.serverTrouble("08006", c.Target().Gen)
 		s.r.log.Info("server connection lost under a client", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID), slog.Any("err", err))
+	} else if alone {
+		s.r.log.Info("server connection terminated under a client (the server goes on)", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID))
 	}
 	if owed > 0 {
 		s.cw.Write(e)

@@ -110,6 +110,10 @@ type Session struct {
 	discardErr      []byte
 	endAfterSwallow bool // session end: release once the reset query is answered
 	closing         bool
+	waiting         bool                    // bind waits for a server connection
+	waitCtx         context.Context         // bind's wait; cancelled by the client's CancelRequest
+	waitCancel      context.CancelCauseFunc // cancels waitCtx
+	deadline        bool   // a client read deadline is set (idleDeadlineLocked)
 	fatalReason     string // message of a FATAL error the bound server sent before closing
 	xactStart       time.Time
 	waitStart       time.Time
@@ -117,6 +121,10 @@ type Session struct {
 
 	wmu sync.Mutex // serializes writes to the client (cw)
 }
+
+// errClientCancel is the cause of a wait ended by the client's
+// CancelRequest.
+var errClientCancel = errors.New("canceled by the client's cancel request")
 
 // CancelKey is the BackendKeyData the proxy gave a client.
 type CancelKey struct{ PID, Secret uint32 }
@@ -127,7 +135,6 @@ func (s *Session) Run(ctx context.Context) {
 	defer s.end()
 	stop := context.AfterFunc(ctx, func() { s.cc.Close() })
 	defer stop()
-	idleTimeoutSet := false
 	var lastTyp byte // of the last client message
 	for {
 		if !s.crd.HasMessage() {
@@ -141,20 +148,11 @@ func (s *Session) Run(ctx context.Context) {
 			if lastTyp != wire.MsgCopyData {
 				s.crd.ReleaseBuffer()
 			}
-			d, retry := s.beforeRead()
-			if retry {
-				idleTimeoutSet = false
+			if retry := s.beforeRead(); retry {
 				if !s.retry(ctx) {
 					return
 				}
 				continue
-			}
-			if d > 0 {
-				s.cc.SetReadDeadline(time.Now().Add(d))
-				idleTimeoutSet = true
-			} else if idleTimeoutSet {
-				s.cc.SetReadDeadline(time.Time{})
-				idleTimeoutSet = false
 			}
 		}
 		m, err := s.crd.ReadMessage()
@@ -162,7 +160,6 @@ func (s *Session) Run(ctx context.Context) {
 			if errors.Is(err, os.ErrDeadlineExceeded) && s.retryPending() {
 				// Woken by the reader goroutine to run a batch again.
 				s.cc.SetReadDeadline(time.Time{})
-				idleTimeoutSet = false
 				continue
 			}
 			s.readFailed(err)
@@ -345,14 +342,32 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 	now := time.Now()
 	s.mu.Lock()
 	s.state, s.waitStart = "waiting", now
+	if s.waitCtx == nil || s.waitCtx.Err() != nil {
+		// Made once per session (and again after a cancel): a client's
+		// CancelRequest ends the wait (Router.Cancel).
+		if s.waitCancel != nil {
+			s.waitCancel(nil)
+		}
+		s.waitCtx, s.waitCancel = context.WithCancelCause(ctx)
+	}
+	wctx := s.waitCtx
+	s.waiting = true
 	s.mu.Unlock()
 	for {
-		c, err := s.db.acquire(ctx, s.pool)
+		c, err := s.db.acquire(wctx, s.pool)
 		if err != nil {
-			s.setState("idle")
+			s.mu.Lock()
+			s.state, s.waiting = "idle", false
+			s.mu.Unlock()
+			if errors.Is(context.Cause(wctx), errClientCancel) && ctx.Err() == nil {
+				// Nothing of the statement ran: PostgreSQL's answer to
+				// a cancel, and the statement is never sent.
+				return nil, &pool.Error{Code: "57014", Msg: "canceling statement due to user request"}
+			}
 			return nil, err
 		}
 		s.mu.Lock()
+		s.waiting = false
 		s.server = c
 		s.pending, s.unsynced, s.sinceExe, s.copyIn = 0, 0, 0, false
 		s.binding++
@@ -394,25 +409,47 @@ func (s *Session) flushServer() {
 	s.sbuf = s.sbuf[:0]
 }
 
-// beforeRead returns the deadline for the next client read
-// (client_idle_timeout when idle, idle_transaction_timeout when idle inside
-// a transaction), and whether a batch must be run again first (see
-// retry.go). The reader goroutine sets a retry under mu too, so a retry is
-// either seen here or wakes the read that follows.
-func (s *Session) beforeRead() (time.Duration, bool) {
+// beforeRead sets the deadline of the next client read (see
+// idleDeadlineLocked) and reports whether a batch must be run again first
+// (see retry.go). The reader goroutine sets a retry under mu too, so a
+// retry is either seen here or wakes the read that follows.
+func (s *Session) beforeRead() (retry bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.retrying {
-		return 0, true
+		return true
 	}
-	cfg := s.r.cfg()
-	if s.server != nil && s.pending == 0 && (s.tx == wire.TxActive || s.tx == wire.TxFailed) {
-		return cfg.IdleTransactionTimeout, false
+	s.idleDeadlineLocked()
+	return false
+}
+
+// idleDeadlineLocked sets the client read deadline for the session's state:
+// idle_transaction_timeout when it waits for the client inside a
+// transaction, client_idle_timeout when it waits between transactions,
+// none while the server works on something. Both the client pump (before
+// it reads) and the reader goroutine (at a ReadyForQuery, while the pump
+// is already blocked in its read) call it, under mu, so the deadline
+// always matches the state the last of them saw; the configuration is read
+// each time, so a SET or RELOAD applies to connected clients. Called with
+// mu held.
+func (s *Session) idleDeadlineLocked() {
+	var d time.Duration
+	if s.pending <= 0 && !s.closing {
+		cfg := s.r.cfg()
+		if s.server != nil && (s.tx == wire.TxActive || s.tx == wire.TxFailed) {
+			d = cfg.IdleTransactionTimeout
+		} else {
+			d = cfg.ClientIdleTimeout
+		}
 	}
-	if s.server == nil {
-		return cfg.ClientIdleTimeout, false
+	switch {
+	case d > 0:
+		s.cc.SetReadDeadline(time.Now().Add(d))
+		s.deadline = true
+	case s.deadline:
+		s.cc.SetReadDeadline(time.Time{})
+		s.deadline = false
 	}
-	return 0, false
 }
 
 func (s *Session) readFailed(err error) {
@@ -423,7 +460,7 @@ func (s *Session) readFailed(err error) {
 		s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "08P01", "pauseproxy: invalid message from client: "+fe.Error()))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.mu.Lock()
-		inTx := s.server != nil
+		inTx := s.server != nil && (s.tx == wire.TxActive || s.tx == wire.TxFailed)
 		s.mu.Unlock()
 		if inTx {
 			s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "25P03", "pauseproxy: idle transaction timeout (idle_transaction_timeout)"))
@@ -477,17 +514,14 @@ func (s *Session) writeClient(b []byte) {
 	s.wmu.Unlock()
 }
 
-func (s *Session) setState(st string) {
-	s.mu.Lock()
-	s.state = st
-	s.mu.Unlock()
-}
-
 // end runs when the client is gone: a server still bound is reset and
 // released (session mode, idle) or closed (anything in flight).
 func (s *Session) end() {
 	s.mu.Lock()
 	s.closing = true
+	if s.waitCancel != nil {
+		s.waitCancel(nil)
+	}
 	srv := s.server
 	clean := srv != nil && s.pending == 0 && s.unsynced == 0 && s.tx == wire.TxIdle && !s.copyIn
 	reset := s.r.cfg().ServerResetQuery

@@ -1,0 +1,103 @@
+package failover_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pauseproxy/pauseproxy/internal/pgtest"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
+)
+
+// terminate ends, directly on c, the backends running a query that
+// contains marker, once one shows up.
+func terminate(t *testing.T, c *pgtest.Cluster, marker string) {
+	t.Helper()
+	ctx := context.Background()
+	dc, err := pgconn.Connect(ctx, c.DSN(pgtest.Superuser, pgtest.SuperuserPassword, "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close(ctx)
+	q := "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE '%" + marker + "%' AND pid <> pg_backend_pid()"
+	proxytest.Eventually(t, 30*time.Second, "the victim's query to show up", func() bool {
+		res := dc.Exec(ctx, q)
+		rs, err := res.ReadAll()
+		return err == nil && len(rs) == 1 && len(rs[0].Rows) == 1 && string(rs[0].Rows[0][0]) == "1"
+	})
+}
+
+func TestTerminateBackendEndsOnlyThatStatement(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			p := startProxy(t, staticDB(pg), `hold_timeout = "20s"`+"\npool_mode = \""+mode+"\"")
+			ctx := context.Background()
+			victim, err := pgx.Connect(ctx, p.DSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer victim.Close(ctx)
+			if _, err := victim.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			// Settle: the login's cycle (if any) is not what we look for.
+			time.Sleep(500 * time.Millisecond)
+			for len(p.events) > 0 {
+				<-p.events
+			}
+			marker := "victim_" + mode
+			done := make(chan error, 1)
+			var got string
+			go func() {
+				done <- victim.QueryRow(ctx, "SELECT '"+marker+"', pg_sleep(20)").Scan(&got, new(any))
+			}()
+			terminate(t, pg, marker)
+			var err2 error
+			select {
+			case err2 = <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("the terminated statement never ended")
+			}
+			// The operator meant to stop it: an error, never the result
+			// of the statement run again elsewhere.
+			if err2 == nil {
+				t.Fatalf("the terminated statement returned %q: it ran again", got)
+			}
+			if !strings.Contains(err2.Error(), "terminating connection due to administrator command") {
+				t.Fatalf("the client's error does not give the server's reason: %v", err2)
+			}
+			if mode == "transaction" {
+				// The client stays; its next statement runs.
+				var n int
+				if err := victim.QueryRow(ctx, "SELECT 42").Scan(&n); err != nil || n != 42 {
+					t.Fatalf("next statement after the termination: %d %v", n, err)
+				}
+			} else {
+				// Its session is gone, as on PostgreSQL: the connection
+				// is closed.
+				if _, err := victim.Exec(ctx, "SELECT 1"); err == nil {
+					t.Fatal("session mode: the client's connection outlived its server's")
+				}
+			}
+			// Another client goes on, and nothing held the database.
+			other, err := pgx.Connect(ctx, p.DSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close(ctx)
+			if _, err := other.Exec(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			select {
+			case ev := <-p.events:
+				t.Fatalf("one terminated backend started a role-change cycle: %+v", ev)
+			default:
+			}
+		})
+	}
+}

@@ -1,0 +1,85 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+	"time"
+)
+
+// readUntilClosed reads what the proxy sends on the idle client connection
+// of c until it closes it (within a generous deadline), and returns it.
+func readUntilClosed(t *testing.T, nc interface {
+	Read([]byte) (int, error)
+	SetReadDeadline(time.Time) error
+}) []byte {
+	t.Helper()
+	nc.SetReadDeadline(time.Now().Add(60 * time.Second))
+	var out []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := nc.Read(buf)
+		out = append(out, buf[:n]...)
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("waiting for the proxy to close the idle client: %v (read %q)", err, out)
+		}
+	}
+}
+
+func TestIdleTimeoutsAfterQueries(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mode  string
+		extra string
+		setup string // run before going idle
+		code  string // SQLSTATE of the FATAL
+	}{
+		{name: "idle in transaction, transaction mode", mode: "transaction", extra: `idle_transaction_timeout = "1s"`, setup: "BEGIN; SELECT 1", code: "25P03"},
+		{name: "idle in transaction, session mode", mode: "session", extra: `idle_transaction_timeout = "1s"`, setup: "BEGIN; SELECT 1", code: "25P03"},
+		{name: "idle client, transaction mode", mode: "transaction", extra: `client_idle_timeout = "1s"`, setup: "SELECT 1", code: "57P05"},
+		{name: "idle client, session mode", mode: "session", extra: `client_idle_timeout = "1s"`, setup: "SELECT 1", code: "57P05"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, proxyOptions{PoolMode: tc.mode, Extra: tc.extra})
+			ctx := context.Background()
+			c := pgconnTo(t, p, "")
+			if _, err := c.Exec(ctx, tc.setup).ReadAll(); err != nil {
+				t.Fatal(err)
+			}
+			// A statement running longer than the timeout is not idle.
+			if _, err := c.Exec(ctx, "SELECT pg_sleep(1.5)").ReadAll(); err != nil {
+				t.Fatalf("a statement longer than the timeout: %v", err)
+			}
+			start := time.Now()
+			got := readUntilClosed(t, c.Conn())
+			if time.Since(start) < 900*time.Millisecond {
+				t.Fatalf("closed after %v, before the 1s timeout", time.Since(start))
+			}
+			if len(got) == 0 || got[0] != 'E' || !bytes.Contains(got, []byte("C"+tc.code+"\x00")) || !bytes.Contains(got, []byte("SFATAL\x00")) {
+				t.Fatalf("want a FATAL %s before the close, got %q", tc.code, got)
+			}
+		})
+	}
+}
+
+func TestIdleTransactionTimeoutFromReload(t *testing.T) {
+	// A timeout set by RELOAD applies to a client already idle inside a
+	// transaction: its idle time counts from the reload.
+	o := proxyOptions{}
+	p := startProxy(t, o)
+	ctx := context.Background()
+	c := pgconnTo(t, p, "")
+	if _, err := c.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	o.Extra = `idle_transaction_timeout = "1s"`
+	p.Reload(t, proxyTOML(o))
+	got := readUntilClosed(t, c.Conn())
+	if !bytes.Contains(got, []byte("C25P03\x00")) {
+		t.Fatalf("want a FATAL 25P03 before the close, got %q", got)
+	}
+}
