@@ -113,8 +113,8 @@ type Session struct {
 	waiting         bool                    // bind waits for a server connection
 	waitCtx         context.Context         // bind's wait; cancelled by the client's CancelRequest
 	waitCancel      context.CancelCauseFunc // cancels waitCtx
-	deadline        bool   // a client read deadline is set (idleDeadlineLocked)
-	fatalReason     string // message of a FATAL error the bound server sent before closing
+	deadline        bool                    // a client read deadline is set (idleDeadlineLocked)
+	fatalReason     string                  // message of a FATAL error the bound server sent before closing
 	xactStart       time.Time
 	waitStart       time.Time
 	state           string // for SHOW CLIENTS: "active", "idle", "waiting"
