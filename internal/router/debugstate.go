@@ -12,5 +12,5 @@ func (s *Session) DebugState() string {
 		srv = s.server.ID
 	}
 	return fmt.Sprintf("client=%d server=%d pending=%d unsynced=%d tx=%c swallow=%d sbuf=%d exps=%v discard=%v state=%s",
-		s.ID, srv, s.pending, s.unsynced, s.tx, s.swallow.Load(), len(s.sbuf), s.exps.q[s.exps.head:], s.discard, s.state)
+		s.ID, srv, s.pending, s.unsynced, s.tx, s.swallow.Load(), len(s.sbuf), s.exps.q[s.exps.head:], s.discard, s.phase)
 }

@@ -37,11 +37,11 @@ func (s *Session) Info() SessionInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var waitStart time.Time
-	if s.state == "waiting" {
+	if s.phase == phaseWaiting || s.phase == phaseRetrying {
 		waitStart = s.waitStart
 	}
 	return SessionInfo{
-		State:      s.state,
+		State:      s.phase.String(),
 		WaitStart:  waitStart,
 		Server:     s.server,
 		Pool:       s.pool,

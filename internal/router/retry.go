@@ -144,7 +144,7 @@ func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 	s.pending = 0
 	s.swallow.Store(0)
 	s.exps.reset()
-	s.state = "waiting"
+	s.setPhaseLocked(phaseRetrying)
 	c.Retire()
 	s.wakeRetryLocked()
 }

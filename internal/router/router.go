@@ -188,7 +188,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 		ID: r.sessIDs.Add(1), User: l.User, DBName: d.Name, Addr: l.Conn.RemoteAddr(), Start: time.Now(),
 		r: r, db: d, pool: p, mode: d.poolMode(l.User),
 		cc: l.Conn, crd: l.Reader, cw: newClientWriter(l.Conn),
-		tx: wire.TxIdle, state: "idle",
+		tx: wire.TxIdle,
 	}
 	s.self = s
 	s.tracking = s.mode == config.PoolModeTransaction && cfg.Proxy.MaxPreparedStatements > 0
@@ -358,7 +358,7 @@ func (r *Router) Cancel(k CancelKey) {
 	}
 	s.mu.Lock()
 	srv := s.server
-	if srv == nil && s.waiting {
+	if srv == nil && s.phase == phaseWaiting {
 		// The statement waits in the proxy (a full pool, PAUSE, a role
 		// change): it leaves the queue and is never sent.
 		s.waitCancel(errClientCancel)

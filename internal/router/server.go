@@ -131,11 +131,11 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	// The client pump is most likely blocked reading already: the idle
 	// timeouts start now.
 	s.idleDeadlineLocked()
-	release := s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 && status == wire.TxIdle && s.exps.empty()
+	release := s.releasableLocked(status)
 	if release {
 		s.server = nil
 		s.pending = 0
-		s.state = "idle"
+		s.setPhaseLocked(phaseIdle)
 		s.db.stats.xact(time.Since(s.xactStart))
 	}
 	s.wmu.Lock()
@@ -348,7 +348,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	s.pending, s.copyIn = 0, false
 	s.exps.reset()
 	s.tx = wire.TxIdle
-	s.state = "idle"
+	s.setPhaseLocked(phaseIdle)
 	closing := s.closing
 	msg := "pauseproxy: server connection lost during the transaction"
 	if s.fatalReason != "" {

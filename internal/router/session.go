@@ -110,14 +110,13 @@ type Session struct {
 	discardErr      []byte
 	endAfterSwallow bool // session end: release once the reset query is answered
 	closing         bool
-	waiting         bool                    // bind waits for a server connection
 	waitCtx         context.Context         // bind's wait; cancelled by the client's CancelRequest
 	waitCancel      context.CancelCauseFunc // cancels waitCtx
 	deadline        bool                    // a client read deadline is set (idleDeadlineLocked)
 	fatalReason     string                  // message of a FATAL error the bound server sent before closing
 	xactStart       time.Time
 	waitStart       time.Time
-	state           string // for SHOW CLIENTS: "active", "idle", "waiting"
+	phase           phase  // see phase.go; set only by setPhaseLocked
 
 	wmu sync.Mutex // serializes writes to the client (cw)
 }
@@ -339,9 +338,8 @@ func (s *Session) queue(srv *pool.Conn, b []byte) {
 // hold if the database is paused), attaches the session to it and queues
 // the SET statements its parameters need.
 func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
-	now := time.Now()
 	s.mu.Lock()
-	s.state, s.waitStart = "waiting", now
+	s.setPhaseLocked(phaseWaiting)
 	if s.waitCtx == nil || s.waitCtx.Err() != nil {
 		// Made once per session (and again after a cancel): a client's
 		// CancelRequest ends the wait (Router.Cancel).
@@ -351,13 +349,12 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 		s.waitCtx, s.waitCancel = context.WithCancelCause(ctx)
 	}
 	wctx := s.waitCtx
-	s.waiting = true
 	s.mu.Unlock()
 	for {
 		c, err := s.db.acquire(wctx, s.pool)
 		if err != nil {
 			s.mu.Lock()
-			s.state, s.waiting = "idle", false
+			s.setPhaseLocked(phaseIdle)
 			s.mu.Unlock()
 			if errors.Is(context.Cause(wctx), errClientCancel) && ctx.Err() == nil {
 				// Nothing of the statement ran: PostgreSQL's answer to
@@ -367,14 +364,13 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 			return nil, err
 		}
 		s.mu.Lock()
-		s.waiting = false
 		s.server = c
 		s.pending, s.unsynced, s.sinceExe, s.copyIn = 0, 0, 0, false
 		s.binding++
 		s.exps.reset()
 		s.resetBatch()
 		s.xactStart = time.Now()
-		s.state = "active"
+		s.setPhaseLocked(phaseActive)
 		s.mu.Unlock()
 		if !c.Bind(&s.self) {
 			s.mu.Lock()

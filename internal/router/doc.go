@@ -1,0 +1,99 @@
+// Package router serves logged-in clients: it owns the databases, their
+// pools and holds, and one Session per client that carries the client's
+// messages to a server connection and the answers back.
+//
+// It must not read or write sockets it does not own (below), decide which
+// node is the primary (the role-change engine in internal/failover does,
+// through Database.Retarget, Hold and Probe), or parse more of a message
+// than it must look at.
+//
+// # Layers
+//
+// internal/wire frames messages and decodes the few the proxy inspects;
+// internal/pool dials, authenticates and lends server connections
+// (pool.Conn, each with its own reader goroutine); this package decides
+// what to send where and when a server connection goes back.
+//
+// # Who owns what
+//
+// A session has two goroutines, each the only owner of one socket
+// direction:
+//
+//   - the client pump (Session.Run) is the only reader of the client
+//     socket and the only writer to the bound server (through sbuf, the
+//     session's own buffer);
+//   - the bound server connection's reader goroutine (pool.Conn.readLoop)
+//     is the only reader of the server socket; it calls ServerMessage,
+//     ServerFailed and Released.
+//
+// Both write to the client, always through the session's clientWriter
+// under wmu, each write a whole message, so the client sees messages in
+// the order the server sent them, with the proxy's own answers (a
+// ParseComplete it owes, an error for a batch it failed) slotted in by the
+// expectation queue (stmts.go). Lock order: Router.mu, then Session.mu,
+// then Session.wmu; nobody holds mu while blocking on a socket, and
+// nobody takes mu while holding wmu. The only cross-goroutine wake-up is
+// the retry's (retry.go): the reader sets a read deadline of now on the
+// client socket, under mu, to interrupt the pump's read.
+//
+// # Phases of a session
+//
+// The phase (phase.go) is data, changed only by setPhaseLocked, which also
+// keeps what SHOW CLIENTS shows:
+//
+//  1. Login (internal/proxy, then Router.Start): startup parameters are
+//     checked and recorded as the values the client expects (want, and
+//     initial for RESET ALL), the client gets ParameterStatus,
+//     BackendKeyData and ReadyForQuery. No server is bound.
+//  2. Idle (phaseIdle): the pump waits for the client. client_idle_timeout
+//     is the read deadline.
+//  3. Waiting (phaseWaiting): the client's first message of a transaction
+//     arrived and bind waits for a server connection of the pool: a full
+//     pool, a PAUSE or a role-change hold keeps it here, bounded by
+//     hold_timeout; a CancelRequest ends the wait with 57014 and the
+//     statement is never sent. A Parse or Close the proxy can answer
+//     without a server (answerUnbound) never waits.
+//  4. Active (phaseActive): a server connection is bound. bind queued the
+//     SETs that make it match the client's parameters (paramSync, answers
+//     swallowed); the pump forwards messages, tracking statement names
+//     (track.go) and what they do to recorded state (effects.go); the
+//     reader forwards the answers. While the client is idle inside a
+//     transaction, idle_transaction_timeout is the read deadline (set by
+//     whichever goroutine saw the state last: the reader at ReadyForQuery,
+//     the pump before it reads); query_timeout cancels a batch that runs
+//     too long.
+//  5. Release: at each ReadyForQuery the reader checks releasableLocked,
+//     the one rule for giving a server connection back in transaction
+//     mode (everything sent has been answered, nothing new was sent, no
+//     transaction open). The connection goes back to the pool before the
+//     client gets its ReadyForQuery (Released flushes it), and the session
+//     is idle again. In session mode the binding lasts until the client
+//     leaves; then the server_reset_query runs before the pool takes the
+//     connection back.
+//  6. Retrying (phaseRetrying): a primary going away refused an implicit
+//     transaction that did nothing; the reader retires the connection and
+//     wakes the pump, which runs the batch again once a primary is
+//     verified (retry.go for the exact conditions). A backend terminated
+//     alone (pg_terminate_backend) is not retried (killed.go).
+//  7. Closing: the client left, a timeout fired, the proxy drains, or (in
+//     session mode) the server connection died. end releases a clean
+//     server connection, and closes one with anything in flight.
+//
+// # Transactions and the pool
+//
+// A transaction starts with the first client message after a release and
+// ends at the ReadyForQuery that satisfies releasableLocked. Server state
+// that outlives a transaction is the proxy's to keep right: named prepared
+// statements are shared per server connection under proxy-wide names
+// (stmts.go), parameters are SET per binding (params.go), and statements
+// that change either behind the proxy's record are recognised in any
+// protocol and applied when the server confirms them (effects.go).
+//
+// # Holds
+//
+// A database is held for a reason ("pause", "role-change", ...); while any
+// reason holds it, acquisitions wait in arrival order and transactions in
+// flight go on. A role change starts from the engine, or from the signs a
+// session sees (roleChangeCode, a broken connection), reported through
+// Database.serverTrouble.
+package router

@@ -1,0 +1,62 @@
+package router
+
+import (
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/wire"
+)
+
+// phase is where a session is in its life (see doc.go). It is set only by
+// setPhaseLocked, which also keeps what SHOW CLIENTS shows.
+type phase uint8
+
+const (
+	// phaseIdle: no server connection bound; the client pump waits for
+	// the client's next message (client_idle_timeout).
+	phaseIdle phase = iota
+	// phaseWaiting: the client sent a message and bind waits for a
+	// server connection: a full pool, a PAUSE, a role-change hold
+	// (hold_timeout, query_wait_timeout; a CancelRequest ends it).
+	phaseWaiting
+	// phaseActive: a server connection is bound: a transaction, or a
+	// batch of an implicit one, runs; in session mode, the whole session.
+	phaseActive
+	// phaseRetrying: the server refused the batch as it went away; the
+	// client pump runs it again once a primary is verified (retry.go).
+	phaseRetrying
+)
+
+// String is the state SHOW CLIENTS displays (PgBouncer's names).
+func (p phase) String() string {
+	switch p {
+	case phaseWaiting, phaseRetrying:
+		return "waiting"
+	case phaseActive:
+		return "active"
+	default:
+		return "idle"
+	}
+}
+
+// setPhaseLocked moves the session to p. Called with mu held.
+func (s *Session) setPhaseLocked(p phase) {
+	if p == phaseWaiting || p == phaseRetrying {
+		if s.phase != phaseWaiting && s.phase != phaseRetrying {
+			s.waitStart = time.Now()
+		}
+	}
+	s.phase = p
+}
+
+// releasableLocked is the one rule for handing a server connection back
+// in transaction mode, checked at every ReadyForQuery: every Query, Sync
+// and FunctionCall sent has had its ReadyForQuery, nothing was sent since,
+// the proxy owes no answer of its own, and no transaction is open (status
+// idle). The same point is the safe one to move a client to another
+// server connection (cockroachdb sqlproxy's isSafeTransferPoint, PgBouncer's
+// release at ReadyForQuery 'I'). Called with mu held.
+func (s *Session) releasableLocked(status byte) bool {
+	return s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 &&
+		status == wire.TxIdle && s.exps.empty()
+}
