@@ -116,7 +116,7 @@ type Session struct {
 	fatalReason     string                  // message of a FATAL error the bound server sent before closing
 	xactStart       time.Time
 	waitStart       time.Time
-	phase           phase  // see phase.go; set only by setPhaseLocked
+	phase           phase // see phase.go; set only by setPhaseLocked
 
 	wmu sync.Mutex // serializes writes to the client (cw)
 }
