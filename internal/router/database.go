@@ -83,6 +83,9 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	appName := dc.ApplicationName
 	readOnly := dc.ReadOnly
 	dial := func(ctx context.Context, t pool.Target) (*pool.Server, error) {
+		if h := d.r.dialHook; h != nil {
+			return h(ctx, t)
+		}
 		pcfg, err := pgconnConfig(t, login, tlsCfg, appName)
 		if err != nil {
 			return nil, err

@@ -38,6 +38,10 @@ type Router struct {
 	keys     map[CancelKey]*Session
 	drained  chan struct{}   // closed when sessions becomes empty, for shutdown
 	holdAll  map[string]bool // reasons that hold every database (holds.go)
+
+	// dialHook, when set (by the package's own tests), replaces the
+	// dialing of server connections: a scripted server over net.Pipe.
+	dialHook pool.DialFunc
 }
 
 // New returns a router serving cfg.

@@ -1,0 +1,322 @@
+package router
+
+// Unit tests of the session core without PostgreSQL: a client and a
+// scripted server, both over net.Pipe, so a change to the core is checked
+// in milliseconds. The real-PostgreSQL suites (internal/proxy,
+// internal/fidelity, internal/failover) check the rest.
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+	"github.com/pauseproxy/pauseproxy/internal/wire"
+)
+
+// fakeServer answers simple queries as PostgreSQL would for what the tests
+// send: BEGIN, COMMIT, ROLLBACK and anything else (one CommandComplete),
+// keeping each connection's transaction status. It records every query.
+type fakeServer struct {
+	mu      sync.Mutex
+	queries []string
+	conns   []net.Conn
+}
+
+func (f *fakeServer) dial(ctx context.Context, t pool.Target) (*pool.Server, error) {
+	proxySide, serverSide := net.Pipe()
+	f.mu.Lock()
+	f.conns = append(f.conns, serverSide)
+	f.mu.Unlock()
+	go f.serve(serverSide)
+	return &pool.Server{Conn: proxySide, PID: 4242, SecretKey: []byte{1, 2, 3, 4}, Params: map[string]string{
+		"server_version": "15.0", "client_encoding": "UTF8", "DateStyle": "ISO, MDY",
+		"TimeZone": "UTC", "standard_conforming_strings": "on", "application_name": "",
+	}, Network: "tcp", Address: "127.0.0.1:1"}, nil
+}
+
+func (f *fakeServer) serve(c net.Conn) {
+	defer c.Close()
+	rd := wire.NewReader(c, 1<<20)
+	status := byte(wire.TxIdle)
+	for {
+		m, err := rd.ReadMessage()
+		if err != nil {
+			return
+		}
+		switch m.Type() {
+		case wire.MsgTerminate:
+			return
+		case wire.MsgQuery:
+			q := strings.TrimSuffix(string(m.Body()), "\x00")
+			f.mu.Lock()
+			f.queries = append(f.queries, q)
+			f.mu.Unlock()
+			tag := "SELECT 1"
+			switch strings.ToUpper(q) {
+			case "BEGIN":
+				tag, status = "BEGIN", wire.TxActive
+			case "COMMIT", "ROLLBACK":
+				tag, status = strings.ToUpper(q), wire.TxIdle
+			}
+			out, start := wire.AppendHeader(nil, wire.MsgCommandComplete)
+			out = append(out, tag...)
+			out = append(out, 0)
+			out = wire.FinishMessage(out, start)
+			if _, err := c.Write(wire.AppendReadyForQuery(out, status)); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (f *fakeServer) saw(q string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, x := range f.queries {
+		if x == q {
+			return true
+		}
+	}
+	return false
+}
+
+func (f *fakeServer) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+}
+
+// testClient is the client end of a session: what it receives arrives on
+// msgs, in order.
+type testClient struct {
+	conn net.Conn
+	msgs chan wire.Message
+	sess *Session
+}
+
+func (c *testClient) send(t *testing.T, b []byte) {
+	t.Helper()
+	c.conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.conn.Write(b); err != nil {
+		t.Fatalf("client write: %v", err)
+	}
+}
+
+// next returns the next message of type typ, skipping others; it fails the
+// test after a generous deadline.
+func (c *testClient) next(t *testing.T, typ byte) wire.Message {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				t.Fatalf("connection closed while waiting for %q", typ)
+			}
+			if m.Type() == typ {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no %q message", typ)
+		}
+	}
+}
+
+// harness is a router serving database "db" from a fakeServer.
+type harness struct {
+	r    *Router
+	fake *fakeServer
+	db   *Database
+}
+
+func newHarness(t *testing.T, proxyLines string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pauseproxy.toml")
+	body := "[proxy]\nlisten_addr = \"127.0.0.1\"\nlisten_port = 6432\nunix_socket_dir = \"\"\nauth_type = \"trust\"\n" +
+		proxyLines + "\n[databases.db]\nhost = \"127.0.0.1\"\nport = 1\nuser = \"u\"\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{r: New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))), fake: &fakeServer{}}
+	h.r.dialHook = h.fake.dial
+	h.db, _ = h.r.Database("db")
+	t.Cleanup(func() {
+		h.r.Close()
+		h.fake.close()
+	})
+	return h
+}
+
+// connect logs a client in and runs its session until the test ends.
+func (h *harness) connect(t *testing.T) *testClient {
+	t.Helper()
+	clientSide, proxySide := net.Pipe()
+	c := &testClient{conn: clientSide, msgs: make(chan wire.Message, 1024)}
+	go func() {
+		defer close(c.msgs)
+		rd := wire.NewReader(clientSide, 1<<20)
+		for {
+			m, err := rd.ReadMessage()
+			if err != nil {
+				return
+			}
+			c.msgs <- append(wire.Message(nil), m...)
+		}
+	}()
+	st := &wire.Startup{Kind: wire.StartupMessage, Params: []wire.Param{{Name: "user", Value: "u"}, {Name: "database", Value: "db"}}}
+	sess, err := h.r.Start(context.Background(), Login{
+		Conn: proxySide, Reader: wire.NewReader(proxySide, 1<<20), Startup: st, DB: h.db, User: "u", ServerUser: "u",
+	})
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	c.sess = sess
+	c.next(t, wire.MsgReadyForQuery)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sess.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		clientSide.Close()
+		<-done
+	})
+	return c
+}
+
+func (c *testClient) phase() phase {
+	c.sess.mu.Lock()
+	defer c.sess.mu.Unlock()
+	return c.sess.phase
+}
+
+func waitPhase(t *testing.T, c *testClient, p phase) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for c.phase() != p {
+		if time.Now().After(deadline) {
+			t.Fatalf("phase %v, want %v", c.phase(), p)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func query(sql string) []byte { return wire.AppendQuery(nil, sql) }
+
+func TestPhasesOfATransaction(t *testing.T) {
+	h := newHarness(t, "pool_mode = \"transaction\"\ndefault_pool_size = 1")
+	c := h.connect(t)
+	if c.phase() != phaseIdle {
+		t.Fatalf("after login: %v", c.phase())
+	}
+	c.send(t, query("BEGIN"))
+	if st, _ := wire.ReadyForQueryStatus(c.next(t, wire.MsgReadyForQuery)); st != wire.TxActive {
+		t.Fatalf("BEGIN: status %q", st)
+	}
+	waitPhase(t, c, phaseActive)
+	c.send(t, query("SELECT 1"))
+	c.next(t, wire.MsgReadyForQuery)
+	if c.phase() != phaseActive {
+		t.Fatalf("inside the transaction: %v", c.phase())
+	}
+	c.send(t, query("COMMIT"))
+	if st, _ := wire.ReadyForQueryStatus(c.next(t, wire.MsgReadyForQuery)); st != wire.TxIdle {
+		t.Fatalf("COMMIT: status %q", st)
+	}
+	// The connection went back before the client heard it may go on.
+	if c.phase() != phaseIdle {
+		t.Fatalf("after COMMIT: %v", c.phase())
+	}
+	if info := c.sess.Info(); info.Server != nil || info.State != "idle" {
+		t.Fatalf("after COMMIT: server %v, state %q", info.Server, info.State)
+	}
+}
+
+func TestIdleTransactionTimeoutUnit(t *testing.T) {
+	h := newHarness(t, "idle_transaction_timeout = \"200ms\"")
+	c := h.connect(t)
+	c.send(t, query("BEGIN"))
+	c.next(t, wire.MsgReadyForQuery)
+	c.send(t, query("SELECT 1"))
+	c.next(t, wire.MsgReadyForQuery)
+	f, err := wire.ParseError(c.next(t, wire.MsgErrorResponse))
+	if err != nil || string(f.Code) != "25P03" || string(f.Severity) != "FATAL" {
+		t.Fatalf("want FATAL 25P03, got %+v %v", f, err)
+	}
+}
+
+func TestCancelEndsTheWait(t *testing.T) {
+	h := newHarness(t, "default_pool_size = 1")
+	a := h.connect(t)
+	a.send(t, query("BEGIN"))
+	a.next(t, wire.MsgReadyForQuery)
+	b := h.connect(t)
+	b.send(t, query("SELECT 'never'"))
+	waitPhase(t, b, phaseWaiting)
+	h.r.Cancel(b.sess.Key)
+	f, err := wire.ParseError(b.next(t, wire.MsgErrorResponse))
+	if err != nil || string(f.Code) != "57014" {
+		t.Fatalf("want 57014, got %+v %v", f, err)
+	}
+	b.next(t, wire.MsgReadyForQuery)
+	waitPhase(t, b, phaseIdle)
+	a.send(t, query("COMMIT"))
+	a.next(t, wire.MsgReadyForQuery)
+	// b goes on; what it gave up never reached the server.
+	b.send(t, query("SELECT 2"))
+	b.next(t, wire.MsgReadyForQuery)
+	if h.fake.saw("SELECT 'never'") {
+		t.Fatal("the cancelled statement reached the server")
+	}
+	if !h.fake.saw("SELECT 2") {
+		t.Fatal("the next statement did not run")
+	}
+}
+
+func TestReleaseRule(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		mode     config.PoolMode
+		pending  int
+		unsynced int
+		owed     bool
+		status   byte
+		want     bool
+	}{
+		{name: "all answered, idle", mode: config.PoolModeTransaction, status: wire.TxIdle, want: true},
+		{name: "inside a transaction", mode: config.PoolModeTransaction, status: wire.TxActive},
+		{name: "failed transaction", mode: config.PoolModeTransaction, status: wire.TxFailed},
+		{name: "another Sync pending", mode: config.PoolModeTransaction, pending: 1, status: wire.TxIdle},
+		{name: "messages sent since", mode: config.PoolModeTransaction, unsynced: 2, status: wire.TxIdle},
+		{name: "an answer the proxy owes", mode: config.PoolModeTransaction, owed: true, status: wire.TxIdle},
+		{name: "session mode", mode: config.PoolModeSession, status: wire.TxIdle},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &Session{mode: tc.mode, pending: tc.pending, unsynced: tc.unsynced}
+			if tc.owed {
+				s.exps.push(exp{kind: expSynthParse})
+			}
+			if got := s.releasableLocked(tc.status); got != tc.want {
+				t.Fatalf("releasable = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
