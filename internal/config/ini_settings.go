@@ -98,7 +98,6 @@ var pgbouncerOnlySettings = map[string]unsupported{
 	"max_user_client_connections": {sameAs: []string{"0"}},
 	"query_wait_notify":           {},
 	"cancel_wait_timeout":         {},
-	"transaction_timeout":         {sameAs: []string{"0"}},
 	"suspend_timeout":             {sameAs: []string{"*"}}, // only for PgBouncer's online restart
 	"login_notify_message":        {sameAs: []string{""}},
 

@@ -69,6 +69,7 @@ var proxyFields = []field[Proxy]{
 	{"client_login_timeout", func(p *Proxy) any { return &p.ClientLoginTimeout }},
 	{"client_idle_timeout", func(p *Proxy) any { return &p.ClientIdleTimeout }},
 	{"idle_transaction_timeout", func(p *Proxy) any { return &p.IdleTransactionTimeout }},
+	{"transaction_timeout", func(p *Proxy) any { return &p.TransactionTimeout }},
 	{"server_reset_query", func(p *Proxy) any { return &p.ServerResetQuery }},
 	{"server_reset_query_always", func(p *Proxy) any { return &p.ServerResetQueryAlways }},
 	{"ignore_startup_parameters", func(p *Proxy) any { return &p.IgnoreStartupParams }},

@@ -98,6 +98,7 @@ type Proxy struct {
 	ClientLoginTimeout     time.Duration // client_login_timeout, default 60s
 	ClientIdleTimeout      time.Duration // client_idle_timeout, default 0 (disabled)
 	IdleTransactionTimeout time.Duration // idle_transaction_timeout, default 0 (disabled)
+	TransactionTimeout     time.Duration // transaction_timeout (PgBouncer 1.25), default 0 (disabled)
 	ServerResetQuery       string        // server_reset_query, default "DISCARD ALL"; "" disables
 	ServerResetQueryAlways bool          // server_reset_query_always, default false
 	IgnoreStartupParams    []string      // ignore_startup_parameters

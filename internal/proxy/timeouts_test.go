@@ -83,3 +83,34 @@ func TestIdleTransactionTimeoutFromReload(t *testing.T) {
 		t.Fatalf("want a FATAL 25P03 before the close, got %q", got)
 	}
 }
+
+func TestTransactionTimeout(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			p := startProxy(t, proxyOptions{PoolMode: mode, Extra: `transaction_timeout = "1s"`})
+			ctx := context.Background()
+			c := pgconnTo(t, p, "")
+			// Transactions shorter than the timeout, one after the other
+			// for longer than it, are not touched.
+			for i := 0; i < 6; i++ {
+				if _, err := c.Exec(ctx, "BEGIN; SELECT 1; COMMIT").ReadAll(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+			// One that lasts longer is ended, even while a statement runs.
+			_, err := c.Exec(ctx, "BEGIN; SELECT pg_sleep(20)").ReadAll()
+			if err == nil {
+				t.Fatal("a transaction outlived transaction_timeout")
+			}
+			if code := sqlstate(err); code != "25P04" && !c.IsClosed() {
+				t.Fatalf("want FATAL 25P04 and the connection closed, got %v", err)
+			}
+			if !c.IsClosed() {
+				if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err == nil {
+					t.Fatal("the connection outlived transaction_timeout")
+				}
+			}
+		})
+	}
+}

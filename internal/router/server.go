@@ -118,6 +118,10 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	}
 	s.pending--
 	s.stopQueryTimeoutLocked()
+	if s.mode == config.PoolModeSession && status == wire.TxIdle && s.pending <= 0 {
+		// In session mode a transaction ends when the server says so.
+		s.stopTxTimeoutLocked()
+	}
 	s.tx = status
 	s.copyIn = false
 	var synth []byte
@@ -133,6 +137,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	s.idleDeadlineLocked()
 	release := s.releasableLocked(status)
 	if release {
+		s.stopTxTimeoutLocked()
 		s.server = nil
 		s.pending = 0
 		s.setPhaseLocked(phaseIdle)

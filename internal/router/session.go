@@ -83,6 +83,8 @@ type Session struct {
 	completed  atomic.Bool // a statement of the batch completed (CommandComplete and the like)
 	batchMark  writerMark  // the client writer's point when the batch began (mu, taken under wmu)
 	queryTimer *time.Timer // query_timeout of the batch in flight (mu)
+	txTimer    *time.Timer // transaction_timeout of the transaction in flight (mu)
+	txStart    time.Time   // when txTimer was armed (mu)
 	retryArmed bool        // the batch was refused; its ReadyForQuery ends the binding
 	retryBuf   []byte      // the batch being run again (client pump only)
 	retries    int         // how often the current batch ran again
@@ -240,6 +242,12 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 			}
 		}
 	}
+	if s.mode == config.PoolModeSession && s.pending == 0 && s.unsynced == 0 && s.tx == wire.TxIdle {
+		// The first message after an idle ReadyForQuery starts a
+		// transaction, explicit or implicit (transaction mode arms at
+		// bind).
+		s.armTxTimeoutLocked()
+	}
 	// The check above and the counting below are one critical section:
 	// once this message is counted, the reader cannot release srv.
 	switch typ {
@@ -371,6 +379,9 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 		s.resetBatch()
 		s.xactStart = time.Now()
 		s.setPhaseLocked(phaseActive)
+		if s.mode == config.PoolModeTransaction {
+			s.armTxTimeoutLocked()
+		}
 		s.mu.Unlock()
 		if !c.Bind(&s.self) {
 			s.mu.Lock()
@@ -515,6 +526,7 @@ func (s *Session) writeClient(b []byte) {
 func (s *Session) end() {
 	s.mu.Lock()
 	s.closing = true
+	s.stopTxTimeoutLocked()
 	if s.waitCancel != nil {
 		s.waitCancel(nil)
 	}
@@ -585,4 +597,50 @@ func (s *Session) queryTimedOut() {
 	if err := srv.Cancel(5 * time.Second); err != nil {
 		s.r.log.Warn("query_timeout: cancel failed", slog.Uint64("client", s.ID), slog.Any("err", err))
 	}
+}
+
+// armTxTimeoutLocked starts transaction_timeout (PgBouncer 1.25) for the
+// transaction that begins: in transaction mode at each binding, in session
+// mode when the server reports a transaction open. Called with mu held.
+func (s *Session) armTxTimeoutLocked() {
+	d := s.r.cfg().TransactionTimeout
+	if d <= 0 {
+		return
+	}
+	s.txStart = time.Now()
+	if s.txTimer == nil {
+		s.txTimer = time.AfterFunc(d, s.txTimedOut)
+	} else {
+		s.txTimer.Reset(d)
+	}
+}
+
+// stopTxTimeoutLocked stops transaction_timeout at the transaction's end.
+// Called with mu held.
+func (s *Session) stopTxTimeoutLocked() {
+	if s.txTimer != nil {
+		s.txTimer.Stop()
+		s.txStart = time.Time{}
+	}
+}
+
+// txTimedOut ends a client whose transaction outlived transaction_timeout,
+// idle or not, as PgBouncer does: FATAL 25P04 (PostgreSQL 17's
+// transaction_timeout), and the server connection is closed with it (end).
+func (s *Session) txTimedOut() {
+	d := s.r.cfg().TransactionTimeout
+	s.mu.Lock()
+	running := s.server != nil && !s.txStart.IsZero() && d > 0 && time.Since(s.txStart) >= d
+	if running {
+		s.closing = true
+	}
+	s.mu.Unlock()
+	if !running {
+		// Stale: the transaction ended, or another began since.
+		return
+	}
+	s.r.log.Info("transaction_timeout: closing the client", slog.Uint64("client", s.ID), slog.String("database", s.db.Name))
+	s.cc.SetWriteDeadline(time.Now().Add(time.Second))
+	s.writeClient(wire.AppendError(nil, wire.SeverityFatal, "25P04", "pauseproxy: transaction timeout (transaction_timeout)"))
+	s.cc.Close()
 }
