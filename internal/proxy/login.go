@@ -37,7 +37,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	conn, st, isTLS, err := s.startup(nc)
 	if err != nil {
-		s.refuse(nc, err)
+		if errors.Is(err, wire.ErrTerminate) && s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("client closed before its startup packet", slog.String("addr", nc.RemoteAddr().String()))
+		}
+		s.refuse(conn, err)
 		return
 	}
 	switch st.Kind {
@@ -45,10 +48,23 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		// Close only once the cancel has reached the server, as
 		// PostgreSQL does: a client that waits for the close (libpq,
 		// pgconn) may then send its next query without the late cancel
-		// hitting that one instead.
-		s.router.Cancel(router.CancelKey{PID: st.ProcessID, Secret: st.SecretKey})
+		// hitting that one instead. The keys the proxy gives out are 4
+		// bytes (it speaks protocol 3.0); a longer one is nobody's.
+		if len(st.Key) == 4 {
+			s.router.Cancel(router.CancelKey{PID: st.ProcessID, Secret: st.SecretKey})
+		}
 		nc.Close()
 		return
+	}
+	if st.NeedsNegotiation() {
+		// PostgreSQL 15's answer to a newer minor version or _pq_
+		// options (ProcessStartupPacket, SendNegotiateProtocolVersion):
+		// the newest version it speaks and the options it did not know,
+		// then the login goes on in 3.0.
+		if _, err := conn.Write(wire.AppendNegotiateProtocolVersion(nil, wire.ProtocolVersion30, st.ProtocolOptions)); err != nil {
+			conn.Close()
+			return
+		}
 	}
 	user, _ := st.Get("user")
 	if user == "" {
@@ -328,6 +344,9 @@ func (s *Server) refuse(conn net.Conn, err error) {
 		code, msg = se.Code, se.Msg
 	case errors.As(err, &ae):
 		code, msg = ae.Code, ae.Message
+	case errors.Is(err, wire.ErrTerminate):
+		// The client left before it started: nobody to tell.
+		return
 	default:
 		if pe, ok := wire.IsProtocolError(err); ok {
 			code, msg = pe.Code, pe.Msg

@@ -45,6 +45,8 @@ type proxyOptions struct {
 	AuthType string // default scram-sha-256
 	// ServerPort points the database at another cluster than pg.
 	ServerPort int
+	// Opts are more proxytest options (a logger, files).
+	Opts []proxytest.Option
 }
 
 // startProxy serves a configuration built from o until the test ends.
@@ -81,8 +83,9 @@ host = "127.0.0.1"
 port = %d
 %s
 `, o.AuthType, o.PoolMode, o.PoolSize, o.Extra, serverPort, o.DBExtra)
-	return &testProxy{proxytest.Start(t, toml, proxytest.WithSockDir(),
-		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n"))}
+	opts := append([]proxytest.Option{proxytest.WithSockDir(),
+		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n")}, o.Opts...)
+	return &testProxy{proxytest.Start(t, toml, opts...)}
 }
 
 // DSN is a libpq/pgx URL for user through the proxy.
