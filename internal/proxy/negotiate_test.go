@@ -203,4 +203,3 @@ func queryResult(t *testing.T, rd *wire.Reader) string {
 		}
 	}
 }
-
