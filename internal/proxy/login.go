@@ -92,12 +92,13 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 
 	isAdmin := AdminDatabases[dbname]
 	var db *router.Database
+	unknownDB := false
 	if !isAdmin {
+		// An unknown database is said so only after authentication, as
+		// PgBouncer does since 1.17: before, a client could probe for
+		// database names without any password.
 		db, ok = s.router.Database(dbname)
-		if !ok {
-			s.refuse(conn, &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)})
-			return
-		}
+		unknownDB = !ok
 	}
 	// Most client messages are small, and an idle client should cost
 	// little memory: the reader frames them in a buffer of its own of a
@@ -106,12 +107,18 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// reads through it too, with a lower limit, so that whatever a client
 	// sends right after its password stays there for the session.
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
-	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, user, db)
+	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, user, db, unknownDB)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
 			log().Info("client authentication failed", slog.Any("err", err))
 		}
+		s.refuse(conn, err)
+		return
+	}
+	if unknownDB {
+		err := &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)}
+		log().Info("client login refused", slog.Any("err", err))
 		s.refuse(conn, err)
 		return
 	}
@@ -258,8 +265,16 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // authenticate checks the client's identity with the configured auth_type
 // and returns the clear-text password to log in to the server with, when
 // the proxy knows one.
-func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, user string, db *router.Database) (string, error) {
-	secret, found, err := s.lookup(ctx, cfg, user, db)
+//
+// For a database that does not exist (unknownDB), the exchange runs as for
+// any other: against the user's auth_file or [users] secret, so a client
+// with the right password learns that the database is missing (3D000, as
+// from PgBouncer), or against no secret at all (auth.Authenticate's mock
+// exchange, which fails exactly like a wrong password) when the secret
+// would come from auth_query: there is no database to run it in, and
+// PgBouncer, too, fails those with a fake user.
+func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, user string, db *router.Database, unknownDB bool) (string, error) {
+	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB)
 	if err != nil {
 		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
 	}
@@ -279,8 +294,8 @@ func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg
 }
 
 // lookup finds a user's secret: a [users.<name>] password, then the
-// auth_file, then auth_query through auth_user.
-func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db *router.Database) (auth.Secret, bool, error) {
+// auth_file, then (when query is true) auth_query through auth_user.
+func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db *router.Database, query bool) (auth.Secret, bool, error) {
 	if u, ok := cfg.Users[user]; ok && u.Password != "" {
 		return auth.ParseSecret(u.Password), true, nil
 	}
@@ -289,7 +304,7 @@ func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db
 		return auth.ParseSecret(pw), true, nil
 	}
 	px := &cfg.Proxy
-	if px.AuthQuery == "" || px.AuthUser == "" {
+	if !query || px.AuthQuery == "" || px.AuthUser == "" {
 		return auth.Secret{}, false, nil
 	}
 	return s.authQuery(ctx, cfg, user, db)
