@@ -212,7 +212,7 @@ v = password=x
 				`pgbouncer.ini: databases.c.colour: unknown connection parameter`,
 				`pgbouncer.ini: users.u.max_user_connections: want an integer, got "many"`,
 				`pgbouncer.ini: users.v.password: unknown user setting`,
-				`pgbouncer.ini: pgbouncer.auth_type: "any" is not supported by pauseproxy (want trust, md5, scram-sha-256 or plain)`,
+				`pgbouncer.ini: pgbouncer.auth_type: "any" is not supported by pauseproxy (want trust, md5, scram-sha-256, plain or hba)`,
 				`pgbouncer.ini: databases.pgbouncer: the name "pgbouncer" is reserved for the admin console`,
 				`pgbouncer.ini: users.u.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
 			},

@@ -48,6 +48,7 @@ var proxyFields = []field[Proxy]{
 	{"http_listen", func(p *Proxy) any { return &p.HTTPListen }},
 	{"auth_type", func(p *Proxy) any { return &p.AuthType }},
 	{"auth_file", func(p *Proxy) any { return &p.AuthFile }},
+	{"auth_hba_file", func(p *Proxy) any { return &p.AuthHBAFile }},
 	{"auth_user", func(p *Proxy) any { return &p.AuthUser }},
 	{"auth_query", func(p *Proxy) any { return &p.AuthQuery }},
 	{"admin_users", func(p *Proxy) any { return &p.AdminUsers }},
@@ -159,6 +160,7 @@ var userFields = []field[User]{
 // the directory of the config file that names it.
 var pathKeys = map[string]bool{
 	"auth_file":                  true,
+	"auth_hba_file":              true,
 	"client_tls_cert_file":       true,
 	"client_tls_key_file":        true,
 	"client_tls_ca_file":         true,

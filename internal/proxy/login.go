@@ -89,6 +89,21 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	log := func() *slog.Logger {
 		return s.log.With(slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()))
 	}
+	method := auth.Method(px.AuthType)
+	if px.AuthType == config.AuthHBA {
+		// As in PostgreSQL, the hba rules come first (for any database
+		// name, existing or not, and for the admin console), then the
+		// method they chose.
+		method, err = hbaMethod(px.HBA, nc, isTLS, user, dbname)
+		if err == nil && method == auth.MethodCert {
+			err = checkCert(conn, user)
+		}
+		if err != nil {
+			log().Info("client login refused", slog.Any("err", err))
+			s.refuse(conn, err)
+			return
+		}
+	}
 
 	isAdmin := AdminDatabases[dbname]
 	var db *router.Database
@@ -107,7 +122,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// reads through it too, with a lower limit, so that whatever a client
 	// sends right after its password stays there for the session.
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
-	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, user, db, unknownDB)
+	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
@@ -273,13 +288,15 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // exchange, which fails exactly like a wrong password) when the secret
 // would come from auth_query: there is no database to run it in, and
 // PgBouncer, too, fails those with a fake user.
-func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, user string, db *router.Database, unknownDB bool) (string, error) {
+//
+// method is auth_type, or what auth_hba_file chose; a client that method
+// cert accepted comes here with it, as under trust.
+func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, error) {
 	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB)
 	if err != nil {
 		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
 	}
-	method := auth.Method(cfg.Proxy.AuthType)
-	if method == auth.MethodTrust {
+	if method == auth.MethodTrust || method == auth.MethodCert {
 		if pw, ok := secret.Plain(); ok {
 			return pw, nil
 		}

@@ -222,13 +222,18 @@ func clientTLS(t config.TLS) (*tls.Config, error) {
 		return nil, fmt.Errorf("client_tls_cert_file/client_tls_key_file: %w", err)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if (t.SSLMode == "verify-ca" || t.SSLMode == "verify-full") && t.CAFile != "" {
+	if t.CAFile != "" {
 		pool, err := loadCertPool(t.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("client_tls_ca_file: %w", err)
 		}
 		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		// Below verify-ca a certificate is asked for, not required, as
+		// PgBouncer does: one given is verified, for hba method cert.
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if t.SSLMode == "verify-ca" || t.SSLMode == "verify-full" {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
 	}
 	return tc, nil
 }
