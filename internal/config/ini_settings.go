@@ -70,7 +70,6 @@ var pgbouncerOnlySettings = map[string]unsupported{
 	"unix_socket_group":     {},
 	"listen_backlog":        {},
 	"so_reuseport":          {sameAs: []string{"0"}, reason: "pauseproxy uses every core in one process"},
-	"peer_id":               {sameAs: []string{"0"}},
 	"pkt_buf":               {},
 	"sbuf_loopcnt":          {},
 	"tcp_defer_accept":      {},

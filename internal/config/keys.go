@@ -93,6 +93,7 @@ var proxyFields = []field[Proxy]{
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
 	{"http_token_file", func(p *Proxy) any { return &p.HTTPTokenFile }},
 	{"peers", func(p *Proxy) any { return &p.Peers }},
+	{"peer_id", func(p *Proxy) any { return &p.PeerID }},
 	{"consul_register", func(p *Proxy) any { return &p.ConsulRegister }},
 	{"consul_register_addr", func(p *Proxy) any { return &p.ConsulRegisterAddr }},
 	{"consul_register_scheme", func(p *Proxy) any { return &p.ConsulRegisterScheme }},

@@ -61,6 +61,9 @@ type Config struct {
 	Proxy     Proxy
 	Databases map[string]*Database
 	Users     map[string]*User
+	// CancelPeers are the [peers.<id>] tables by peer_id: the instances
+	// cancel requests for other peers are forwarded to (peers.go).
+	CancelPeers map[int]*Peer
 	// Warnings are non-fatal remarks (for example pgbouncer.ini settings
 	// that pauseproxy ignores), each naming the key and file.
 	Warnings []string
@@ -131,6 +134,12 @@ type Proxy struct {
 	// (the stragglers' queries are cancelled, their server connections
 	// closed if that is not enough, and the PAUSE succeeds).
 	PauseTimeoutAction string
+
+	// PeerID is peer_id, default 0 (off): this instance's id among the
+	// [peers.<id>] tables, 1 to MaxPeerID, carried in every cancel key it
+	// hands out so that a peer receiving the cancel request forwards it
+	// here (PgBouncer 1.19+).
+	PeerID int
 
 	// HTTPToken is http_token (or http_token_env / http_token_file),
 	// resolved: the bearer token that POST /pause and /resume on
