@@ -52,6 +52,13 @@ type proxyOptions struct {
 // startProxy serves a configuration built from o until the test ends.
 func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	t.Helper()
+	opts := append([]proxytest.Option{proxytest.WithSockDir(),
+		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n")}, o.Opts...)
+	return &testProxy{proxytest.Start(t, proxyTOML(o), opts...)}
+}
+
+// proxyTOML is the configuration startProxy serves for o (for a Reload).
+func proxyTOML(o proxyOptions) string {
 	if o.PoolMode == "" {
 		o.PoolMode = "transaction"
 	}
@@ -65,7 +72,7 @@ func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	if o.ServerPort != 0 {
 		serverPort = o.ServerPort
 	}
-	toml := fmt.Sprintf(`
+	return fmt.Sprintf(`
 [proxy]
 listen_addr = "127.0.0.1"
 listen_port = {{port}}
@@ -83,9 +90,6 @@ host = "127.0.0.1"
 port = %d
 %s
 `, o.AuthType, o.PoolMode, o.PoolSize, o.Extra, serverPort, o.DBExtra)
-	opts := append([]proxytest.Option{proxytest.WithSockDir(),
-		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n")}, o.Opts...)
-	return &testProxy{proxytest.Start(t, toml, opts...)}
 }
 
 // DSN is a libpq/pgx URL for user through the proxy.
