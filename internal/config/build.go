@@ -65,7 +65,7 @@ func build(src *source) (*Config, error) {
 	for _, name := range sortedKeys(src.users) {
 		c.Users[name] = b.user(name, src.users[name])
 	}
-	c.CancelPeers = b.peers(&c.Proxy, src.peers)
+	c.CancelPeers = b.peers(src.peers)
 	b.validate(c)
 	if len(b.problems) > 0 {
 		return nil, &Error{Problems: b.problems}

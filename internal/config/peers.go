@@ -33,16 +33,22 @@ var peerFields = []field[Peer]{
 	{"port", func(p *Peer) any { return &p.Port }},
 }
 
-// peers types and checks the [peers.<id>] tables.
-func (b *builder) peers(p *Proxy, tables map[string]map[string]any) map[int]*Peer {
+// validatePeering checks peer_id against the [peers.<id>] tables (also
+// after a SET peer_id on the console).
+func (b *builder) validatePeering(c *Config) {
+	p := &c.Proxy
 	if p.PeerID < 0 || p.PeerID > MaxPeerID {
 		b.problem(b.px("peer_id"), "must be 0 (peering off) to %d, got %d", MaxPeerID, p.PeerID)
 	}
+	if len(c.CancelPeers) > 0 && p.PeerID == 0 {
+		b.warn("peers", "used only with peer_id set: cancel requests are not forwarded")
+	}
+}
+
+// peers types and checks the [peers.<id>] tables.
+func (b *builder) peers(tables map[string]map[string]any) map[int]*Peer {
 	if len(tables) == 0 {
 		return nil
-	}
-	if p.PeerID == 0 {
-		b.warn("peers", "used only with peer_id set: cancel requests are not forwarded")
 	}
 	out := make(map[int]*Peer, len(tables))
 	for _, name := range sortedKeys(tables) {

@@ -40,11 +40,19 @@ func TestCancelPeers(t *testing.T) {
 
 	_, err = loadString(t, trust+"peer_id = 16384\n[peers.0]\nhost = \"a\"\n[peers.x]\nhost = \"b\"\n[peers.3]\nport = 70000\nhots = \"c\"\n")
 	assertProblems(t, problemsOf(t, err), []string{
-		"proxy.peer_id: must be 0 (peering off) to 16383, got 16384",
 		"peers.0: want a peer_id 1 to 16383 as the name",
 		`peers.3.hots: unknown key (did you mean "host"?)`,
 		"peers.3.host: must be set: the address where peer 3 listens for clients",
 		"peers.3.port: must be 1..65535, got 70000",
 		"peers.x: want a peer_id 1 to 16383 as the name",
+		"proxy.peer_id: must be 0 (peering off) to 16383, got 16384",
 	})
+
+	// The console's SET is checked the same way.
+	if _, err := WithSetting(c, "peer_id", "16384"); err == nil {
+		t.Fatal("SET peer_id = 16384 accepted")
+	}
+	if nc, err := WithSetting(c, "peer_id", "3"); err != nil || nc.Proxy.PeerID != 3 || !reflect.DeepEqual(nc.CancelPeers, want) {
+		t.Fatalf("SET peer_id = 3: %v", err)
+	}
 }

@@ -36,6 +36,7 @@ func (b *builder) validate(c *Config) {
 		b.validateUser(c.Users[name])
 	}
 	b.validateAuth(c)
+	b.validatePeering(c)
 }
 
 func (b *builder) px(k string) string { return keyOf([]string{b.src.proxySection}, k) }
