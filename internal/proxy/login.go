@@ -284,10 +284,11 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // For a database that does not exist (unknownDB), the exchange runs as for
 // any other: against the user's auth_file or [users] secret, so a client
 // with the right password learns that the database is missing (3D000, as
-// from PgBouncer), or against no secret at all (auth.Authenticate's mock
-// exchange, which fails exactly like a wrong password) when the secret
-// would come from auth_query: there is no database to run it in, and
-// PgBouncer, too, fails those with a fake user.
+// PgBouncer's finish_client_login says for its "fake" database), or
+// against no secret at all (auth.Authenticate's mock exchange, which fails
+// exactly like a wrong password) when the secret would come from
+// auth_query: there is no database to run it in, and a fake database has
+// no auth_user in PgBouncer either.
 //
 // method is auth_type, or what auth_hba_file chose; a client that method
 // cert accepted comes here with it, as under trust.
