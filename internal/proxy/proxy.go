@@ -1,9 +1,11 @@
 // Package proxy owns the client listeners and the login phase: it accepts
 // TCP and Unix-socket connections, answers SSLRequest/GSSENCRequest, routes
-// CancelRequest, enforces max_client_conn and client_login_timeout,
-// authenticates the client (internal/auth), and hands it to the router (a
-// database) or to the admin console (the virtual database "pgbouncer", alias
-// "pauseproxy").
+// CancelRequest (to the router, which forwards other peers' keys), answers
+// a newer protocol version with NegotiateProtocolVersion, enforces
+// max_client_conn and client_login_timeout, picks the method
+// (auth_type, or the auth_hba_file line that matches), authenticates the
+// client (internal/auth), and hands it to the router (a database) or to the
+// admin console (the virtual database "pgbouncer", alias "pauseproxy").
 //
 // It does not forward queries or keep pools; after login the connection
 // belongs to the router's Session or to the admin console.
