@@ -3,7 +3,8 @@
 // protocol (clear text, MD5 or SCRAM-SHA-256) against a stored Secret, and
 // looks secrets up with auth_query.
 //
-// It owns the exchange and the secret formats, nothing else. The caller owns
+// It owns the exchange, the secret formats and the rules of auth_hba_file
+// (hba.go: which method a connection gets), nothing else. The caller owns
 // the connection: it has read the StartupMessage (so it knows the user and
 // database), it sets the login deadline, and it writes everything that
 // follows the exchange: AuthenticationOk, ParameterStatus, BackendKeyData

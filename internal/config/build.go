@@ -24,6 +24,7 @@ type source struct {
 	proxy        map[string]any
 	databases    map[string]map[string]any
 	users        map[string]map[string]any
+	peers        map[string]map[string]any // [peers.<id>] (peers.go)
 	// origin is the file each key came from when it is not file (an ini
 	// %include), by key path as in messages.
 	origin map[string]string
@@ -64,6 +65,7 @@ func build(src *source) (*Config, error) {
 	for _, name := range sortedKeys(src.users) {
 		c.Users[name] = b.user(name, src.users[name])
 	}
+	c.CancelPeers = b.peers(src.peers)
 	b.validate(c)
 	if len(b.problems) > 0 {
 		return nil, &Error{Problems: b.problems}

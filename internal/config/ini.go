@@ -68,7 +68,6 @@ type iniReader struct {
 	src     *source
 	section string // the current section; carries across %include
 	entries []iniEntry
-	peers   bool // a [peers] section was seen
 }
 
 // readFile reads one file's lines into r.entries. It returns an error only
@@ -95,11 +94,9 @@ func (r *iniReader) readFile(path string, depth int) error {
 			}
 			r.section = strings.ToLower(strings.TrimSpace(name))
 			switch r.section {
-			case "pgbouncer", "databases", "users":
-			case "peers":
-				r.peers = true
+			case "pgbouncer", "databases", "users", "peers":
 			default:
-				r.syntax(path, n, "unknown section [%s] (want [pgbouncer], [databases] or [users])", name)
+				r.syntax(path, n, "unknown section [%s] (want [pgbouncer], [databases], [users] or [peers])", name)
 			}
 		default:
 			key, value, ok := strings.Cut(line, "=")
@@ -188,10 +185,9 @@ func (r *iniReader) convert() {
 			r.database(e)
 		case "users":
 			r.user(e)
+		case "peers":
+			r.peer(e)
 		}
-	}
-	if r.peers {
-		r.warn(r.src.file, "peers", "not supported by pauseproxy (cancel requests are not forwarded between instances), ignored")
 	}
 
 	// Where PgBouncer's defaults differ from pauseproxy's, keep the ini's

@@ -70,7 +70,6 @@ var pgbouncerOnlySettings = map[string]unsupported{
 	"unix_socket_group":     {},
 	"listen_backlog":        {},
 	"so_reuseport":          {sameAs: []string{"0"}, reason: "pauseproxy uses every core in one process"},
-	"peer_id":               {sameAs: []string{"0"}},
 	"pkt_buf":               {},
 	"sbuf_loopcnt":          {},
 	"tcp_defer_accept":      {},
@@ -101,9 +100,8 @@ var pgbouncerOnlySettings = map[string]unsupported{
 	"suspend_timeout":             {sameAs: []string{"*"}}, // only for PgBouncer's online restart
 	"login_notify_message":        {sameAs: []string{""}},
 
-	// Authentication that pauseproxy does not do (auth_type hba, ldap,
-	// pam and cert are rejected by validation).
-	"auth_hba_file":     {},
+	// Authentication that pauseproxy does not do (auth_type ldap, pam and
+	// cert are rejected by validation).
 	"auth_ident_file":   {},
 	"auth_ldap_options": {},
 	"auth_dbname":       {reason: "auth_query runs in the database the client asked for"},

@@ -162,7 +162,7 @@ no equals sign
 			want: []string{
 				"pgbouncer.ini: line 2: setting outside any section",
 				"pgbouncer.ini: line 3: want [section]",
-				"pgbouncer.ini: line 4: unknown section [mystery] (want [pgbouncer], [databases] or [users])",
+				"pgbouncer.ini: line 4: unknown section [mystery] (want [pgbouncer], [databases], [users] or [peers])",
 				"pgbouncer.ini: line 8: want key = value",
 				"pgbouncer.ini: line 9: empty key",
 				"pgbouncer.ini: line 10: unknown directive %define (want %include)",
@@ -212,7 +212,7 @@ v = password=x
 				`pgbouncer.ini: databases.c.colour: unknown connection parameter`,
 				`pgbouncer.ini: users.u.max_user_connections: want an integer, got "many"`,
 				`pgbouncer.ini: users.v.password: unknown user setting`,
-				`pgbouncer.ini: pgbouncer.auth_type: "any" is not supported by pauseproxy (want trust, md5, scram-sha-256 or plain)`,
+				`pgbouncer.ini: pgbouncer.auth_type: "any" is not supported by pauseproxy (want trust, md5, scram-sha-256, plain or hba)`,
 				`pgbouncer.ini: databases.pgbouncer: the name "pgbouncer" is reserved for the admin console`,
 				`pgbouncer.ini: users.u.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
 			},
@@ -301,7 +301,7 @@ u = reserve_pool_size=2
 		"pgbouncer.ini: pgbouncer.user: not supported by pauseproxy, ignored (run pauseproxy as the intended user)",
 		"pgbouncer.ini: databases.app.target_session_attrs: not supported by pauseproxy, ignored (pauseproxy finds the primary through discovery)",
 		"pgbouncer.ini: users.u.reserve_pool_size: not supported by pauseproxy, ignored",
-		"pgbouncer.ini: peers: not supported by pauseproxy (cancel requests are not forwarded between instances), ignored",
+		"pgbouncer.ini: peers: used only with peer_id set: cancel requests are not forwarded",
 	}
 	if len(c.Warnings) != len(want) {
 		t.Fatalf("Warnings:\n%s\nwant %d", strings.Join(c.Warnings, "\n"), len(want))

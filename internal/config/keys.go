@@ -48,6 +48,7 @@ var proxyFields = []field[Proxy]{
 	{"http_listen", func(p *Proxy) any { return &p.HTTPListen }},
 	{"auth_type", func(p *Proxy) any { return &p.AuthType }},
 	{"auth_file", func(p *Proxy) any { return &p.AuthFile }},
+	{"auth_hba_file", func(p *Proxy) any { return &p.AuthHBAFile }},
 	{"auth_user", func(p *Proxy) any { return &p.AuthUser }},
 	{"auth_query", func(p *Proxy) any { return &p.AuthQuery }},
 	{"admin_users", func(p *Proxy) any { return &p.AdminUsers }},
@@ -93,6 +94,7 @@ var proxyFields = []field[Proxy]{
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
 	{"http_token_file", func(p *Proxy) any { return &p.HTTPTokenFile }},
 	{"peers", func(p *Proxy) any { return &p.Peers }},
+	{"peer_id", func(p *Proxy) any { return &p.PeerID }},
 	{"consul_register", func(p *Proxy) any { return &p.ConsulRegister }},
 	{"consul_register_addr", func(p *Proxy) any { return &p.ConsulRegisterAddr }},
 	{"consul_register_scheme", func(p *Proxy) any { return &p.ConsulRegisterScheme }},
@@ -160,6 +162,7 @@ var userFields = []field[User]{
 // the directory of the config file that names it.
 var pathKeys = map[string]bool{
 	"auth_file":                  true,
+	"auth_hba_file":              true,
 	"client_tls_cert_file":       true,
 	"client_tls_key_file":        true,
 	"client_tls_ca_file":         true,

@@ -39,6 +39,7 @@ func Load(path string) (*Config, error) {
 		Proxy     any `toml:"proxy"`
 		Databases any `toml:"databases"`
 		Users     any `toml:"users"`
+		Peers     any `toml:"peers"`
 	}
 	md, err := toml.Decode(string(data), &doc)
 	if err != nil {
@@ -48,17 +49,18 @@ func Load(path string) (*Config, error) {
 	// What is undecoded outside the three tables is unknown.
 	var unknown []string
 	for _, k := range md.Undecoded() {
-		if k[0] == "proxy" || k[0] == "databases" || k[0] == "users" {
+		if k[0] == "proxy" || k[0] == "databases" || k[0] == "users" || k[0] == "peers" {
 			continue
 		}
 		if top := k[:1].String(); !slices.Contains(unknown, top) {
 			unknown = append(unknown, top)
-			src.problems = append(src.problems, fmt.Sprintf("%s: %s: unknown key (want [proxy], [databases.<name>] or [users.<name>] tables)", path, top))
+			src.problems = append(src.problems, fmt.Sprintf("%s: %s: unknown key (want [proxy], [databases.<name>], [users.<name>] or [peers.<id>] tables)", path, top))
 		}
 	}
 	src.proxy = src.table(doc.Proxy, "proxy")
 	src.databases = src.tables(doc.Databases, "databases")
 	src.users = src.tables(doc.Users, "users")
+	src.peers = src.tables(doc.Peers, "peers")
 	return build(src)
 }
 

@@ -352,8 +352,8 @@ name = "a"
 `)
 	got := problemsOf(t, err)
 	want := []string{
-		`pauseproxy.toml: pgbouncer: unknown key (want [proxy], [databases.<name>] or [users.<name>] tables)`,
-		`pauseproxy.toml: servers: unknown key (want [proxy], [databases.<name>] or [users.<name>] tables)`,
+		`pauseproxy.toml: pgbouncer: unknown key (want [proxy], [databases.<name>], [users.<name>] or [peers.<id>] tables)`,
+		`pauseproxy.toml: servers: unknown key (want [proxy], [databases.<name>], [users.<name>] or [peers.<id>] tables)`,
 		`pauseproxy.toml: proxy.listen_prot: unknown key (did you mean "listen_port"?)`,
 		`pauseproxy.toml: databases.app.extra: unknown key`,
 		`pauseproxy.toml: databases.app.hots: unknown key (did you mean "hosts"?)`,

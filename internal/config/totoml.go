@@ -62,6 +62,7 @@ func ToTOML(c *Config) string {
 		skipSecret(skip, "password", u.Password, u.PasswordEnv, u.PasswordFile)
 		writeFields(&w, userFields, u, &User{}, skip)
 	}
+	writePeers(&w, c.CancelPeers)
 	return w.String()
 }
 

@@ -17,7 +17,11 @@
 // against the directory of the file that names them, and stored absolute.
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/auth"
+)
 
 // PoolMode is how long a client keeps a server connection.
 type PoolMode string
@@ -38,6 +42,9 @@ const (
 	AuthSCRAM AuthType = "scram-sha-256"
 	// AuthPlain asks for a clear-text password ("plain" in PgBouncer).
 	AuthPlain AuthType = "plain"
+	// AuthHBA takes the method from the first line of auth_hba_file that
+	// matches the connection (PgBouncer's auth_type = hba).
+	AuthHBA AuthType = "hba"
 )
 
 // Discovery kinds for [databases.<name>] discovery.
@@ -54,6 +61,9 @@ type Config struct {
 	Proxy     Proxy
 	Databases map[string]*Database
 	Users     map[string]*User
+	// CancelPeers are the [peers.<id>] tables by peer_id: the instances
+	// cancel requests for other peers are forwarded to (peers.go).
+	CancelPeers map[int]*Peer
 	// Warnings are non-fatal remarks (for example pgbouncer.ini settings
 	// that pauseproxy ignores), each naming the key and file.
 	Warnings []string
@@ -74,12 +84,16 @@ type Proxy struct {
 	UnixSocketDir string // unix_socket_dir, default "/tmp"; "" disables
 	HTTPListen    string // http_listen, "" (default) disables metrics/health HTTP
 
-	AuthType   AuthType // auth_type, default md5
-	AuthFile   string   // auth_file
-	AuthUser   string   // auth_user
-	AuthQuery  string   // auth_query, PgBouncer's default
-	AdminUsers []string // admin_users
-	StatsUsers []string // stats_users
+	AuthType AuthType // auth_type, default md5
+	AuthFile string   // auth_file
+	// AuthHBAFile is auth_hba_file: the pg_hba.conf-style rules of
+	// auth_type = hba. HBA holds them parsed (nil for other auth types).
+	AuthHBAFile string
+	HBA         *auth.HBA
+	AuthUser    string   // auth_user
+	AuthQuery   string   // auth_query, PgBouncer's default
+	AdminUsers  []string // admin_users
+	StatsUsers  []string // stats_users
 
 	PoolMode               PoolMode      // pool_mode, default transaction
 	MaxClientConn          int           // max_client_conn, default 100
@@ -121,6 +135,12 @@ type Proxy struct {
 	// (the stragglers' queries are cancelled, their server connections
 	// closed if that is not enough, and the PAUSE succeeds).
 	PauseTimeoutAction string
+
+	// PeerID is peer_id, default 0 (off): this instance's id among the
+	// [peers.<id>] tables, 1 to MaxPeerID, carried in every cancel key it
+	// hands out so that a peer receiving the cancel request forwards it
+	// here (PgBouncer 1.19+).
+	PeerID int
 
 	// HTTPToken is http_token (or http_token_env / http_token_file),
 	// resolved: the bearer token that POST /pause and /resume on

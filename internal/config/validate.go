@@ -11,16 +11,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/auth"
 )
 
 var (
 	sslModes  = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 	logLevels = []string{"debug", "info", "warn", "error"}
 	poolModes = []string{string(PoolModeSession), string(PoolModeTransaction)}
-	authTypes = []string{string(AuthTrust), string(AuthMD5), string(AuthSCRAM), string(AuthPlain)}
+	authTypes = []string{string(AuthTrust), string(AuthMD5), string(AuthSCRAM), string(AuthPlain), string(AuthHBA)}
 	// PgBouncer values pauseproxy does not implement get a clearer message
 	// than an unknown value would.
-	pgbouncerOnly = []string{"statement", "any", "cert", "hba", "pam", "ldap"}
+	pgbouncerOnly = []string{"statement", "any", "cert", "pam", "ldap"}
 )
 
 // validate checks c as a whole once every key is typed and every default
@@ -34,6 +36,7 @@ func (b *builder) validate(c *Config) {
 		b.validateUser(c.Users[name])
 	}
 	b.validateAuth(c)
+	b.validatePeering(c)
 }
 
 func (b *builder) px(k string) string { return keyOf([]string{b.src.proxySection}, k) }
@@ -325,6 +328,11 @@ func (b *builder) validateAuth(c *Config) {
 		b.problem(b.px("auth_query"), "must not be empty when auth_user is set")
 	}
 	needsPasswords := p.AuthType == AuthMD5 || p.AuthType == AuthSCRAM || p.AuthType == AuthPlain
+	if p.AuthType == AuthHBA {
+		needsPasswords = b.hba(p)
+	} else if p.AuthHBAFile != "" {
+		b.warn(b.px("auth_hba_file"), "used only with auth_type = %q, ignored", AuthHBA)
+	}
 	if needsPasswords && p.AuthFile == "" && !authUser && len(userPasswords) == 0 {
 		b.problem(b.px("auth_type"), "%q needs passwords: set auth_file, auth_user (with auth_query), or password in [users.<name>] tables", p.AuthType)
 	}
@@ -507,4 +515,36 @@ func validPort(s string) bool {
 func validHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Hostname() != ""
+}
+
+// hba loads auth_hba_file into p.HBA for auth_type = hba, reporting each
+// line it cannot read, and says whether a rule asks for a password.
+func (b *builder) hba(p *Proxy) (needsPasswords bool) {
+	if p.AuthHBAFile == "" {
+		b.problem(b.px("auth_hba_file"), "must be set when auth_type = %q", AuthHBA)
+		return false
+	}
+	if !b.readable(b.px("auth_hba_file"), p.AuthHBAFile) {
+		return false
+	}
+	h, err := auth.LoadHBA(p.AuthHBAFile)
+	var he *auth.HBAError
+	switch {
+	case errors.As(err, &he):
+		for _, problem := range he.Problems {
+			b.problem(b.px("auth_hba_file"), "%s", problem)
+		}
+		return false
+	case err != nil:
+		b.problem(b.px("auth_hba_file"), "%v", err)
+		return false
+	}
+	p.HBA = h
+	for _, r := range h.Rules {
+		switch r.Method {
+		case auth.MethodMD5, auth.MethodSCRAM, auth.MethodPlain:
+			needsPasswords = true
+		}
+	}
+	return needsPasswords
 }

@@ -48,10 +48,10 @@ func TestValidationProblems(t *testing.T) {
 		},
 		{
 			name: "enumerations",
-			toml: "[proxy]\nauth_type = \"hba\"\npool_mode = \"statement\"\nlog_level = \"verbose\"\nserver_tls_sslmode = \"on\"\n" +
+			toml: "[proxy]\nauth_type = \"pam\"\npool_mode = \"statement\"\nlog_level = \"verbose\"\nserver_tls_sslmode = \"on\"\n" +
 				"[databases.app]\npool_mode = \"sessions\"\n[users.bob]\npool_mode = \"statement\"\n",
 			want: []string{
-				`pauseproxy.toml: proxy.auth_type: "hba" is not supported by pauseproxy (want trust, md5, scram-sha-256 or plain)`,
+				`pauseproxy.toml: proxy.auth_type: "pam" is not supported by pauseproxy (want trust, md5, scram-sha-256, plain or hba)`,
 				`pauseproxy.toml: proxy.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
 				`pauseproxy.toml: proxy.log_level: unknown value "verbose" (want debug, info, warn or error)`,
 				`pauseproxy.toml: proxy.server_tls_sslmode: unknown value "on" (want disable, allow, prefer, require, verify-ca or verify-full)`,
@@ -273,7 +273,7 @@ pool_mode = "x"
 `)
 	assertProblems(t, problemsOf(t, err), []string{
 		`pauseproxy.toml: proxy.listen_port: must be 1..65535, got 0`,
-		`pauseproxy.toml: proxy.auth_type: unknown value "magic" (want trust, md5, scram-sha-256 or plain)`,
+		`pauseproxy.toml: proxy.auth_type: unknown value "magic" (want trust, md5, scram-sha-256, plain or hba)`,
 		`pauseproxy.toml: databases.a.pool_size: must not be negative, got -1`,
 		`pauseproxy.toml: databases.b.consul_service: required with discovery = "consul": the Patroni scope`,
 		`pauseproxy.toml: users.u.pool_mode: unknown value "x" (want session or transaction)`,

@@ -265,6 +265,13 @@ func TestAuthQuery(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "28P01" {
 		t.Fatalf("wrong password through auth_query: want 28P01, got %v", err)
 	}
+	// An unknown database has no auth_query to run: the exchange is a
+	// mock one, failed like a wrong password even with the right one, as
+	// PgBouncer fails it with a fake user.
+	_, err = pgconn.Connect(ctx, p.DSN("aq", "aqpass", "nosuchdb"))
+	if !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("auth_query user, unknown database: want 28P01, got %v", err)
+	}
 }
 
 func TestQueryTimeoutCancels(t *testing.T) {

@@ -37,7 +37,10 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	conn, st, isTLS, err := s.startup(nc)
 	if err != nil {
-		s.refuse(nc, err)
+		if errors.Is(err, wire.ErrTerminate) && s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("client closed before its startup packet", slog.String("addr", nc.RemoteAddr().String()))
+		}
+		s.refuse(conn, err)
 		return
 	}
 	switch st.Kind {
@@ -45,10 +48,23 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		// Close only once the cancel has reached the server, as
 		// PostgreSQL does: a client that waits for the close (libpq,
 		// pgconn) may then send its next query without the late cancel
-		// hitting that one instead.
-		s.router.Cancel(router.CancelKey{PID: st.ProcessID, Secret: st.SecretKey})
+		// hitting that one instead. The keys the proxy gives out are 4
+		// bytes (it speaks protocol 3.0); a longer one is nobody's.
+		if len(st.Key) == 4 {
+			s.router.Cancel(router.CancelKey{PID: st.ProcessID, Secret: st.SecretKey})
+		}
 		nc.Close()
 		return
+	}
+	if st.NeedsNegotiation() {
+		// PostgreSQL 15's answer to a newer minor version or _pq_
+		// options (ProcessStartupPacket, SendNegotiateProtocolVersion):
+		// the newest version it speaks and the options it did not know,
+		// then the login goes on in 3.0.
+		if _, err := conn.Write(wire.AppendNegotiateProtocolVersion(nil, wire.ProtocolVersion30, st.ProtocolOptions)); err != nil {
+			conn.Close()
+			return
+		}
 	}
 	user, _ := st.Get("user")
 	if user == "" {
@@ -73,15 +89,31 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	log := func() *slog.Logger {
 		return s.log.With(slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()))
 	}
+	method := auth.Method(px.AuthType)
+	if px.AuthType == config.AuthHBA {
+		// As in PostgreSQL, the hba rules come first (for any database
+		// name, existing or not, and for the admin console), then the
+		// method they chose.
+		method, err = hbaMethod(px.HBA, nc, isTLS, user, dbname)
+		if err == nil && method == auth.MethodCert {
+			err = checkCert(conn, user)
+		}
+		if err != nil {
+			log().Info("client login refused", slog.Any("err", err))
+			s.refuse(conn, err)
+			return
+		}
+	}
 
 	isAdmin := AdminDatabases[dbname]
 	var db *router.Database
+	unknownDB := false
 	if !isAdmin {
+		// An unknown database is said so only after authentication, as
+		// PgBouncer does since 1.17: before, a client could probe for
+		// database names without any password.
 		db, ok = s.router.Database(dbname)
-		if !ok {
-			s.refuse(conn, &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)})
-			return
-		}
+		unknownDB = !ok
 	}
 	// Most client messages are small, and an idle client should cost
 	// little memory: the reader frames them in a buffer of its own of a
@@ -90,12 +122,18 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// reads through it too, with a lower limit, so that whatever a client
 	// sends right after its password stays there for the session.
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
-	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, user, db)
+	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
 			log().Info("client authentication failed", slog.Any("err", err))
 		}
+		s.refuse(conn, err)
+		return
+	}
+	if unknownDB {
+		err := &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)}
+		log().Info("client login refused", slog.Any("err", err))
 		s.refuse(conn, err)
 		return
 	}
@@ -242,13 +280,24 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // authenticate checks the client's identity with the configured auth_type
 // and returns the clear-text password to log in to the server with, when
 // the proxy knows one.
-func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, user string, db *router.Database) (string, error) {
-	secret, found, err := s.lookup(ctx, cfg, user, db)
+//
+// For a database that does not exist (unknownDB), the exchange runs as for
+// any other: against the user's auth_file or [users] secret, so a client
+// with the right password learns that the database is missing (3D000, as
+// PgBouncer's finish_client_login says for its "fake" database), or
+// against no secret at all (auth.Authenticate's mock exchange, which fails
+// exactly like a wrong password) when the secret would come from
+// auth_query: there is no database to run it in, and a fake database has
+// no auth_user in PgBouncer either.
+//
+// method is auth_type, or what auth_hba_file chose; a client that method
+// cert accepted comes here with it, as under trust.
+func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, error) {
+	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB)
 	if err != nil {
 		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
 	}
-	method := auth.Method(cfg.Proxy.AuthType)
-	if method == auth.MethodTrust {
+	if method == auth.MethodTrust || method == auth.MethodCert {
 		if pw, ok := secret.Plain(); ok {
 			return pw, nil
 		}
@@ -263,8 +312,8 @@ func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg
 }
 
 // lookup finds a user's secret: a [users.<name>] password, then the
-// auth_file, then auth_query through auth_user.
-func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db *router.Database) (auth.Secret, bool, error) {
+// auth_file, then (when query is true) auth_query through auth_user.
+func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db *router.Database, query bool) (auth.Secret, bool, error) {
 	if u, ok := cfg.Users[user]; ok && u.Password != "" {
 		return auth.ParseSecret(u.Password), true, nil
 	}
@@ -273,7 +322,7 @@ func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db
 		return auth.ParseSecret(pw), true, nil
 	}
 	px := &cfg.Proxy
-	if px.AuthQuery == "" || px.AuthUser == "" {
+	if !query || px.AuthQuery == "" || px.AuthUser == "" {
 		return auth.Secret{}, false, nil
 	}
 	return s.authQuery(ctx, cfg, user, db)
@@ -328,6 +377,9 @@ func (s *Server) refuse(conn net.Conn, err error) {
 		code, msg = se.Code, se.Msg
 	case errors.As(err, &ae):
 		code, msg = ae.Code, ae.Message
+	case errors.Is(err, wire.ErrTerminate):
+		// The client left before it started: nobody to tell.
+		return
 	default:
 		if pe, ok := wire.IsProtocolError(err); ok {
 			code, msg = pe.Code, pe.Msg

@@ -45,17 +45,19 @@ type proxyOptions struct {
 	AuthType string // default scram-sha-256
 	// ServerPort points the database at another cluster than pg.
 	ServerPort int
+	// Opts are more proxytest options (a logger, files).
+	Opts []proxytest.Option
 }
 
 // startProxy serves a configuration built from o until the test ends.
 func startProxy(t testing.TB, o proxyOptions) *testProxy {
 	t.Helper()
-	return &testProxy{proxytest.Start(t, proxyTOML(o), proxytest.WithSockDir(),
-		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n"))}
+	opts := append([]proxytest.Option{proxytest.WithSockDir(),
+		proxytest.WithFile("userlist.txt", `"app" "apppass"`+"\n"+`"postgres" "postgres"`+"\n"+`"admin" "adminpass"`+"\n")}, o.Opts...)
+	return &testProxy{proxytest.Start(t, proxyTOML(o), opts...)}
 }
 
-// proxyTOML is the configuration startProxy serves for o (also for
-// Reload).
+// proxyTOML is the configuration startProxy serves for o (for a Reload).
 func proxyTOML(o proxyOptions) string {
 	if o.PoolMode == "" {
 		o.PoolMode = "transaction"

@@ -1,9 +1,11 @@
 // Package proxy owns the client listeners and the login phase: it accepts
 // TCP and Unix-socket connections, answers SSLRequest/GSSENCRequest, routes
-// CancelRequest, enforces max_client_conn and client_login_timeout,
-// authenticates the client (internal/auth), and hands it to the router (a
-// database) or to the admin console (the virtual database "pgbouncer", alias
-// "pauseproxy").
+// CancelRequest (to the router, which forwards other peers' keys), answers
+// a newer protocol version with NegotiateProtocolVersion, enforces
+// max_client_conn and client_login_timeout, picks the method
+// (auth_type, or the auth_hba_file line that matches), authenticates the
+// client (internal/auth), and hands it to the router (a database) or to the
+// admin console (the virtual database "pgbouncer", alias "pauseproxy").
 //
 // It does not forward queries or keep pools; after login the connection
 // belongs to the router's Session or to the admin console.
@@ -222,13 +224,18 @@ func clientTLS(t config.TLS) (*tls.Config, error) {
 		return nil, fmt.Errorf("client_tls_cert_file/client_tls_key_file: %w", err)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if (t.SSLMode == "verify-ca" || t.SSLMode == "verify-full") && t.CAFile != "" {
+	if t.CAFile != "" {
 		pool, err := loadCertPool(t.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("client_tls_ca_file: %w", err)
 		}
 		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		// Below verify-ca a certificate is asked for, not required, as
+		// PgBouncer does: one given is verified, for hba method cert.
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if t.SSLMode == "verify-ca" || t.SSLMode == "verify-full" {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
 	}
 	return tc, nil
 }

@@ -327,7 +327,7 @@ func (r *Router) register(s *Session) CancelKey {
 	for {
 		var b [8]byte
 		rand.Read(b[:])
-		k := CancelKey{PID: binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, Secret: binary.BigEndian.Uint32(b[4:])}
+		k := r.stampPeer(CancelKey{PID: binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, Secret: binary.BigEndian.Uint32(b[4:])})
 		if _, taken := r.keys[k]; taken || k.PID == 0 {
 			continue
 		}
@@ -354,6 +354,10 @@ func (r *Router) removeSession(s *Session) {
 // has nothing running: the request is dropped, as PostgreSQL drops a
 // cancel for an idle backend.
 func (r *Router) Cancel(k CancelKey) {
+	k, forwarded := r.routeCancel(k) // another peer's key (peers.go)
+	if forwarded {
+		return
+	}
 	r.mu.Lock()
 	s := r.keys[k]
 	r.mu.Unlock()

@@ -35,27 +35,43 @@ func checkStartup(t *testing.T, body []byte, s *wire.Startup, err error) {
 	code := binary.BigEndian.Uint32(body)
 	switch s.Kind {
 	case wire.StartupMessage:
-		if code != wire.ProtocolVersion30 {
-			t.Fatalf("StartupMessage from code %d", code)
-		}
-		// The layout is strict (PostgreSQL's ProcessStartupPacket):
-		// encoding the parameters again gives the same bytes.
-		again := wire.AppendStartup(nil, s.Params)
-		if !bytes.Equal(again[4:], body) {
-			t.Fatalf("parameters %q encode to %q, want %q", s.Params, again[4:], body)
+		if code>>16 != 3 || uint16(code) != s.MinorVersion {
+			t.Fatalf("StartupMessage 3.%d from code %d", s.MinorVersion, code)
 		}
 		for _, p := range s.Params {
 			if p.Name == "" || strings.IndexByte(p.Name, 0) >= 0 || strings.IndexByte(p.Value, 0) >= 0 {
 				t.Fatalf("bad parameter %q", p)
 			}
+			if strings.HasPrefix(p.Name, "_pq_.") {
+				t.Fatalf("protocol option %q among the parameters", p.Name)
+			}
+		}
+		for _, p := range s.ProtocolOptions {
+			if !strings.HasPrefix(p.Name, "_pq_.") {
+				t.Fatalf("parameter %q among the protocol options", p.Name)
+			}
+		}
+		if code == wire.ProtocolVersion30 && len(s.ProtocolOptions) == 0 {
+			// The layout is strict (PostgreSQL's ProcessStartupPacket):
+			// encoding the parameters again gives the same bytes.
+			again := wire.AppendStartup(nil, s.Params)
+			if !bytes.Equal(again[4:], body) {
+				t.Fatalf("parameters %q encode to %q, want %q", s.Params, again[4:], body)
+			}
+		}
+		if s.NeedsNegotiation() != (code != wire.ProtocolVersion30 || len(s.ProtocolOptions) > 0) {
+			t.Fatalf("NeedsNegotiation %v for 3.%d with %d options", s.NeedsNegotiation(), s.MinorVersion, len(s.ProtocolOptions))
 		}
 	case wire.CancelRequest:
-		if code != wire.CodeCancel || len(body) != 12 {
+		if code != wire.CodeCancel || len(body) < 12 || len(body) > 8+wire.MaxCancelKeyLen {
 			t.Fatalf("CancelRequest from code %d, %d bytes", code, len(body))
 		}
-		again := wire.AppendCancelRequest(nil, s.ProcessID, body[8:])
+		again := wire.AppendCancelRequest(nil, s.ProcessID, s.Key)
 		if !bytes.Equal(again[4:], body) {
 			t.Fatalf("cancel request encodes to %q, want %q", again[4:], body)
+		}
+		if (len(s.Key) == 4) != (s.SecretKey != 0 || bytes.Equal(s.Key, []byte{0, 0, 0, 0})) {
+			t.Fatalf("SecretKey %d for key %q", s.SecretKey, s.Key)
 		}
 	case wire.SSLRequest:
 		if code != wire.CodeSSLRequest {
@@ -80,6 +96,12 @@ func FuzzReadStartup(f *testing.F) {
 		consumed := len(data) - r.Len()
 		if consumed > wire.MaxStartupSize {
 			t.Fatalf("read %d bytes, more than MaxStartupSize", consumed)
+		}
+		if err == wire.ErrTerminate {
+			if !bytes.HasPrefix(data, []byte{'X', 0, 0, 0, 4}) || consumed != 5 {
+				t.Fatalf("ErrTerminate after %q", data[:consumed])
+			}
+			return
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			if s != nil {

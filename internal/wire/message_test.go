@@ -152,6 +152,36 @@ func TestAppendStartupPackets(t *testing.T) {
 	}
 }
 
+// Startup packets of protocol 3.2 clients (libpq 18, pgx): a newer minor
+// version and _pq_ options are parsed for NegotiateProtocolVersion, and a
+// CancelRequest with a long key is framed right.
+func TestReadStartupProtocol32(t *testing.T) {
+	b := wire.AppendStartup(nil, []wire.Param{{Name: "user", Value: "app"}, {Name: "_pq_.foo", Value: "on"}, {Name: "database", Value: "appdb"}})
+	b[7] = 2 // 3.2
+	s, err := wire.ReadStartup(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Kind != wire.StartupMessage || s.MinorVersion != 2 || len(s.Params) != 2 || len(s.ProtocolOptions) != 1 || s.ProtocolOptions[0].Name != "_pq_.foo" || !s.NeedsNegotiation() {
+		t.Fatalf("got %+v", s)
+	}
+	m := wire.AppendNegotiateProtocolVersion(nil, wire.ProtocolVersion30, s.ProtocolOptions)
+	var npv pgproto3.NegotiateProtocolVersion
+	if m[0] != 'v' || npv.Decode(m[5:]) != nil || npv.NewestMinorProtocol != wire.ProtocolVersion30 || len(npv.UnrecognizedOptions) != 1 || npv.UnrecognizedOptions[0] != "_pq_.foo" {
+		t.Fatalf("NegotiateProtocolVersion %q decodes as %+v", m, npv)
+	}
+
+	key := bytes.Repeat([]byte{7}, 32)
+	s, err = wire.ReadStartup(bytes.NewReader(wire.AppendCancelRequest(nil, 42, key)))
+	if err != nil || s.Kind != wire.CancelRequest || s.ProcessID != 42 || !bytes.Equal(s.Key, key) || s.SecretKey != 0 {
+		t.Fatalf("long-key cancel: %+v, %v", s, err)
+	}
+
+	if _, err := wire.ReadStartup(bytes.NewReader([]byte{'X', 0, 0, 0, 4})); err != wire.ErrTerminate {
+		t.Fatalf("Terminate: %v, want ErrTerminate", err)
+	}
+}
+
 func TestReadStartupErrors(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -164,11 +194,14 @@ func TestReadStartupErrors(t *testing.T) {
 		{name: "length above the limit", data: []byte{0, 0, 0x27, 0x11}, wantCode: "08P01"},
 		{name: "truncated body", data: []byte{0, 0, 0, 20, 0, 3, 0, 0}},
 		{name: "protocol 2.0", data: []byte{0, 0, 0, 9, 0, 2, 0, 0, 0}, wantCode: "0A000"},
-		{name: "protocol 3.2", data: []byte{0, 0, 0, 9, 0, 3, 0, 2, 0}, wantCode: "0A000"},
+		{name: "protocol 4.0", data: []byte{0, 0, 0, 9, 0, 4, 0, 0, 0}, wantCode: "0A000"},
+		{name: "Terminate cut short", data: []byte{'X', 0, 0, 0}},
+		{name: "a typed message", data: []byte{'Q', 0, 0, 0, 5, 0}, wantCode: "08P01"},
 		{name: "no terminator", data: append([]byte{0, 0, 0, 16, 0, 3, 0, 0}, "user\x00app"...), wantCode: "08P01"},
 		{name: "name without value", data: append([]byte{0, 0, 0, 14, 0, 3, 0, 0}, "user\x00\x00"...), wantCode: "08P01"},
 		{name: "bytes after the terminator", data: append([]byte{0, 0, 0, 20, 0, 3, 0, 0}, "user\x00app\x00\x00x\x00"...), wantCode: "08P01"},
 		{name: "short cancel", data: []byte{0, 0, 0, 12, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1}, wantCode: "08P01"},
+		{name: "cancel key over 256 bytes", data: append([]byte{0, 0, 0x01, 0x0d, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1}, make([]byte, 257)...), wantCode: "08P01"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
