@@ -110,6 +110,7 @@ type collector struct {
 	paused, pausedAll, held, disabled                                   *prometheus.Desc
 	xacts, queries, received, sent, xactTime, waitTime                  *prometheus.Desc
 	discoveryErrors, discoveryLastSuccess, retries, poolSize, gen, hold *prometheus.Desc
+	listenerReconnects                                                  *prometheus.Desc
 }
 
 func newCollector(o Options) *collector {
@@ -137,13 +138,14 @@ func newCollector(o Options) *collector {
 		discoveryErrors:      desc("discovery_errors_total", "Failed discovery polls.", "database"),
 		discoveryLastSuccess: desc("discovery_last_success_timestamp_seconds", "Unix time of discovery's last successful answer.", "database"),
 		retries:              desc("retries_total", "Dials and checks of a new primary that the role-change engine retried.", "database"),
+		listenerReconnects:   desc("listener_reconnects_total", "Reconnections of the LISTEN listener connection (transaction mode); notifications sent meanwhile may have been lost.", "database"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.clients, c.clientsLogin, c.servers, c.heldClients, c.maxWait,
 		c.paused, c.pausedAll, c.held, c.disabled, c.poolSize, c.gen, c.hold, c.xacts, c.queries, c.received,
-		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries} {
+		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects} {
 		ch <- d
 	}
 }
@@ -217,6 +219,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.queries, float64(st.Queries.Load()), name)
 		counter(c.received, float64(st.Received.Load()), name)
 		counter(c.sent, float64(st.Sent.Load()), name)
+		counter(c.listenerReconnects, float64(st.ListenerReconnects.Load()), name)
 		ch <- histogram(c.xactTime, st.XactTimes.Snapshot(), name)
 		ch <- histogram(c.waitTime, st.WaitTimes.Snapshot(), name)
 	}

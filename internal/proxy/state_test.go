@@ -473,3 +473,72 @@ wait:
 		t.Fatalf("the cancelled INSERT ran after all: %s rows", n)
 	}
 }
+
+func TestSessionSetFollowsClientAcrossServers(t *testing.T) {
+	// A SET outside a transaction is the client's for the rest of its
+	// session, whichever server connection runs its next transactions;
+	// SET LOCAL and a rolled-back SET are not; nobody else sees it.
+	p := startProxy(t, proxyOptions{PoolSize: 2})
+	ctx := context.Background()
+	a := pgconnTo(t, p, "&search_path=tenant_a")
+	b := pgconnTo(t, p, "")
+	show := func(c *pgconn.PgConn, name string) string {
+		t.Helper()
+		res := c.ExecParams(ctx, "SELECT current_setting($1)", [][]byte{[]byte(name)}, nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatalf("show %s: %v", name, res.Err)
+		}
+		return string(res.Rows[0][0])
+	}
+	for _, sql := range []string{
+		"SET statement_timeout = '1s'",
+		"SET search_path TO tenant_x, public",
+		"SET work_mem TO '8MB'; SET LOCAL lock_timeout = '5s'",
+		"BEGIN; SET enable_seqscan = off; ROLLBACK",
+		"BEGIN; SET enable_hashjoin = off; COMMIT",
+	} {
+		if _, err := a.Exec(ctx, sql).ReadAll(); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		// b takes the server connection a last used, so a's next
+		// transaction runs on the other one.
+		if _, err := b.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]string{
+			"statement_timeout": "1s", "search_path": "tenant_x, public", "work_mem": "8MB",
+			"lock_timeout": "0", "enable_seqscan": "on", "enable_hashjoin": "off",
+		} {
+			if got := show(a, name); got != want {
+				t.Fatalf("round %d: a's %s = %q, want %q", i, name, got, want)
+			}
+		}
+		if _, err := b.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]string{"statement_timeout": "0", "work_mem": "4MB", "enable_hashjoin": "on", "search_path": `"$user", public`} {
+			if got := show(b, name); got != want {
+				t.Fatalf("round %d: b sees %s = %q, want %q", i, name, got, want)
+			}
+		}
+	}
+	// The statement_timeout a set is in force for it.
+	if _, err := a.Exec(ctx, "SELECT pg_sleep(3)").ReadAll(); sqlstate(err) != "57014" {
+		t.Fatalf("a's statement_timeout: want 57014, got %v", err)
+	}
+	// RESET takes it back to the startup value; RESET ALL all of them.
+	if _, err := a.Exec(ctx, "RESET search_path").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(a, "search_path"); got != "tenant_a" {
+		t.Fatalf("after RESET search_path: %q", got)
+	}
+	if _, err := a.Exec(ctx, "RESET ALL").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(a, "statement_timeout"); got != "0" {
+		t.Fatalf("after RESET ALL: statement_timeout %q", got)
+	}
+}

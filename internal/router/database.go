@@ -31,6 +31,9 @@ type Database struct {
 	login  *serverLogin // the last server login a pool was made for (for Probe)
 	limit  *pool.Limit  // max_db_connections across the pools
 
+	dials     map[string]pool.DialFunc // each pool's dial, by server login (for listeners)
+	listeners map[string]*listener     // LISTEN in transaction mode, by server login (listen.go)
+
 	// managed is set when a role-change engine watches the database: it
 	// then requires writability and handles trouble.
 	managed atomic.Bool
@@ -96,6 +99,10 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	}
 	l := login
 	d.login = &l
+	if d.dials == nil {
+		d.dials = make(map[string]pool.DialFunc)
+	}
+	d.dials[login.User] = dial
 	p := pool.New(d.Name+"/"+login.User, pc, d.target, dial, d.r.log, &d.r.connIDs)
 	p.OnServerError = d.idleServerError
 	p.OnDialError = d.dialTrouble
@@ -244,6 +251,7 @@ func (d *Database) Retarget(host string, port int) pool.Target {
 	for _, p := range d.pools {
 		p.SetTarget(d.target)
 	}
+	go d.retargetListeners(d.target.Gen)
 	return d.target
 }
 
@@ -295,6 +303,7 @@ func (d *Database) serverTrouble(code string, gen uint64) {
 }
 
 func (d *Database) close() {
+	d.closeListeners()
 	for _, p := range d.Pools() {
 		p.Close()
 	}
@@ -302,11 +311,14 @@ func (d *Database) close() {
 
 // dbStats are the database's counters, read by SHOW STATS and metrics.
 type dbStats struct {
-	Retries   atomic.Int64 // refused batches run again (retry.go)
-	Xacts     atomic.Int64
-	Queries   atomic.Int64
-	XactNanos atomic.Int64
-	WaitNanos atomic.Int64
+	Retries atomic.Int64 // refused batches run again (retry.go)
+	// ListenerReconnects counts the LISTEN listeners' reconnections
+	// (listen.go): notifications may have been lost each time.
+	ListenerReconnects atomic.Int64
+	Xacts              atomic.Int64
+	Queries            atomic.Int64
+	XactNanos          atomic.Int64
+	WaitNanos          atomic.Int64
 
 	// For SHOW STATS and metrics (admin, metrics).
 	Received  atomic.Int64 // bytes from clients

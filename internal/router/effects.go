@@ -2,10 +2,6 @@ package router
 
 import (
 	"bytes"
-	"strings"
-
-	"github.com/pauseproxy/pauseproxy/internal/pool"
-	"github.com/pauseproxy/pauseproxy/internal/wire"
 )
 
 // Statements that change the server connection state the proxy records.
@@ -53,8 +49,11 @@ const (
 	effDealloc           // DEALLOCATE [PREPARE] name (name in effName)
 	effDiscardAll        // DISCARD ALL
 	effResetAll          // RESET ALL
-	effReset             // RESET name, SET [SESSION] name TO|= DEFAULT (name in effName)
-	effSet               // SET [SESSION] name ... of an unreported parameter
+	effReset             // RESET name (name in effName)
+	effSetDefault        // SET [SESSION] name TO|= DEFAULT: as RESET name
+	effSet               // SET [SESSION] name ... of an unreported parameter, or SET ROLE
+	effListen            // LISTEN channel
+	effUnlisten          // UNLISTEN channel, UNLISTEN * (name "*")
 )
 
 // wipes reports whether e drops every named statement.
@@ -63,7 +62,26 @@ func (e effect) wipes() bool { return e == effDeallocAll || e == effDiscardAll }
 // resetsParams reports whether e sends parameters back to their startup
 // values once the server confirms it.
 func (e effect) resetsParams() bool {
-	return e == effDiscardAll || e == effResetAll || e == effReset
+	return e == effDiscardAll || e == effResetAll || e == effReset || e == effSetDefault
+}
+
+// tag is the CommandComplete tag that confirms e ran.
+func (e effect) tag() string {
+	switch e {
+	case effDiscardAll:
+		return "DISCARD ALL"
+	case effResetAll, effReset:
+		return "RESET"
+	case effSetDefault, effSet:
+		return "SET"
+	case effListen:
+		return "LISTEN"
+	case effUnlisten:
+		return "UNLISTEN"
+	case effDeallocAll:
+		return "DEALLOCATE ALL"
+	}
+	return ""
 }
 
 // effectOf classifies a SQL string (a Query body or a Parse's query, with
@@ -87,6 +105,14 @@ func effectOf(sql []byte) (e effect, name string) {
 		}
 	case 's':
 		if (sql[1]|0x20) != 'e' || (sql[2]|0x20) != 't' || (len(sql) > 3 && isIdentByte(sql[3])) {
+			return effNone, ""
+		}
+	case 'l':
+		if !keyword(sql, "listen") {
+			return effNone, ""
+		}
+	case 'u':
+		if !keyword(sql, "unlisten") {
 			return effNone, ""
 		}
 	default:
@@ -127,6 +153,17 @@ func effectOf(sql []byte) (e effect, name string) {
 		return effReset, identName(words[1])
 	case equalFold(kw, "set"):
 		return setEffect(bytes.TrimLeft(sql[3:], " \t\r\n"))
+	case equalFold(kw, "listen"):
+		if len(words) == 2 {
+			return effListen, identName(words[1])
+		}
+	case equalFold(kw, "unlisten"):
+		if len(words) == 2 {
+			if string(words[1]) == "*" {
+				return effUnlisten, "*"
+			}
+			return effUnlisten, identName(words[1])
+		}
 	}
 	return effNone, ""
 }
@@ -162,16 +199,20 @@ func setEffect(b []byte) (effect, string) {
 			return effSet, "default_transaction_isolation"
 		}
 		if equalFold(w, "authorization") {
-			return effNone, ""
+			// Carried like a parameter; RESET ALL does not undo it, so a
+			// full synchronization resets it by name (paramSync).
+			return effSet, "session_authorization"
 		}
 	}
 	name := identName(w)
 	switch name {
-	case "", "role", "constraints":
-		// SET ROLE changes who runs the statements: not a carried
-		// parameter, and RESET ALL does not undo it (the
-		// server_reset_query does). SET CONSTRAINTS is transactional.
+	case "", "constraints":
+		// SET CONSTRAINTS is transactional.
 		return effNone, ""
+	case "role":
+		// SET ROLE changes who runs the statements; carried like a
+		// parameter, and reset by name since RESET ALL does not.
+		return effSet, "role"
 	}
 	switch {
 	case len(b) > 0 && b[0] == '=':
@@ -180,7 +221,7 @@ func setEffect(b []byte) (effect, string) {
 		b = bytes.TrimLeft(b[2:], " \t\r\n")
 	}
 	if equalFold(b, "default") {
-		return effReset, name
+		return effSetDefault, name
 	}
 	if _, reported := reportedParams[name]; reported {
 		// The server reports the new value (ParameterStatus): the record
@@ -275,220 +316,67 @@ func ddlTag(tag []byte) bool {
 	return bytes.HasPrefix(tag, []byte("ALTER ")) || bytes.Equal(tag, []byte("CREATE VIEW"))
 }
 
-// pendingFx is a parameter reset sent to the server, applied to the
-// client's expected values once the server confirms it.
-type pendingFx struct {
-	eff  effect
-	name string
-}
-
-// noteParse records the effect of the unnamed statement a Parse defines.
-// For DEALLOCATE of a statement the proxy renamed it returns the Parse to
-// send instead, naming the server-side statement. Called by the client
-// pump with mu held.
-func (s *Session) noteParse(m wire.Message, out []byte) wire.Message {
-	name, rest, ok := parseName(m)
-	if !ok || len(name) > 0 {
-		return m
+// statements calls fn with each statement of a simple Query's SQL: split
+// at semicolons outside quotes, dollar quotes and comments. Most queries
+// hold no semicolon before their end and cost one scan.
+func statements(sql []byte, fn func(stmt []byte)) {
+	if i := bytes.IndexByte(sql, 0); i >= 0 {
+		sql = sql[:i]
 	}
-	s.unnamedEff, s.unnamedEffName = effectOf(queryOf(rest))
-	if s.unnamedEff != effDealloc || !s.tracking {
-		return m
-	}
-	def := s.stmts[s.unnamedEffName]
-	if def == nil {
-		return m
-	}
-	// The statement is bound and executed later, perhaps several times:
-	// the rewritten Parse becomes the client's unnamed statement.
-	msg, start := wire.AppendHeader(out, wire.MsgParse)
-	msg = append(msg, 0)
-	msg = append(msg, `DEALLOCATE "`+def.name+`"`...)
-	msg = append(msg, 0, 0, 0)
-	return wire.Message(wire.FinishMessage(msg, start)[len(out):])
-}
-
-// noteBind records the effect of the statement the unnamed portal runs.
-// Called by the client pump with mu held.
-func (s *Session) noteBind(portal []byte, def *stmtDef, unnamedStmt bool) {
-	if len(portal) > 0 {
+	if j := bytes.IndexByte(sql, ';'); j < 0 || len(bytes.TrimRight(sql[j:], " \t\r\n;")) == 0 {
+		fn(sql)
 		return
 	}
-	switch {
-	case unnamedStmt:
-		s.portalEff, s.portalEffName = s.unnamedEff, s.unnamedEffName
-	case def != nil:
-		s.portalEff, s.portalEffName = def.eff, def.effName
-	default:
-		s.portalEff, s.portalEffName = effNone, ""
-	}
-}
-
-// executeEffect is the effect of an Execute: the unnamed portal's.
-func (s *Session) executeEffect(m wire.Message) (effect, string) {
-	body := m.Body()
-	if len(body) == 0 || body[0] != 0 {
-		return effNone, ""
-	}
-	return s.portalEff, s.portalEffName
-}
-
-// sendEffect applies what a statement about to be sent does to recorded
-// state, appending to out what must go first (the Parse of a statement a
-// DEALLOCATE names). Called by the client pump with mu held.
-func (s *Session) sendEffect(c *pool.Conn, eff effect, name string, out []byte) []byte {
-	cs := stateOf(c)
-	switch {
-	case eff.wipes():
-		if s.tracking {
-			// Statements pipelined behind the wipe are prepared again;
-			// if the server refuses the wipe, settleLocked gives the
-			// client's names back.
-			if len(s.stmts) > 0 {
-				if s.wipeSaved == nil {
-					s.wipeSaved = s.stmts
-				} else {
-					for k, v := range s.stmts {
-						s.wipeSaved[k] = v
-					}
+	start := 0
+	for i := 0; i < len(sql); i++ {
+		switch c := sql[i]; {
+		case c == '\'' || c == '"':
+			escapes := c == '\'' && i > 0 && (sql[i-1]|0x20) == 'e' && (i < 2 || !isIdentByte(sql[i-2]))
+			for i++; i < len(sql); i++ {
+				if escapes && sql[i] == '\\' {
+					i++
+					continue
 				}
-				s.stmts = nil
+				if sql[i] == c {
+					if i+1 < len(sql) && sql[i+1] == c {
+						i++
+						continue
+					}
+					break
+				}
 			}
-			cs.stmts.clear()
-			cs.wipes++
-			s.fx = true
-		}
-	case eff == effDealloc && s.tracking:
-		if def := s.stmts[name]; def != nil {
-			out = s.ensure(cs, def, out)
-			cs.stmts.remove(def)
-			delete(s.stmts, name)
-		}
-	case eff == effSet:
-		cs.carriedUnknown = true
-	}
-	if eff.resetsParams() {
-		cs.carriedUnknown = true
-		s.paramFx = append(s.paramFx, pendingFx{eff: eff, name: name})
-		s.fx = true
-	}
-	return out
-}
-
-// observe is the effect bookkeeping of a session that does not track
-// statements (session mode, or max_prepared_statements = 0). Called by the
-// client pump with mu held.
-func (s *Session) observe(c *pool.Conn, m wire.Message) {
-	switch m.Type() {
-	case wire.MsgQuery:
-		if eff, name := effectOf(m.Body()); eff != effNone {
-			s.sendEffect(c, eff, name, nil)
-		}
-	case wire.MsgParse:
-		s.noteParse(m, nil)
-	case wire.MsgBind:
-		if portal, stmt, _, ok := bindNames(m); ok {
-			s.noteBind(portal, nil, len(stmt) == 0)
-		}
-	case wire.MsgExecute:
-		if eff, name := s.executeEffect(m); eff != effNone {
-			s.sendEffect(c, eff, name, nil)
-		}
-	}
-}
-
-// confirm looks at a CommandComplete's tag for the statements whose
-// effects wait for the server's word. Called on the reader goroutine.
-func (s *Session) confirm(c *pool.Conn, m wire.Message) {
-	tag := m.Body()
-	if len(tag) < 4 {
-		return
-	}
-	tag = tag[:len(tag)-1]
-	switch tag[0] {
-	case 'D', 'R', 'S', 'A', 'C':
-	default:
-		return
-	}
-	switch string(tag) {
-	case "DEALLOCATE ALL", "DISCARD ALL", "RESET", "SET":
-	default:
-		if !ddlTag(tag) {
-			return
-		}
-		s.mu.Lock()
-		s.ddl, s.fx = true, true
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.fx {
-		return
-	}
-	if string(tag) == "DEALLOCATE ALL" || string(tag) == "DISCARD ALL" {
-		if cs := stateOf(c); cs.wipes > 0 {
-			cs.wipes--
-			if cs.wipes == 0 {
-				s.wipeSaved = nil
+		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
+			for i < len(sql) && sql[i] != '\n' {
+				i++
 			}
-		}
-	}
-	if string(tag) != "DEALLOCATE ALL" && len(s.paramFx) > 0 {
-		// Applied at the ReadyForQuery: PostgreSQL reports the changed
-		// values (ParameterStatus) only just before it.
-		s.paramDone = append(s.paramDone, s.paramFx[0])
-		s.paramFx = append(s.paramFx[:0], s.paramFx[1:]...)
-	}
-}
-
-// resetParamsLocked sends the client's expected parameters back to their
-// startup values, as PostgreSQL does for RESET; the proxy SETs them before
-// the client's next statement. Called with mu held.
-func (s *Session) resetParamsLocked(fx pendingFx) {
-	for i := range s.want {
-		if fx.eff == effReset && !strings.EqualFold(s.want[i].name, fx.name) {
-			continue
-		}
-		s.want[i].value = s.initial[i].value
-	}
-	s.wantVer++
-	s.resync = true
-}
-
-// settleLocked runs at a ReadyForQuery. Confirmed parameter resets take
-// effect. Once nothing is outstanding, effects the server did not confirm
-// did not happen. A refused wipe leaves
-// the server's statements in place while the record dropped them, so the
-// connection is retired and the client's names come back. A committed
-// schema change makes every shared statement stale. Called on the reader
-// goroutine with mu held.
-func (s *Session) settleLocked(c *pool.Conn, status byte) {
-	for _, fx := range s.paramDone {
-		s.resetParamsLocked(fx)
-	}
-	s.paramDone = s.paramDone[:0]
-	if s.pending > 0 {
-		s.fx = true
-		return
-	}
-	if cs := stateOf(c); cs.wipes > 0 {
-		cs.wipes = 0
-		c.Retire()
-		if s.stmts == nil {
-			s.stmts = make(map[string]*stmtDef, len(s.wipeSaved))
-		}
-		for k, v := range s.wipeSaved {
-			if _, ok := s.stmts[k]; !ok {
-				s.stmts[k] = v
+		case c == '/' && i+1 < len(sql) && sql[i+1] == '*':
+			end := bytes.Index(sql[i+2:], []byte("*/"))
+			if end < 0 {
+				i = len(sql)
+			} else {
+				i += end + 3
 			}
+		case c == '$' && (i == 0 || !isIdentByte(sql[i-1])):
+			// A dollar quote: $$ or $tag$, up to the same tag again.
+			j := i + 1
+			for j < len(sql) && sql[j] != '$' && isIdentByte(sql[j]) && !(sql[j] >= '0' && sql[j] <= '9' && j == i+1) {
+				j++
+			}
+			if j < len(sql) && sql[j] == '$' {
+				tag := sql[i : j+1]
+				end := bytes.Index(sql[j+1:], tag)
+				if end < 0 {
+					i = len(sql)
+				} else {
+					i = j + 1 + end + len(tag) - 1
+				}
+			}
+		case c == ';':
+			fn(sql[start:i])
+			start = i + 1
 		}
 	}
-	s.wipeSaved = nil
-	s.paramFx = s.paramFx[:0]
-	if s.ddl && status == wire.TxIdle {
-		s.ddl = false
-		s.r.stmts.staleAll()
+	if start < len(sql) {
+		fn(sql[start:])
 	}
-	s.fx = s.ddl
 }

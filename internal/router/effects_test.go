@@ -22,9 +22,9 @@ func TestEffectOf(t *testing.T) {
 		{sql: "DISCARD TEMP", want: effNone},
 		{sql: "RESET ALL", want: effResetAll},
 		{sql: "reset Search_Path", want: effReset, name: "search_path"},
-		{sql: "SET search_path TO DEFAULT", want: effReset, name: "search_path"},
-		{sql: "SET search_path=default", want: effReset, name: "search_path"},
-		{sql: "SET SESSION statement_timeout = DEFAULT", want: effReset, name: "statement_timeout"},
+		{sql: "SET search_path TO DEFAULT", want: effSetDefault, name: "search_path"},
+		{sql: "SET search_path=default", want: effSetDefault, name: "search_path"},
+		{sql: "SET SESSION statement_timeout = DEFAULT", want: effSetDefault, name: "statement_timeout"},
 		{sql: "SET search_path TO tenant_a", want: effSet, name: "search_path"},
 		{sql: "set statement_timeout=5", want: effSet, name: "statement_timeout"},
 		{sql: "SET LOCAL search_path TO x", want: effNone},
@@ -32,8 +32,13 @@ func TestEffectOf(t *testing.T) {
 		{sql: "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", want: effSet, name: "default_transaction_isolation"},
 		{sql: "SET application_name = 'x'", want: effNone},
 		{sql: "SET TimeZone TO 'UTC'", want: effNone},
-		{sql: "SET ROLE admin", want: effNone},
-		{sql: "SET SESSION AUTHORIZATION DEFAULT", want: effNone},
+		{sql: "SET ROLE admin", want: effSet, name: "role"},
+		{sql: "SET SESSION AUTHORIZATION DEFAULT", want: effSet, name: "session_authorization"},
+		{sql: "LISTEN jobs", want: effListen, name: "jobs"},
+		{sql: `listen "Jobs"`, want: effListen, name: "Jobs"},
+		{sql: "UNLISTEN *", want: effUnlisten, name: "*"},
+		{sql: "unlisten jobs;", want: effUnlisten, name: "jobs"},
+		{sql: "listening", want: effNone},
 		{sql: "SETTINGS", want: effNone},
 		{sql: "resetting", want: effNone},
 		{sql: "SET myapp.tenant = '3'", want: effSet, name: "myapp.tenant"},
@@ -50,5 +55,38 @@ func BenchmarkEffectOfSelect(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		effectOf(q)
+	}
+}
+
+func TestStatements(t *testing.T) {
+	for _, tc := range []struct {
+		sql  string
+		want []string
+	}{
+		{sql: "SELECT 1", want: []string{"SELECT 1"}},
+		{sql: "SELECT 1;", want: []string{"SELECT 1;"}},
+		{sql: "SET a = 1; SET b = 2", want: []string{"SET a = 1", " SET b = 2"}},
+		{sql: "SELECT ';'; LISTEN x", want: []string{"SELECT ';'", " LISTEN x"}},
+		{sql: `SELECT "a;b"; RESET ALL`, want: []string{`SELECT "a;b"`, " RESET ALL"}},
+		{sql: "SELECT $$a;b$$; SET x=1", want: []string{"SELECT $$a;b$$", " SET x=1"}},
+		{sql: "SELECT $f$a;$$;b$f$; SET x=1", want: []string{"SELECT $f$a;$$;b$f$", " SET x=1"}},
+		{sql: "SELECT 1 -- c;\n; SET x=1", want: []string{"SELECT 1 -- c;\n", " SET x=1"}},
+		{sql: "SELECT /* ; */ 1; SET x=1", want: []string{"SELECT /* ; */ 1", " SET x=1"}},
+		{sql: `SELECT E'\';'; SET x=1`, want: []string{`SELECT E'\';'`, " SET x=1"}},
+		{sql: "SELECT 'it''s;'; SET x=1", want: []string{"SELECT 'it''s;'", " SET x=1"}},
+		{sql: "SELECT $1; SET x=1", want: []string{"SELECT $1", " SET x=1"}},
+	} {
+		var got []string
+		statements([]byte(tc.sql+"\x00"), func(b []byte) { got = append(got, string(b)) })
+		if len(got) != len(tc.want) {
+			t.Errorf("statements(%q) = %q, want %q", tc.sql, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("statements(%q) = %q, want %q", tc.sql, got, tc.want)
+				break
+			}
+		}
 	}
 }

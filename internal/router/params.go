@@ -48,6 +48,7 @@ type param struct {
 	name     string // PostgreSQL's spelling
 	value    string
 	reported bool   // PostgreSQL reports it (reportedParams)
+	raw      bool   // value is a SET statement the client ran, replayed as is
 	seen     string // the value the client last saw in a ParameterStatus (reported only)
 }
 
@@ -188,14 +189,15 @@ func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 		cs.carriedUnknown = false
 		clear(cs.carried)
 	}
-	var sql []byte
+	var sets, raws []byte
 	for _, p := range want {
-		if p.reported {
+		switch {
+		case p.reported:
 			if v, ok := c.Param(p.name); ok && v == p.value && !full {
 				continue
 			}
 			c.SetParam(p.name, p.value)
-		} else {
+		default:
 			if v, ok := cs.carried[p.name]; ok && v == p.value && !full {
 				continue
 			}
@@ -204,7 +206,14 @@ func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 			}
 			cs.carried[p.name] = p.value
 		}
-		sql = appendSet(sql, p.name, p.value)
+		if p.raw {
+			// A SET the client ran, replayed as it wrote it (a list, a
+			// role, any syntax).
+			raws = append(raws, "; "...)
+			raws = append(raws, p.value...)
+			continue
+		}
+		sets = appendSet(sets, p.name, p.value)
 	}
 	var resets []byte
 	for name := range cs.carried {
@@ -215,19 +224,22 @@ func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 			delete(cs.carried, name)
 		}
 	}
-	if resets != nil {
-		if sql == nil {
-			sql = append(sql, "SELECT 1"...)
-		}
-		sql = append(sql, resets...)
-	}
+	var sql []byte
 	if full {
-		if sql == nil {
-			sql = []byte("RESET ALL")
-		} else {
-			sql = append([]byte("RESET ALL; "), sql...)
-		}
+		// RESET ALL leaves the role and the session authorization alone.
+		sql = append(sql, "RESET ALL; RESET SESSION AUTHORIZATION"...)
 	}
+	if sets != nil {
+		if sql != nil {
+			sql = append(sql, "; "...)
+		}
+		sql = append(sql, sets...)
+	}
+	if sql == nil && (resets != nil || raws != nil) {
+		sql = append(sql, "SELECT 1"...)
+	}
+	sql = append(sql, resets...)
+	sql = append(sql, raws...)
 	if sql == nil {
 		return dst
 	}

@@ -195,6 +195,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 		tx: wire.TxIdle,
 	}
 	s.self = s
+	s.loginUser = d.serverUser(l.ServerUser)
 	s.tracking = s.mode == config.PoolModeTransaction && cfg.Proxy.MaxPreparedStatements > 0
 	s.want = mergeParams(welcome, want)
 	s.Key = r.register(s)

@@ -31,7 +31,15 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 		s.mu.Unlock()
 	case wire.MsgCopyOutResponse, wire.MsgCopyBothResponse:
 		s.completed.Store(true)
+	case wire.MsgNotification:
+		if s.mode == config.PoolModeTransaction {
+			// Only the listener's connection delivers notifications in
+			// transaction mode (listen.go); this one may be left over
+			// from another client's LISTEN.
+			return false
+		}
 	case wire.MsgErrorResponse:
+		s.failed()
 		if s.serverError(c, m) {
 			// FATAL: the server is about to close. The client hears about
 			// it as a lost connection (ServerFailed), with this reason,
@@ -130,7 +138,19 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 		s.rsynth = synth
 	}
 	if s.fx {
-		s.settleLocked(c, status)
+		if acts := s.settleLocked(c, status); len(acts) > 0 {
+			// The transaction committed LISTEN/UNLISTEN: register
+			// them before the client hears it may go on. The binding
+			// stays meanwhile, so anything the client pipelines is
+			// answered after this ReadyForQuery.
+			s.mu.Unlock()
+			s.applyListen(acts)
+			s.mu.Lock()
+		}
+	}
+	var notes []byte
+	if status == wire.TxIdle && s.pending <= 0 && len(s.notifyQ) > 0 {
+		notes = s.takeNotifiesLocked()
 	}
 	// The client pump is most likely blocked reading already: the idle
 	// timeouts start now.
@@ -147,6 +167,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	s.mu.Unlock()
 	s.cw.Write(m)
 	s.cw.Write(synth)
+	s.cw.Write(notes)
 	if !release && !more {
 		s.cw.Flush()
 	}

@@ -40,7 +40,8 @@ type Session struct {
 	crd *wire.Reader
 	cw  *clientWriter
 
-	self pool.Handler // s, for pool.Conn.Bind without allocating
+	self      pool.Handler // s, for pool.Conn.Bind without allocating
+	loginUser string       // the server login of s.pool
 
 	want    []param // parameters the client expects on every server (mu)
 	initial []param // want as it was at login: what RESET ALL goes back to
@@ -65,13 +66,20 @@ type Session struct {
 	// of the unnamed portal.
 	unnamedEff     effect
 	unnamedEffName string
+	unnamedRaw     string
 	portalEff      effect
 	portalEffName  string
+	portalRaw      string
 	fx             bool                // something below waits for the server's word
 	wipeSaved      map[string]*stmtDef // client names dropped by a wipe the server has not confirmed
-	paramFx        []pendingFx         // parameter resets sent, not yet confirmed
-	paramDone      []pendingFx         // confirmed, applied at the next ReadyForQuery
-	ddl            bool                // a schema change completed; statements go stale at the next idle ReadyForQuery
+	sentFx         []pendingFx         // effects sent, not yet confirmed (effects_session.go)
+	paramDone      []pendingFx         // confirmed resets, applied at the next ReadyForQuery
+	txDone         []pendingFx         // confirmed SETs and LISTENs, applied when the transaction commits
+
+	// Asynchronous messages for the client (listen.go), guarded by mu.
+	notifyQ   []byte // undelivered NotificationResponses and notices
+	notifying bool   // writeNotifies runs
+	ddl       bool   // a schema change completed; statements go stale at the next idle ReadyForQuery
 
 	// Safe retry (retry.go), guarded by mu except responded.
 	batch      []byte      // the client's messages of the current implicit transaction
@@ -558,6 +566,9 @@ func (s *Session) end() {
 		}
 	}
 	s.cc.Close()
+	if s.mode == config.PoolModeTransaction {
+		s.db.dropListening(s)
+	}
 	s.r.removeSession(s)
 }
 

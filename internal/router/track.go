@@ -110,8 +110,8 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		return m, false
 
 	case wire.MsgExecute:
-		if eff, name := s.executeEffect(m); eff != effNone {
-			out = s.sendEffect(srv, eff, name, out)
+		if eff, name, raw := s.executeEffect(m); eff != effNone {
+			out = s.sendEffect(srv, eff, name, raw, out)
 			s.exps.push(exp{kind: expExecute})
 			return append(out, m...), false
 		}
@@ -176,22 +176,17 @@ func (s *Session) evict(cs *connState, out []byte) []byte {
 // (effects.go). A DEALLOCATE of a statement the proxy renamed is sent
 // under the server-side name.
 func (s *Session) trackQuery(srv *pool.Conn, m wire.Message, out []byte) []byte {
-	eff, name := effectOf(m.Body())
-	if eff == effNone {
-		return m
-	}
-	var def *stmtDef
-	if eff == effDealloc {
-		if def = s.stmts[name]; def == nil {
+	if eff, name := effectOf(m.Body()); eff == effDealloc {
+		def := s.stmts[name]
+		if def == nil {
 			// Not the proxy's: the server answers for it.
 			return m
 		}
-	}
-	out = s.sendEffect(srv, eff, name, out)
-	if def != nil {
+		out = s.sendEffect(srv, eff, name, "", out)
 		return wire.AppendQuery(out, `DEALLOCATE "`+def.name+`"`)
 	}
-	return append(out, m...)
+	s.queryEffects(srv, m.Body())
+	return m
 }
 
 // current returns the statement a client name stands for, a fresh one
