@@ -35,10 +35,6 @@ import (
 //   - SET of a parameter the server does not report: the proxy's record of
 //     carried parameters on that connection is no longer known; the next
 //     session to bind it re-establishes its parameters from RESET ALL.
-//   - ALTER ... (DDL) that committed: statements prepared before it may now
-//     answer 0A000 "cached plan must not change result type"; every shared
-//     statement is prepared again under a new name at its next use (see
-//     stmts.go, staleness).
 
 // effect is what a statement does to recorded state.
 type effect uint8
@@ -306,15 +302,6 @@ func identName(w []byte) string {
 }
 
 func equalFold(b []byte, s string) bool { return bytes.EqualFold(b, []byte(s)) }
-
-// ddlTag reports whether a CommandComplete tag is a schema change that can
-// change a prepared statement's result type.
-func ddlTag(tag []byte) bool {
-	// Not DROP: what depended on a dropped object fails anyway, and
-	// applications that drop temporary tables in every transaction would
-	// make every statement stale each time.
-	return bytes.HasPrefix(tag, []byte("ALTER ")) || bytes.Equal(tag, []byte("CREATE VIEW"))
-}
 
 // statements calls fn with each statement of a simple Query's SQL: split
 // at semicolons outside quotes, dollar quotes and comments. Most queries

@@ -185,19 +185,13 @@ func (s *Session) confirm(c *pool.Conn, m wire.Message) {
 	}
 	tag = tag[:len(tag)-1]
 	switch tag[0] {
-	case 'D', 'R', 'S', 'A', 'C', 'L', 'U':
+	case 'D', 'R', 'S', 'L', 'U':
 	default:
 		return
 	}
 	switch string(tag) {
 	case "DEALLOCATE ALL", "DISCARD ALL", "RESET", "SET", "LISTEN", "UNLISTEN", "ROLLBACK":
 	default:
-		if !ddlTag(tag) {
-			return
-		}
-		s.mu.Lock()
-		s.ddl, s.fx = true, true
-		s.mu.Unlock()
 		return
 	}
 	s.mu.Lock()
@@ -307,8 +301,7 @@ func (s *Session) setParamLocked(fx pendingFx) {
 // for the caller to apply without mu. Effects the server did not confirm
 // did not happen: a refused wipe leaves the server's statements in place
 // while the record dropped them, so the connection is retired and the
-// client's names come back. A committed schema change makes every shared
-// statement stale. Called on the reader goroutine with mu held.
+// client's names come back. Called on the reader goroutine with mu held.
 func (s *Session) settleLocked(c *pool.Conn, status byte) (listen []pendingFx) {
 	for _, fx := range s.paramDone {
 		s.resetParamsLocked(fx)
@@ -342,10 +335,6 @@ func (s *Session) settleLocked(c *pool.Conn, status byte) (listen []pendingFx) {
 	}
 	s.wipeSaved = nil
 	s.sentFx = s.sentFx[:0]
-	if s.ddl && status == wire.TxIdle {
-		s.ddl = false
-		s.r.stmts.staleAll()
-	}
-	s.fx = s.ddl || len(s.txDone) > 0
+	s.fx = len(s.txDone) > 0
 	return listen
 }

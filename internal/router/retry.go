@@ -144,6 +144,7 @@ func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 	s.pending = 0
 	s.swallow.Store(0)
 	s.exps.reset()
+	s.shapeChecked(true)
 	s.setPhaseLocked(phaseRetrying)
 	c.Retire()
 	s.wakeRetryLocked()

@@ -70,7 +70,7 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 			return s.matched(c, m, more)
 		}
 	case wire.MsgParseComplete, wire.MsgBindComplete, wire.MsgCloseComplete, wire.MsgNoData,
-		wire.MsgRowDescription:
+		wire.MsgRowDescription, wire.MsgParameterDescription:
 		if s.tracking {
 			return s.matched(c, m, more)
 		}
@@ -373,6 +373,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	inTx := s.tx == wire.TxActive || s.tx == wire.TxFailed
 	s.pending, s.copyIn = 0, false
 	s.exps.reset()
+	s.shapeChecked(true)
 	s.tx = wire.TxIdle
 	s.setPhaseLocked(phaseIdle)
 	closing := s.closing

@@ -57,9 +57,10 @@ type Session struct {
 	unnamedAt  uint64              // binding in which unnamed was last sent
 	binding    uint64              // counts bindings
 	exps       expQueue
-	rsynth     []byte // scratch for the reader goroutine's owed answers
-	rsynthPump []byte // the same for the client pump
-	repl       []byte // a rewritten server message to send instead (mu)
+	rsynth     []byte    // scratch for the reader goroutine's owed answers
+	rsynthPump []byte    // the same for the client pump
+	repl       []byte    // a rewritten server message to send instead (mu)
+	shapeCh    chan bool // the client pump waits here for a shape check (shape.go; mu)
 
 	// Effects of client statements on recorded state (effects.go), guarded
 	// by mu. unnamedEff is the effect of the unnamed statement, portalEff
@@ -79,7 +80,6 @@ type Session struct {
 	// Asynchronous messages for the client (listen.go), guarded by mu.
 	notifyQ   []byte // undelivered NotificationResponses and notices
 	notifying bool   // writeNotifies runs
-	ddl       bool   // a schema change completed; statements go stale at the next idle ReadyForQuery
 
 	// Safe retry (retry.go), guarded by mu except responded.
 	batch      []byte      // the client's messages of the current implicit transaction
@@ -289,6 +289,13 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	}
 	if s.batchOK {
 		s.capture(m)
+	}
+	if s.tracking && (typ == wire.MsgBind || typ == wire.MsgDescribe) {
+		if name, ok := namedStatement(m); ok && !s.checkShape(ctx, srv, name) {
+			// The binding was lost while the check waited.
+			s.mu.Unlock()
+			return s.handle(ctx, m)
+		}
 	}
 	out := []byte(m)
 	if !s.tracking {

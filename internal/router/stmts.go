@@ -41,14 +41,16 @@ type stmtDef struct {
 	// ok is set once a server accepted the statement (ParseComplete), so
 	// a later client Parse of it can be answered without a server.
 	ok atomic.Bool
-	// stale is set once a schema change may have changed the statement's
-	// result type: the server answered 0A000 "cached plan must not change
-	// result type" for it, or a DDL statement committed through the
-	// proxy. A stale definition is no longer in the registry; a session
-	// whose client name points at it takes a fresh one (a new server-side
-	// name, parsed again) at its next use, so no client sees the error
-	// after the first, whatever the server connection it lands on.
+	// stale is set once the statement's result type changed under it (a
+	// schema change): a server answered 0A000 "cached plan must not change
+	// result type" for it, or preparing it again gave another row
+	// description (shape.go). A stale definition is no longer in the
+	// registry; clients that hold it get PostgreSQL's 0A000 at Bind until
+	// they prepare the query again, which gets them a fresh definition.
 	stale atomic.Bool
+	// shape is the first RowDescription (or NoData) a server gave for
+	// the statement (shape.go).
+	shape atomic.Pointer[[]byte]
 }
 
 // stmtRegistry interns statements by their Parse body (query and
@@ -104,17 +106,6 @@ func (r *stmtRegistry) forget(d *stmtDef) {
 	if r.defs[string(d.rest)] == d {
 		delete(r.defs, string(d.rest))
 	}
-}
-
-// staleAll marks every registered statement stale and starts over: after a
-// schema change any of them may answer with another result type.
-func (r *stmtRegistry) staleAll() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, d := range r.defs {
-		d.stale.Store(true)
-	}
-	r.defs = nil
 }
 
 // queryOf returns the query of a Parse body's rest (query, then parameter
@@ -185,6 +176,8 @@ const (
 	expSync                           // ReadyForQuery
 	expQuery                          // everything up to ReadyForQuery
 	expParseDup                       // a Parse of a name the client has: the server's 42P05, renamed
+	expBindStale                      // Bind of a stale statement: its error becomes 0A000 (shape.go)
+	expCheckShape                     // proxy's Describe of a statement it prepared again: swallow, compare
 )
 
 // exp is one expectation. def is set for Parse kinds, so a failed Parse

@@ -59,13 +59,19 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			s.exps.push(exp{kind: expBind})
 			return append(out, m...), false
 		}
-		def := s.current(stmt)
+		def := s.stmts[string(stmt)]
 		s.noteBind(portal, def, false)
 		if def == nil {
 			// Unknown to the proxy: the server answers "does not exist"
 			// with the client's own name.
 			s.exps.push(exp{kind: expBind})
 			return m, false
+		}
+		if def.stale.Load() {
+			// PostgreSQL's answer until the client prepares it again
+			// (shape.go).
+			s.exps.push(exp{kind: expBindStale, def: def})
+			return appendBindRenamed(out, m, portal, end, staleName), false
 		}
 		out = s.ensure(cs, def, out)
 		s.exps.push(exp{kind: expBind, def: def})
@@ -85,13 +91,13 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			s.exps.push(exp{kind: expDescribe})
 			return append(out, m...), false
 		}
-		def := s.current(name)
+		def := s.stmts[string(name)]
 		if def == nil {
 			s.exps.push(exp{kind: expDescribe})
 			return m, false
 		}
 		out = s.ensure(cs, def, out)
-		s.exps.push(exp{kind: expDescribe})
+		s.exps.push(exp{kind: expDescribe, def: def})
 		return appendTargeted(out, wire.MsgDescribe, 'S', def.name), false
 
 	case wire.MsgClose:
@@ -189,16 +195,20 @@ func (s *Session) trackQuery(srv *pool.Conn, m wire.Message, out []byte) []byte 
 	return m
 }
 
-// current returns the statement a client name stands for, a fresh one
-// when the one it had went stale (a schema change). Called with mu held.
-func (s *Session) current(name []byte) *stmtDef {
-	def := s.stmts[string(name)]
-	if def == nil || !def.stale.Load() {
-		return def
+// describedLocked handles a statement's row description (RowDescription
+// or NoData): the first one a client sees is kept as the statement's
+// shape; the proxy's own check compares against it. Called with mu held.
+func (s *Session) describedLocked(e exp, m wire.Message) {
+	switch e.kind {
+	case expDescribe:
+		recordShape(e.def, m)
+	case expCheckShape:
+		if shape := e.def.shape.Load(); shape != nil {
+			s.shapeChecked(sameShape(*shape, m))
+		} else {
+			s.shapeChecked(true)
+		}
 	}
-	fresh := s.r.stmts.intern(def.rest)
-	s.stmts[string(name)] = fresh
-	return fresh
 }
 
 // emitSynthLocked pops the answers the proxy owes that are now due (all
@@ -233,16 +243,23 @@ func (s *Session) response(c *pool.Conn, m wire.Message, synth []byte) (forward 
 	switch typ {
 	case wire.MsgParseComplete, wire.MsgBindComplete, wire.MsgCloseComplete, wire.MsgNoData:
 		e := s.exps.pop()
-		forward = e.kind != expInjectParse && e.kind != expInjectClose
+		forward = e.kind != expInjectParse && e.kind != expInjectClose && e.kind != expCheckShape
 		if typ == wire.MsgParseComplete && e.def != nil {
 			e.def.ok.Store(true)
 		}
+		if typ == wire.MsgNoData {
+			s.describedLocked(e, m)
+		}
+	case wire.MsgParameterDescription:
+		// Part of a Describe's answer; the proxy's own is swallowed.
+		return head.kind != expCheckShape, synth
 	case wire.MsgRowDescription:
-		if head.kind != expDescribe {
+		if head.kind != expDescribe && head.kind != expCheckShape {
 			return true, synth
 		}
-		s.exps.pop()
-		forward = true
+		e := s.exps.pop()
+		forward = e.kind == expDescribe
+		s.describedLocked(e, m)
 	case wire.MsgCommandComplete, wire.MsgEmptyQueryResponse, wire.MsgPortalSuspended:
 		if head.kind != expExecute {
 			return true, synth
@@ -264,6 +281,9 @@ func (s *Session) response(c *pool.Conn, m wire.Message, synth []byte) (forward 
 				// statement at its next use (stmtDef.stale).
 				s.r.stmts.forget(failed.def)
 			}
+		}
+		if failed.kind == expBindStale {
+			s.repl = wire.AppendError(nil, wire.SeverityError, "0A000", shapeErrorMessage)
 		}
 		if failed.kind == expParseDup {
 			s.repl = renameInError(m, failed.def.name, failed.name)
@@ -291,6 +311,11 @@ func (s *Session) response(c *pool.Conn, m wire.Message, synth []byte) (forward 
 // undo forgets what a message the server did not carry out would have
 // done to its statement cache.
 func (s *Session) undo(c *pool.Conn, e exp) {
+	if e.kind == expCheckShape {
+		// Skipped after an error: no verdict; the Bind goes on (and is
+		// skipped too, up to the Sync).
+		s.shapeChecked(true)
+	}
 	if e.def == nil {
 		return
 	}
