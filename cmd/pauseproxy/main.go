@@ -19,9 +19,6 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -30,7 +27,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case "version":
-			fmt.Fprintf(stdout, "pauseproxy %s\n", version)
+			fmt.Fprintf(stdout, "pauseproxy %s\n", appVersion())
 			return 0
 		case "check-config":
 			return checkConfig(args[1:], stdout, stderr)

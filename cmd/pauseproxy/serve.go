@@ -62,7 +62,7 @@ func serve(load func() (*config.Config, error), stderr io.Writer) int {
 		close(served)
 	}()
 	addrs := srv.Addrs()
-	log.Info("pauseproxy started", slog.String("version", version), slog.Any("listen", addrs), slog.Int("databases", len(cfg.Databases)))
+	log.Info("pauseproxy started", slog.String("version", appVersion()), slog.Any("listen", addrs), slog.Int("databases", len(cfg.Databases)))
 	// Listening now: the other instances' commands may find and pause
 	// this one (consul_register).
 	app.registrar.Update(cfg)
