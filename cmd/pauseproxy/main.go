@@ -71,6 +71,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("", stderr)
 	cfgPath := fs.String("config", "", "TOML configuration file")
 	iniPath := fs.String("pgbouncer-ini", "", "run from an existing pgbouncer.ini (and its auth_file) instead")
+	allowRoot := fs.Bool("allow-root", false, "serve even when started as root (also allow_root = true in [proxy]); refused otherwise")
 	showVersion := fs.Bool("version", false, "print the version and exit (also -V)")
 	fs.BoolVar(showVersion, "V", false, "print the version and exit")
 	// The file may come before, between or after the flags: parse
@@ -118,7 +119,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return loadAny(files[0])
 	}
-	return serve(load, stderr)
+	return serve(load, *allowRoot, stderr)
 }
 
 // looksLikeFile tells a configuration file from a mistyped command: a path
@@ -137,6 +138,7 @@ func usage(w io.Writer) {
                                         PgBouncer's unit: pauseproxy /etc/pgbouncer/pgbouncer.ini)
   pauseproxy --config FILE.toml         run the proxy
   pauseproxy --pgbouncer-ini FILE.ini   run from an existing pgbouncer.ini (and its auth_file)
+      --allow-root                      serve even as root (or allow_root = true in [proxy]); refused otherwise
   pauseproxy check-config FILE          validate a config (.toml, or .ini for pgbouncer.ini); exit 1 on problems
   pauseproxy convert FILE.ini           print the TOML equivalent of a pgbouncer.ini
   pauseproxy version                    print the version (also -V, --version)

@@ -81,7 +81,7 @@ port = %d
 // startBinary runs pauseproxy --config path and waits until it accepts.
 func startBinary(t *testing.T, path string, port int) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	return startBinaryArgs(t, port, "--config", path)
+	return startBinaryArgs(t, port, "--allow-root", "--config", path)
 }
 
 // startBinaryArgs runs pauseproxy with args and waits until it accepts on
@@ -164,7 +164,7 @@ func TestSighupChangesPoolSize(t *testing.T) {
 	dir := t.TempDir()
 	path, port := writeConfig(t, dir, 1)
 	// The file as the argument, as PgBouncer's unit gives its ini.
-	cmd, _ := startBinaryArgs(t, port, path)
+	cmd, _ := startBinaryArgs(t, port, path, "--allow-root")
 	ctx := context.Background()
 	a, err := pgx.Connect(ctx, dsn(port))
 	if err != nil {
@@ -289,7 +289,8 @@ admin_users = app
 `, pg.Port, port)), 0o600)
 
 	// As PgBouncer's systemd unit runs it: the file as the argument.
-	cmd := exec.Command(bin, ini)
+	// The tests run as root: allowed with the flag after the file.
+	cmd := exec.Command(bin, ini, "--allow-root")
 	var logs proxytest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
@@ -15,11 +16,16 @@ import (
 )
 
 // serve runs the proxy until SIGTERM (drain, then exit 0) or SIGINT (close
-// at once). SIGHUP reloads the configuration.
-func serve(load func() (*config.Config, error), stderr io.Writer) int {
+// at once). SIGHUP reloads the configuration. As root it refuses unless
+// allowRoot (--allow-root) or allow_root says otherwise.
+func serve(load func() (*config.Config, error), allowRoot bool, stderr io.Writer) int {
 	cfg, err := load()
 	if err != nil {
 		printConfigError(stderr, err)
+		return 1
+	}
+	if err := checkRoot(geteuid(), allowRoot, cfg); err != nil {
+		fmt.Fprintln(stderr, "pauseproxy:", err)
 		return 1
 	}
 	level := new(slog.LevelVar)
@@ -121,6 +127,25 @@ func (a *App) drain(srv *proxy.Server, sigs <-chan os.Signal, cancelHard context
 	srv.Wait()
 	a.log.Info("pauseproxy stopped")
 	return 0
+}
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+// checkRoot refuses to serve as root (uid 0) unless told to, as PgBouncer
+// does: a process that faces the network and parses what any client sends
+// should not hold root's rights, and one started as root by mistake would
+// also leave root-owned sockets and files behind. It runs after the config
+// is loaded, so that allow_root in the file counts.
+func checkRoot(uid int, allowFlag bool, cfg *config.Config) error {
+	if uid != 0 || allowFlag || cfg.Proxy.AllowRoot {
+		return nil
+	}
+	section := "[proxy]"
+	if strings.HasSuffix(cfg.File, ".ini") {
+		section = "[pgbouncer]"
+	}
+	return fmt.Errorf("refusing to run as root: run pauseproxy as an unprivileged user (the systemd unit and the container image do), or override with --allow-root or allow_root = true in %s of %s", section, cfg.File)
 }
 
 func setLevel(v *slog.LevelVar, s string) {

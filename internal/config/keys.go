@@ -88,6 +88,7 @@ var proxyFields = []field[Proxy]{
 	{"pause_timeout_action", func(p *Proxy) any { return &p.PauseTimeoutAction }},
 	{"shutdown_timeout", func(p *Proxy) any { return &p.ShutdownTimeout }},
 	{"log_level", func(p *Proxy) any { return &p.LogLevel }},
+	{"allow_root", func(p *Proxy) any { return &p.AllowRoot }},
 	{"http_token", func(p *Proxy) any { return &p.HTTPToken }},
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
 	{"http_token_file", func(p *Proxy) any { return &p.HTTPTokenFile }},

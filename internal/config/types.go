@@ -114,6 +114,12 @@ type Proxy struct {
 	ShutdownTimeout time.Duration // shutdown_timeout, default 30s: SIGTERM's bound on in-flight transactions
 	LogLevel        string        // log_level: debug, info (default), warn, error
 
+	// AllowRoot is allow_root (default false): serve even when started as
+	// root. pauseproxy refuses otherwise, as PgBouncer does ("PgBouncer
+	// should not run as root"); the commands that do not serve
+	// (check-config, ctl, ...) run as anyone.
+	AllowRoot bool
+
 	// PauseTimeoutAction is pause_timeout_action: what PAUSE does when
 	// drain_timeout passes with transactions still running: "resume"
 	// (the default: the PAUSE fails and traffic flows again) or "cancel"
