@@ -54,10 +54,6 @@ func build(src *source) (*Config, error) {
 	proxySet := decodeTable(b, []string{src.proxySection}, src.proxy, proxyFields, &c.Proxy)
 	b.secret([]string{src.proxySection}, proxySet, "http_token", &c.Proxy.HTTPToken, &c.Proxy.HTTPTokenEnv, &c.Proxy.HTTPTokenFile)
 	b.secret([]string{src.proxySection}, proxySet, "consul_register_token", &c.Proxy.ConsulRegisterToken, &c.Proxy.ConsulRegisterTokenEnv, &c.Proxy.ConsulRegisterTokenFile)
-	if c.Proxy.ListenAddr == "*" {
-		// PgBouncer's "all addresses".
-		c.Proxy.ListenAddr = "0.0.0.0"
-	}
 	for _, name := range sortedKeys(src.databases) {
 		c.Databases[name] = b.database(&c.Proxy, name, src.databases[name])
 	}

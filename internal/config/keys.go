@@ -34,7 +34,8 @@ var reservedDatabaseNames = []string{"pgbouncer", "pauseproxy"}
 
 // field is one key of a table: its name and a pointer to the typed field it
 // fills. ptr returns one of *string, *int, *bool, *time.Duration,
-// *[]string, *PoolMode or *AuthType; the pointer's type is the key's type.
+// *[]string, *addrList, *PoolMode or *AuthType; the pointer's type is the
+// key's type.
 type field[T any] struct {
 	key string
 	ptr func(*T) any
@@ -42,7 +43,7 @@ type field[T any] struct {
 
 // proxyFields are the keys of [proxy] (PgBouncer's [pgbouncer] section).
 var proxyFields = []field[Proxy]{
-	{"listen_addr", func(p *Proxy) any { return &p.ListenAddr }},
+	{"listen_addr", func(p *Proxy) any { return (*addrList)(&p.ListenAddrs) }},
 	{"listen_port", func(p *Proxy) any { return &p.ListenPort }},
 	{"unix_socket_dir", func(p *Proxy) any { return &p.UnixSocketDir }},
 	{"http_listen", func(p *Proxy) any { return &p.HTTPListen }},
@@ -210,6 +211,7 @@ var discoveryOnlyKeys = map[string][]string{
 // where types.go says otherwise (listen_addr, pool_mode, max_message_size).
 func defaultProxy() Proxy {
 	return Proxy{
+		ListenAddrs:   []string{"127.0.0.1"},
 		ListenAddr:    "127.0.0.1",
 		ListenPort:    6432,
 		UnixSocketDir: "/tmp",

@@ -228,7 +228,7 @@ pool_size = 2
 	}
 	abs := func(name string) string { return filepath.Join(dir, name) }
 	want := Proxy{
-		ListenAddr: "0.0.0.0", ListenPort: 7432, UnixSocketDir: "", HTTPListen: "127.0.0.1:9127",
+		ListenAddrs: []string{"*"}, ListenAddr: "0.0.0.0", ListenPort: 7432, UnixSocketDir: "", HTTPListen: "127.0.0.1:9127",
 		AuthType: AuthSCRAM, AuthFile: abs("userlist.txt"), AuthUser: "lookup",
 		AuthQuery:  "SELECT * FROM pgbouncer.user_lookup($1)",
 		AdminUsers: []string{"admin"}, StatsUsers: []string{"stats", "grafana"},
@@ -421,7 +421,7 @@ password = 12345
 `,
 			want: []string{
 				`pauseproxy.toml: proxy.admin_users: want an array of strings, like ["a", "b"], got a string`,
-				`pauseproxy.toml: proxy.listen_addr: want a string, got an integer`,
+				`pauseproxy.toml: proxy.listen_addr: want a string ("127.0.0.1, ::1") or an array of strings, got an integer`,
 				`pauseproxy.toml: proxy.listen_port: want an integer, got a string`,
 				`pauseproxy.toml: proxy.server_reset_query_always: want true or false, got an integer`,
 				`pauseproxy.toml: proxy.stats_users: element 2: want a string, got an integer`,

@@ -92,6 +92,8 @@ func settingText(ptr any) string {
 		return strconv.FormatFloat(v.Seconds(), 'f', -1, 64)
 	case []string:
 		return strings.Join(v, ",")
+	case addrList:
+		return strings.Join(v, ",")
 	}
 	panic(fmt.Sprintf("config: no text form for %T", ptr))
 }

@@ -69,7 +69,19 @@ type TLS struct {
 
 // Proxy is the [proxy] table. Field comments give the TOML key.
 type Proxy struct {
-	ListenAddr    string // listen_addr, default "127.0.0.1"; "" disables TCP
+	// ListenAddrs is listen_addr, as PgBouncer takes it: the addresses
+	// TCP clients connect to, each an IP address (IPv6 without brackets)
+	// or a host name (every address it resolves to), or "*" for every
+	// address, IPv4 and IPv6. TOML gives a string, a comma-separated
+	// list ("127.0.0.1, ::1") or an array of strings; a pgbouncer.ini the
+	// comma-separated list. Default ["127.0.0.1"]; empty ("") disables
+	// TCP.
+	ListenAddrs []string
+	// ListenAddr is the first of ListenAddrs ("*" given as "0.0.0.0"),
+	// "" when there is none: the one address of code that needs one (the
+	// operator commands' way to this proxy's admin console, the Consul
+	// registration's default address). Set by loading, not a key.
+	ListenAddr    string
 	ListenPort    int    // listen_port, default 6432
 	UnixSocketDir string // unix_socket_dir, default "/tmp"; "" disables
 	HTTPListen    string // http_listen, "" (default) disables metrics/health HTTP

@@ -41,14 +41,12 @@ func (b *builder) px(k string) string { return keyOf([]string{b.src.proxySection
 func (b *builder) validateProxy(p *Proxy) {
 	checkNonNegative(b, []string{b.src.proxySection}, proxyFields, p, nil)
 
-	if p.ListenAddr != "" && !validHost(p.ListenAddr) {
-		b.problem(b.px("listen_addr"), "want one IP address or host name, without port (see listen_port), got %q", p.ListenAddr)
-	}
+	b.validateListenAddrs(p)
 	b.port(b.px("listen_port"), p.ListenPort)
 	if p.UnixSocketDir != "" {
 		b.directory(b.px("unix_socket_dir"), p.UnixSocketDir)
 	}
-	if p.ListenAddr == "" && p.UnixSocketDir == "" {
+	if len(p.ListenAddrs) == 0 && p.UnixSocketDir == "" {
 		b.problem(b.px("listen_addr"), "no listener: set listen_addr, unix_socket_dir or both")
 	}
 	if p.HTTPListen != "" {
@@ -99,6 +97,39 @@ func (b *builder) validateProxy(p *Proxy) {
 	b.validateTLS("client", &p.ClientTLS)
 	b.validateTLS("server", &p.ServerTLS)
 	b.validateRegistration(p)
+}
+
+// validateListenAddrs checks listen_addr's entries and sets ListenAddr to
+// the first. It may run again on its own result (WithSetting).
+func (b *builder) validateListenAddrs(p *Proxy) {
+	key := b.px("listen_addr")
+	for i, a := range p.ListenAddrs {
+		// "[::1]" is ::1: brackets belong to host:port forms, but are
+		// easily written here too.
+		if strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") && net.ParseIP(a[1:len(a)-1]) != nil {
+			a = a[1 : len(a)-1]
+			p.ListenAddrs[i] = a
+		}
+		switch {
+		case a == "":
+			b.problem(key, "entry %d is empty", i+1)
+		case a == "*":
+			if len(p.ListenAddrs) > 1 {
+				b.problem(key, `"*" is every address already: list nothing else with it`)
+			}
+		case !validHost(a):
+			b.problem(key, `entry %q: want an IP address, a host name or "*", without port (see listen_port)`, a)
+		case slices.Contains(p.ListenAddrs[:i], a):
+			b.problem(key, "%q is listed twice", a)
+		}
+	}
+	p.ListenAddr = ""
+	if len(p.ListenAddrs) > 0 {
+		p.ListenAddr = p.ListenAddrs[0]
+		if p.ListenAddr == "*" {
+			p.ListenAddr = "0.0.0.0"
+		}
+	}
 }
 
 // consulServiceName is what consul_register_service accepts: a name that

@@ -109,7 +109,7 @@ func TestValidationProblems(t *testing.T) {
 			name: "listen_addr and unix_socket_dir",
 			toml: trust + "listen_addr = \"10.0.0.1:6432\"\nunix_socket_dir = \"run\"\n",
 			want: []string{
-				`pauseproxy.toml: proxy.listen_addr: want one IP address or host name, without port (see listen_port), got "10.0.0.1:6432"`,
+				`pauseproxy.toml: proxy.listen_addr: entry "10.0.0.1:6432": want an IP address, a host name or "*", without port (see listen_port)`,
 				`pauseproxy.toml: proxy.unix_socket_dir: want an absolute path, got "run"`,
 			},
 		},
