@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -112,5 +114,40 @@ func TestConfigFileArgument(t *testing.T) {
 		if code != 1 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%q: exit %d, want 1 with %q:\n%s", tc.args, code, tc.want, errb.String())
 		}
+	}
+}
+
+// TestCheckConfigNoSecretsExample runs exactly what a CI pipeline runs,
+// in the repository root with no secret in the environment:
+// `pauseproxy check-config --no-secrets config.example.toml`.
+func TestCheckConfigNoSecretsExample(t *testing.T) {
+	run := func(args ...string) (int, string, string) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = "../.."
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+	}
+	code, out, errs := run("check-config", "--no-secrets", "config.example.toml")
+	if code != 0 || out != "config.example.toml: OK (3 databases)\n" {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, out, errs)
+	}
+	if want := "warning: config.example.toml: users.pauseproxy_auth.password_env: environment variable PAUSEPROXY_AUTH_PASSWORD is not set"; !strings.Contains(errs, want) {
+		t.Errorf("stderr does not warn %q:\n%s", want, errs)
+	}
+	// Without the flag the missing variable fails, naming key and file.
+	code, _, errs = run("check-config", "config.example.toml")
+	if code != 1 || !strings.Contains(errs, "config.example.toml: users.pauseproxy_auth.password_env: environment variable PAUSEPROXY_AUTH_PASSWORD is not set") {
+		t.Errorf("without --no-secrets: exit %d:\n%s", code, errs)
+	}
+	// The flag may follow the file.
+	if code, _, errs := run("check-config", "config.example.toml", "--no-secrets"); code != 0 {
+		t.Errorf("flag after the file: exit %d:\n%s", code, errs)
 	}
 }

@@ -74,18 +74,9 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	allowRoot := fs.Bool("allow-root", false, "serve even when started as root (also allow_root = true in [proxy]); refused otherwise")
 	showVersion := fs.Bool("version", false, "print the version and exit (also -V)")
 	fs.BoolVar(showVersion, "V", false, "print the version and exit")
-	// The file may come before, between or after the flags: parse
-	// again after each positional argument.
-	var files []string
-	for rest := args; ; {
-		if code, done := parseArgs(fs, synopsis, rest, stdout, stderr); done {
-			return code
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		rest = fs.Args()[1:]
+	files, code, done := parseInterleaved(fs, synopsis, args, stdout, stderr)
+	if done {
+		return code
 	}
 	if *showVersion {
 		return versionCmd(nil, stdout, stderr)
@@ -139,7 +130,9 @@ func usage(w io.Writer) {
   pauseproxy --config FILE.toml         run the proxy
   pauseproxy --pgbouncer-ini FILE.ini   run from an existing pgbouncer.ini (and its auth_file)
       --allow-root                      serve even as root (or allow_root = true in [proxy]); refused otherwise
-  pauseproxy check-config FILE          validate a config (.toml, or .ini for pgbouncer.ini); exit 1 on problems
+  pauseproxy check-config [--no-secrets] FILE
+                                        validate a config (.toml, or .ini for pgbouncer.ini); exit 1 on problems;
+                                        --no-secrets: secrets it names need not exist (warnings), for CI
   pauseproxy convert FILE.ini           print the TOML equivalent of a pgbouncer.ini
   pauseproxy version                    print the version (also -V, --version)
   pauseproxy help [COMMAND]             this text, or a command's (also -h, --help, COMMAND --help)
@@ -224,26 +217,48 @@ func parseArgs(fs *flag.FlagSet, synopsis string, args []string, stdout, stderr 
 	return 0, false
 }
 
+// parseInterleaved is parseArgs for a command whose positional arguments
+// may come before, between or after its flags (Go's flag package stops at
+// the first one): it parses again after each, and returns them.
+func parseInterleaved(fs *flag.FlagSet, synopsis string, args []string, stdout, stderr io.Writer) (positional []string, code int, done bool) {
+	for rest := args; ; {
+		if code, done := parseArgs(fs, synopsis, rest, stdout, stderr); done {
+			return nil, code, true
+		}
+		if fs.NArg() == 0 {
+			return positional, 0, false
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+}
+
 // loadAny loads a TOML config, or a pgbouncer.ini by its extension.
 func loadAny(path string) (*config.Config, error) {
+	return loadAnyWith(path, config.LoadOptions{})
+}
+
+func loadAnyWith(path string, o config.LoadOptions) (*config.Config, error) {
 	if strings.HasSuffix(path, ".ini") {
-		return config.LoadPgBouncerINI(path)
+		return config.LoadPgBouncerINIWith(path, o)
 	}
-	return config.Load(path)
+	return config.LoadWith(path, o)
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {
-	const synopsis = "pauseproxy check-config FILE (.toml, or .ini for a pgbouncer.ini)"
+	const synopsis = "pauseproxy check-config [--no-secrets] FILE (.toml, or .ini for a pgbouncer.ini)"
 	fs := newFlagSet("check-config", stderr)
-	if code, done := parseArgs(fs, synopsis, args, stdout, stderr); done {
+	noSecrets := fs.Bool("no-secrets", false, "do not require the secrets the file names (*_env variables, *_file secrets, auth_file, TLS private keys): a missing one is a warning (for CI)")
+	files, code, done := parseInterleaved(fs, synopsis, args, stdout, stderr)
+	if done {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(files) != 1 {
 		fmt.Fprintf(stderr, "usage: %s\n", synopsis)
 		return 2
 	}
-	path := fs.Arg(0)
-	cfg, err := loadAny(path)
+	path := files[0]
+	cfg, err := loadAnyWith(path, config.LoadOptions{NoSecrets: *noSecrets})
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1

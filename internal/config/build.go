@@ -30,6 +30,8 @@ type source struct {
 	// problems and warnings found while reading.
 	problems []string
 	warnings []string
+	// noSecrets is LoadOptions.NoSecrets.
+	noSecrets bool
 }
 
 // builder turns a source into a validated Config.
@@ -200,6 +202,16 @@ func (b *builder) dirOf(key string) string {
 // problem records a problem with key ("" for the file as a whole).
 func (b *builder) problem(key, format string, args ...any) {
 	b.problems = append(b.problems, b.message(key, format, args...))
+}
+
+// secretMissing records that a secret named by key cannot be had: a
+// problem, or with LoadOptions.NoSecrets a warning.
+func (b *builder) secretMissing(key, format string, args ...any) {
+	if b.src.noSecrets {
+		b.warn(key, format+" (not required: secrets are not checked)", args...)
+		return
+	}
+	b.problem(key, format, args...)
 }
 
 // warn records a non-fatal remark about key.

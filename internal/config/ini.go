@@ -41,7 +41,13 @@ const maxIncludeDepth = 10
 // pgbouncerOnlySettings). Unknown settings and sections are errors, as
 // typos would be.
 func LoadPgBouncerINI(path string) (*Config, error) {
+	return LoadPgBouncerINIWith(path, LoadOptions{})
+}
+
+// LoadPgBouncerINIWith is LoadPgBouncerINI with options.
+func LoadPgBouncerINIWith(path string, o LoadOptions) (*Config, error) {
 	r := &iniReader{src: &source{
+		noSecrets:    o.NoSecrets,
 		file:         path,
 		proxySection: "pgbouncer",
 		proxy:        map[string]any{},

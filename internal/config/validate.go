@@ -217,7 +217,7 @@ func (b *builder) validateTLS(side string, t *TLS) {
 		b.problem(key("cert_file"), "set %s and %s together", key("cert_file"), key("key_file"))
 	}
 	b.readable(key("cert_file"), t.CertFile)
-	b.readable(key("key_file"), t.KeyFile)
+	b.readableSecret(key("key_file"), t.KeyFile)
 	b.readable(key("ca_file"), t.CAFile)
 }
 
@@ -310,7 +310,7 @@ func (b *builder) validatePatroniAPI(d *Database, set map[string]bool) {
 	}
 	b.readable(key("patroni_ca_file"), d.PatroniCAFile)
 	b.readable(key("patroni_cert_file"), d.PatroniCertFile)
-	b.readable(key("patroni_key_file"), d.PatroniKeyFile)
+	b.readableSecret(key("patroni_key_file"), d.PatroniKeyFile)
 	if tls := d.PatroniCAFile != "" || d.PatroniCertFile != ""; tls && d.Discovery == DiscoveryPatroni && !slices.ContainsFunc(d.PatroniURLs, isHTTPS) {
 		k := key("patroni_ca_file")
 		if d.PatroniCAFile == "" {
@@ -348,7 +348,9 @@ func (b *builder) validateAuth(c *Config) {
 	}
 	var userPasswords []string
 	for _, name := range sortedKeys(c.Users) {
-		if c.Users[name].Password != "" {
+		// A password from the environment or a file counts even when
+		// it could not be read (reported already, or not required).
+		if u := c.Users[name]; u.Password != "" || u.PasswordEnv != "" || u.PasswordFile != "" {
 			userPasswords = append(userPasswords, name)
 		}
 	}
@@ -361,7 +363,7 @@ func (b *builder) validateAuth(c *Config) {
 	}
 
 	var fromFile map[string]string
-	if p.AuthFile != "" && b.readable(b.px("auth_file"), p.AuthFile) {
+	if p.AuthFile != "" && b.readableSecret(b.px("auth_file"), p.AuthFile) {
 		m, err := ParseAuthFile(p.AuthFile)
 		var ce *Error
 		switch {
@@ -478,17 +480,28 @@ func quotedOr(items []string) string {
 // readable checks that path, when set, is a regular file the proxy can
 // open. It reports whether it is.
 func (b *builder) readable(key, path string) bool {
+	return b.readableAs(key, path, b.problem)
+}
+
+// readableSecret is readable for a file that holds secrets (auth_file, a
+// private key): with LoadOptions.NoSecrets one that cannot be read is a
+// warning.
+func (b *builder) readableSecret(key, path string) bool {
+	return b.readableAs(key, path, b.secretMissing)
+}
+
+func (b *builder) readableAs(key, path string, report func(key, format string, args ...any)) bool {
 	if path == "" {
 		return false
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		b.problem(key, "%s", readProblem(path, err))
+		report(key, "%s", readProblem(path, err))
 		return false
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		b.problem(key, "%s: not a regular file", path)
+		report(key, "%s: not a regular file", path)
 		return false
 	}
 	return true
