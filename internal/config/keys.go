@@ -12,6 +12,13 @@ import "time"
 // function instead, which auth_query can name.
 const DefaultAuthQuery = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
 
+// DefaultHTTPPort is the port of http_listen when it names a host alone.
+// Prometheus's exporters take ports in 9100-9999 by convention; 9930 is
+// clear of the two a PgBouncer host runs: pgbouncer_exporter (9127) and
+// postgres_exporter (9187), so pauseproxy can replace PgBouncer beside
+// them, or run next to PgBouncer and its exporter during a migration.
+const DefaultHTTPPort = 9930
+
 // DefaultMaxMessageSize is the default max_message_size: 64 MiB. It is a
 // cap so that no client (or server) can make the proxy allocate unbounded
 // memory by announcing a huge message length. PostgreSQL itself limits most

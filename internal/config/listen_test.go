@@ -90,3 +90,30 @@ func TestListenAddrINI(t *testing.T) {
 	_, err = LoadPgBouncerINI(writeFile(t, dir, "bad.ini", "[databases]\n[pgbouncer]\nauth_type = trust\nlisten_addr = 127.0.0.1, localhost:6432\n"))
 	assertProblems(t, problemsOf(t, err), []string{`bad.ini: pgbouncer.listen_addr: entry "localhost:6432": want an IP address, a host name or "*", without port (see listen_port)`})
 }
+
+// http_listen naming a host alone listens on DefaultHTTPPort, 9930: not
+// pgbouncer_exporter's 9127 nor postgres_exporter's 9187.
+func TestHTTPListenDefaultPort(t *testing.T) {
+	if DefaultHTTPPort == 9127 || DefaultHTTPPort == 9187 {
+		t.Fatalf("DefaultHTTPPort %d is an exporter's default", DefaultHTTPPort)
+	}
+	for value, want := range map[string]string{
+		"127.0.0.1":      "127.0.0.1:9930",
+		"::1":            "[::1]:9930",
+		"[::1]":          "[::1]:9930",
+		"localhost":      "localhost:9930",
+		"0.0.0.0:9100":   "0.0.0.0:9100",
+		":9930":          ":9930",
+		"127.0.0.1:9930": "127.0.0.1:9930",
+	} {
+		c, err := loadString(t, trust+"http_listen = \""+value+"\"\n")
+		if err != nil {
+			t.Errorf("http_listen = %q: %v", value, err)
+			continue
+		}
+		if c.Proxy.HTTPListen != want {
+			t.Errorf("http_listen = %q: HTTPListen %q, want %q", value, c.Proxy.HTTPListen, want)
+		}
+		roundTrip(t, c)
+	}
+}

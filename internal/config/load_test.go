@@ -128,7 +128,7 @@ func TestLoadEverything(t *testing.T) {
 listen_addr = "*"
 listen_port = 7432
 unix_socket_dir = ""
-http_listen = "127.0.0.1:9127"
+http_listen = "127.0.0.1:9930"
 auth_type = "scram-sha-256"
 auth_file = "userlist.txt"
 auth_user = "lookup"
@@ -228,7 +228,7 @@ pool_size = 2
 	}
 	abs := func(name string) string { return filepath.Join(dir, name) }
 	want := Proxy{
-		ListenAddrs: []string{"*"}, ListenAddr: "0.0.0.0", ListenPort: 7432, UnixSocketDir: "", HTTPListen: "127.0.0.1:9127",
+		ListenAddrs: []string{"*"}, ListenAddr: "0.0.0.0", ListenPort: 7432, UnixSocketDir: "", HTTPListen: "127.0.0.1:9930",
 		AuthType: AuthSCRAM, AuthFile: abs("userlist.txt"), AuthUser: "lookup",
 		AuthQuery:  "SELECT * FROM pgbouncer.user_lookup($1)",
 		AdminUsers: []string{"admin"}, StatsUsers: []string{"stats", "grafana"},

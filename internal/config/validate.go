@@ -51,9 +51,17 @@ func (b *builder) validateProxy(p *Proxy) {
 	}
 	if p.HTTPListen != "" {
 		host, port, err := net.SplitHostPort(p.HTTPListen)
+		if err != nil {
+			// A host alone ("127.0.0.1", "::1", "[::1]") listens on
+			// DefaultHTTPPort.
+			host = strings.TrimSuffix(strings.TrimPrefix(p.HTTPListen, "["), "]")
+			port = strconv.Itoa(DefaultHTTPPort)
+		}
 		n, perr := strconv.Atoi(port)
-		if err != nil || perr != nil || n < 0 || n > 65535 || (host != "" && !validHost(host)) {
-			b.problem(b.px("http_listen"), `want "host:port", like "127.0.0.1:9127", got %q`, p.HTTPListen)
+		if perr != nil || n < 0 || n > 65535 || (host != "" && !validHost(host)) {
+			b.problem(b.px("http_listen"), `want "host:port" or "host" (port %d), like "127.0.0.1:%[1]d", got %q`, DefaultHTTPPort, p.HTTPListen)
+		} else {
+			p.HTTPListen = net.JoinHostPort(host, port)
 		}
 	}
 

@@ -25,10 +25,10 @@ func TestValidationProblems(t *testing.T) {
 	}{
 		{
 			name: "ports",
-			toml: trust + "listen_port = 70000\nhttp_listen = \"localhost\"\n[databases.app]\nport = 0\n",
+			toml: trust + "listen_port = 70000\nhttp_listen = \"localhost:99999\"\n[databases.app]\nport = 0\n",
 			want: []string{
 				`pauseproxy.toml: proxy.listen_port: must be 1..65535, got 70000`,
-				`pauseproxy.toml: proxy.http_listen: want "host:port", like "127.0.0.1:9127", got "localhost"`,
+				`pauseproxy.toml: proxy.http_listen: want "host:port" or "host" (port 9930), like "127.0.0.1:9930", got "localhost:99999"`,
 				`pauseproxy.toml: databases.app.port: must be 1..65535, got 0`,
 			},
 		},
