@@ -30,7 +30,7 @@ func serve(load func() (*config.Config, error), allowRoot bool, stderr io.Writer
 	}
 	level := new(slog.LevelVar)
 	setLevel(level, cfg.Proxy.LogLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, cfg.Proxy.LogFormat, level)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
@@ -129,6 +129,16 @@ func (a *App) drain(srv *proxy.Server, sigs <-chan os.Signal, cancelHard context
 	return 0
 }
 
+// newLogger returns the serving process's logger: log_format's handler on
+// w, at level.
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == config.LogFormatJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 // geteuid is os.Geteuid; tests replace it.
 var geteuid = os.Geteuid
 
@@ -181,6 +191,7 @@ func (a *App) Reload() error {
 // apply puts a validated configuration in force: the login phase first,
 // whose TLS files and auth_file may still fail to load, then the router.
 func (a *App) apply(cfg *config.Config) error {
+	old := a.router.Config()
 	if err := a.proxy.Reload(cfg); err != nil {
 		a.log.Error("reload refused; the running configuration stays", slog.Any("err", err))
 		return fmt.Errorf("reload refused: %w", err)
@@ -191,6 +202,9 @@ func (a *App) apply(cfg *config.Config) error {
 	setLevel(a.level, cfg.Proxy.LogLevel)
 	for _, w := range cfg.Warnings {
 		a.log.Warn(w)
+	}
+	if cfg.Proxy.LogFormat != old.Proxy.LogFormat {
+		a.log.Warn("log_format changed: it takes effect at the next start", slog.String("running", old.Proxy.LogFormat), slog.String("file", cfg.Proxy.LogFormat))
 	}
 	return nil
 }

@@ -96,6 +96,7 @@ var proxyFields = []field[Proxy]{
 	{"pause_timeout_action", func(p *Proxy) any { return &p.PauseTimeoutAction }},
 	{"shutdown_timeout", func(p *Proxy) any { return &p.ShutdownTimeout }},
 	{"log_level", func(p *Proxy) any { return &p.LogLevel }},
+	{"log_format", func(p *Proxy) any { return &p.LogFormat }},
 	{"allow_root", func(p *Proxy) any { return &p.AllowRoot }},
 	{"http_token", func(p *Proxy) any { return &p.HTTPToken }},
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
@@ -248,6 +249,7 @@ func defaultProxy() Proxy {
 		PauseTimeoutAction: PauseTimeoutResume,
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
+		LogFormat:          LogFormatText,
 
 		ConsulRegisterAddr:    "127.0.0.1:8500",
 		ConsulRegisterScheme:  "http",

@@ -33,6 +33,8 @@ var fixedKeys = map[string]bool{
 	"listen_port":     true,
 	"unix_socket_dir": true,
 	"http_listen":     true,
+	// The logger is built once, at start.
+	"log_format":      true,
 	"http_token":      true,
 	"http_token_env":  true,
 	"http_token_file": true,

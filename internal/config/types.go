@@ -125,6 +125,10 @@ type Proxy struct {
 	DrainTimeout    time.Duration // drain_timeout, default 30s: how long PAUSE waits for in-flight transactions
 	ShutdownTimeout time.Duration // shutdown_timeout, default 30s: SIGTERM's bound on in-flight transactions
 	LogLevel        string        // log_level: debug, info (default), warn, error
+	// LogFormat is log_format: "text" (the default: log/slog's
+	// key=value lines) or "json" (one JSON object per line, for log
+	// collectors). Read at start; a reload that changes it warns.
+	LogFormat string
 
 	// AllowRoot is allow_root (default false): serve even when started as
 	// root. pauseproxy refuses otherwise, as PgBouncer does ("PgBouncer
@@ -186,6 +190,12 @@ type Proxy struct {
 	// ConsulRegisterTags is consul_register_tags, the registration's tags.
 	ConsulRegisterTags []string
 }
+
+// The values of log_format.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
 
 // The values of pause_timeout_action.
 const (

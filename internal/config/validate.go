@@ -82,6 +82,7 @@ func (b *builder) validateProxy(p *Proxy) {
 		b.problem(b.px("max_message_size"), "must be %d..%d bytes, got %d", minMessageSize, maxMessageSize, p.MaxMessageSize)
 	}
 	b.oneOf(b.px("log_level"), p.LogLevel, logLevels)
+	b.oneOf(b.px("log_format"), p.LogFormat, []string{LogFormatText, LogFormatJSON})
 	b.oneOf(b.px("pause_timeout_action"), p.PauseTimeoutAction, []string{PauseTimeoutResume, PauseTimeoutCancel})
 	if p.ServerResetQueryAlways {
 		// PgBouncer runs server_reset_query after every transaction in

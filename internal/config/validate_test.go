@@ -48,12 +48,13 @@ func TestValidationProblems(t *testing.T) {
 		},
 		{
 			name: "enumerations",
-			toml: "[proxy]\nauth_type = \"hba\"\npool_mode = \"statement\"\nlog_level = \"verbose\"\nserver_tls_sslmode = \"on\"\n" +
+			toml: "[proxy]\nauth_type = \"hba\"\npool_mode = \"statement\"\nlog_level = \"verbose\"\nlog_format = \"xml\"\nserver_tls_sslmode = \"on\"\n" +
 				"[databases.app]\npool_mode = \"sessions\"\n[users.bob]\npool_mode = \"statement\"\n",
 			want: []string{
 				`pauseproxy.toml: proxy.auth_type: "hba" is not supported by pauseproxy (want trust, md5, scram-sha-256 or plain)`,
 				`pauseproxy.toml: proxy.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
 				`pauseproxy.toml: proxy.log_level: unknown value "verbose" (want debug, info, warn or error)`,
+				`pauseproxy.toml: proxy.log_format: unknown value "xml" (want text or json)`,
 				`pauseproxy.toml: proxy.server_tls_sslmode: unknown value "on" (want disable, allow, prefer, require, verify-ca or verify-full)`,
 				`pauseproxy.toml: databases.app.pool_mode: unknown value "sessions" (want session or transaction)`,
 				`pauseproxy.toml: users.bob.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
