@@ -106,6 +106,8 @@ func TestLoadPgBouncerINI(t *testing.T) {
 		"testdata/pgbouncer.ini: pgbouncer.tcp_keepalive: not supported by pauseproxy, ignored (pauseproxy always enables TCP keepalive on client connections, with the operating system's timings)",
 		"testdata/pgbouncer.ini: pgbouncer.pkt_buf: not supported by pauseproxy, ignored",
 		"testdata/pgbouncer.ini: pgbouncer.stats_period: not supported by pauseproxy, ignored (pauseproxy exports Prometheus metrics instead)",
+		"testdata/pgbouncer.ini: pgbouncer.application_name_add_host: not supported yet: application_name is passed on unchanged",
+		"testdata/pgbouncer.ini: databases.legacy.connect_query: not supported yet: new server connections do not run it",
 	}
 	if !reflect.DeepEqual(c.Warnings, wantWarnings) {
 		t.Errorf("Warnings:\n%s\nwant:\n%s", strings.Join(c.Warnings, "\n"), strings.Join(wantWarnings, "\n"))

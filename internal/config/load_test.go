@@ -286,10 +286,13 @@ pool_size = 2
 	if !reflect.DeepEqual(c.Users["bob"], wantBob) {
 		t.Errorf("bob = %+v", c.Users["bob"])
 	}
-	// An MD5 hash cannot serve SCRAM, and server_reset_query_always is
-	// not applied: warnings, not failures.
-	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], "pauseproxy.toml: proxy.server_reset_query_always: not supported") ||
-		!strings.Contains(c.Warnings[1], "pauseproxy.toml: users.bob.password: an MD5 hash cannot be used") {
+	// An MD5 hash cannot serve SCRAM, and server_reset_query_always,
+	// application_name_add_host and connect_query are not applied:
+	// warnings, not failures.
+	if len(c.Warnings) != 4 || !strings.Contains(c.Warnings[0], "pauseproxy.toml: proxy.server_reset_query_always: not supported") ||
+		!strings.Contains(c.Warnings[1], "pauseproxy.toml: proxy.application_name_add_host: not supported yet") ||
+		!strings.Contains(c.Warnings[2], "pauseproxy.toml: databases.app.connect_query: not supported yet") ||
+		!strings.Contains(c.Warnings[3], "pauseproxy.toml: users.bob.password: an MD5 hash cannot be used") {
 		t.Errorf("Warnings = %q", c.Warnings)
 	}
 }

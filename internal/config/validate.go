@@ -89,6 +89,9 @@ func (b *builder) validateProxy(p *Proxy) {
 		// transaction mode with this set; pauseproxy does not (yet).
 		b.warn(b.px("server_reset_query_always"), "not supported: server_reset_query runs only when a session-mode client disconnects; in transaction mode a server connection is not reset between clients")
 	}
+	if p.ApplicationNameAddHost {
+		b.warn(b.px("application_name_add_host"), "not supported yet: application_name is passed on unchanged")
+	}
 	if p.HTTPToken != "" && p.HTTPListen == "" {
 		b.warn(b.px("http_token"), "set without http_listen: the HTTP endpoints are disabled")
 	}
@@ -238,6 +241,11 @@ func (b *builder) validateDatabase(d *Database) {
 		b.problem(keyOf(prefix), "empty database name")
 	case slices.Contains(reservedDatabaseNames, d.Name):
 		b.problem(keyOf(prefix), "the name %q is reserved for the admin console", d.Name)
+	}
+	if d.ConnectQuery != "" {
+		// Read (PgBouncer's name and place) but not run by the pools
+		// yet: say so rather than let a file believe it is.
+		b.warn(key("connect_query"), "not supported yet: new server connections do not run it")
 	}
 	// pool_size, min_pool_size, reserve_pool and max_db_connections
 	// default to [proxy] values, which were checked there.
