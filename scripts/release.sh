@@ -6,8 +6,10 @@
 #
 #   scripts/release.sh [VERSION]
 #
-# VERSION defaults to `git describe --tags --always --dirty`; it reaches
-# `pauseproxy version` through -ldflags -X main.version. The environment
+# VERSION defaults to the tag on HEAD (v0.2.0 gives 0.2.0), else to the
+# unstamped build's form, devVersion of cmd/pauseproxy/version.go with the
+# commit: 0.2.0-dev+3f82809aaa1b (.dirty with uncommitted changes). It
+# reaches `pauseproxy version` through -ldflags -X main.version. The environment
 # may set DIST (output directory, default dist/, which git ignores) and
 # ARCHES (default "amd64 arm64"). The tests run it with ARCHES=amd64.
 set -euo pipefail
@@ -16,10 +18,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="/usr/local/go/bin:$PATH"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
-version="${1:-$(git describe --tags --always --dirty 2>/dev/null || true)}"
+version="${1:-}"
 if [[ -z $version ]]; then
-	echo "release.sh: no VERSION given and git describe has none" >&2
-	exit 2
+	if tag=$(git describe --tags --exact-match 2>/dev/null); then
+		version="${tag#v}"
+	else
+		dev=$(sed -n 's/^const devVersion = "\(.*\)"$/\1/p' cmd/pauseproxy/version.go)
+		commit=$(git rev-parse --short=12 HEAD 2>/dev/null || true)
+		if [[ -z $dev || -z $commit ]]; then
+			echo "release.sh: give a VERSION (no tag on HEAD, and no commit or devVersion to name the build)" >&2
+			exit 2
+		fi
+		version="$dev+$commit"
+		if [[ -n $(git status --porcelain 2>/dev/null) ]]; then
+			version+=".dirty"
+		fi
+	fi
 fi
 if [[ ! $version =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]]; then
 	echo "release.sh: VERSION $version: want letters, digits and . _ + -" >&2

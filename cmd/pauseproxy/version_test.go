@@ -70,12 +70,12 @@ func TestReleaseScript(t *testing.T) {
 		}
 	}
 
-	out, err := exec.Command(binary, "version").Output()
+	out, err := exec.Command(binary, "--version").Output()
 	if err != nil {
-		t.Fatalf("%s version: %v", name, err)
+		t.Fatalf("%s --version: %v", name, err)
 	}
 	if want := "pauseproxy " + v + "\n"; string(out) != want {
-		t.Errorf("version = %q, want %q", out, want)
+		t.Errorf("--version = %q, want %q", out, want)
 	}
 
 	sums, err := os.ReadFile(filepath.Join(dist, "SHA256SUMS"))
