@@ -1,7 +1,7 @@
 # pauseproxy container image.
 #
 #   docker build -t pauseproxy:0.1.0 --build-arg VERSION=0.1.0 .
-#   docker run --rm -p 6432:6432 -p 9127:9127 \
+#   docker run --rm -p 6432:6432 -p 9930:9930 \
 #     -v /etc/pauseproxy:/etc/pauseproxy:ro \
 #     -e APP_DB_PASSWORD=... pauseproxy:0.1.0
 #
@@ -40,8 +40,8 @@ COPY --from=build /out/pauseproxy /pauseproxy
 # can check it without reading /etc/passwd.
 USER 65532:65532
 # 6432: PostgreSQL clients and the admin console (listen_port).
-# 9127: /metrics, /healthz and /readyz (http_listen).
-EXPOSE 6432 9127
+# 9930: /metrics, /healthz and /readyz (http_listen).
+EXPOSE 6432 9930
 # SIGTERM drains: stop accepting, let transactions in flight finish within
 # shutdown_timeout, exit. A second SIGTERM or a SIGINT closes at once.
 STOPSIGNAL SIGTERM

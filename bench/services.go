@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -281,6 +282,20 @@ func staticDatabase(server serverAddr) string {
 	return fmt.Sprintf("host = %q\nport = %d\ndbname = %q\n", server.Host, server.Port, benchDB)
 }
 
+// allowRootArgs is ["--allow-root"] when the bench runs as root and bin
+// knows the flag: pauseproxy refuses to serve as root without it, and a
+// build of an older revision (--rev) has no such flag and no such refusal.
+func allowRootArgs(bin string) []string {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	out, _ := exec.Command(bin, "--help").CombinedOutput()
+	if !bytes.Contains(out, []byte("--allow-root")) {
+		return nil
+	}
+	return []string{"--allow-root"}
+}
+
 // startPauseproxy runs the pauseproxy binary with its config in a
 // directory of its own under dir. gomaxprocs 0 leaves Go's default.
 func startPauseproxy(ctx context.Context, bin, dir, name string, s PoolSettings, database string, gomaxprocs int) (*Target, string, error) {
@@ -299,7 +314,7 @@ func startPauseproxy(ctx context.Context, bin, dir, name string, s PoolSettings,
 	if err := os.WriteFile(cfgPath, []byte(pauseproxyConfig(port, s, database)), 0o600); err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(bin, "--config", cfgPath)
+	cmd := exec.Command(bin, append(allowRootArgs(bin), "--config", cfgPath)...)
 	cmd.Dir = home
 	cmd.Env = os.Environ()
 	if gomaxprocs > 0 {

@@ -150,12 +150,13 @@ type proxyProcess struct {
 	err  error
 }
 
-// startProxy runs the binary with --config file and env (only env: no
+// startProxy runs the binary with --config file (and --allow-root: the
+// tests run as root, the deployments do not) and env (only env: no
 // variable of the test process leaks in), waits until dsn logs in, and
 // kills it at the end of the test.
 func startProxy(t *testing.T, file string, env []string, dsn string) *proxyProcess {
 	t.Helper()
-	p := &proxyProcess{cmd: exec.Command(bin, "--config", file), logs: new(bytes.Buffer), done: make(chan struct{})}
+	p := &proxyProcess{cmd: exec.Command(bin, "--allow-root", "--config", file), logs: new(bytes.Buffer), done: make(chan struct{})}
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -136,7 +136,7 @@ func TestMissingSecretNamesTheKey(t *testing.T) {
 		},
 		{
 			name: "start, database password variable not set",
-			args: []string{"--config", file},
+			args: []string{"--allow-root", "--config", file},
 			env:  []string{"PP_APP_PASSWORD=" + appPassword},
 			want: []string{"databases.forced.password_env", "PP_FORCED_DB_PASSWORD is not set"},
 		},

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -155,6 +156,13 @@ func TestConsoleSignalsAndHTTP(t *testing.T) {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
 	code, body := httpDo(t, "GET", web+"/metrics", "")
+	// The binary's version, which is not the test's: go build stamps the
+	// build information a test binary lacks.
+	binVersion, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := strings.TrimPrefix(strings.TrimSpace(string(binVersion)), "pauseproxy ")
 	for _, want := range []string{`pauseproxy_build_info{version="` + version + `"} 1`, "pauseproxy_paused_all 0", "go_goroutines", "process_open_fds"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("/metrics: %d, no %q in\n%s", code, want, body)

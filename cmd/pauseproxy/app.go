@@ -68,7 +68,7 @@ func newApp(log *slog.Logger, level *slog.LevelVar, r *router.Router, load func(
 	a.events = admin.NewEvents(0)
 	a.pauser = admin.NewPauser(r, a.events, log)
 	a.failover = failover.NewManager(r, log, a.roleChanged)
-	a.registrar = registry.New(log, version)
+	a.registrar = registry.New(log, appVersion())
 	return a
 }
 
@@ -111,7 +111,7 @@ func (a *App) adminConsole() proxy.AdminConsole {
 			Control:  a,
 			Topology: a.failover,
 			Clients:  a.clients,
-			Version:  version,
+			Version:  appVersion(),
 			Log:      a.log,
 			// SWITCHOVER runs the ops pipeline in this process (ops.go).
 			Switchover: appSwitchover{a},
@@ -135,7 +135,7 @@ func (a *App) startHTTP(cfg *config.Config) (func(), error) {
 		return func() {}, nil
 	}
 	reg, err := metrics.NewRegistry(metrics.Options{
-		Router: a.router, Pauser: a.pauser, Events: a.events, Clients: a.clients, Version: version,
+		Router: a.router, Pauser: a.pauser, Events: a.events, Clients: a.clients, Version: appVersion(),
 		Discovery: discoveryStats{a.failover},
 	})
 	if err != nil {

@@ -81,7 +81,14 @@ port = %d
 // startBinary runs pauseproxy --config path and waits until it accepts.
 func startBinary(t *testing.T, path string, port int) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(bin, "--config", path)
+	return startBinaryArgs(t, port, "--allow-root", "--config", path)
+}
+
+// startBinaryArgs runs pauseproxy with args and waits until it accepts on
+// port.
+func startBinaryArgs(t *testing.T, port int, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -156,7 +163,8 @@ port = 0
 func TestSighupChangesPoolSize(t *testing.T) {
 	dir := t.TempDir()
 	path, port := writeConfig(t, dir, 1)
-	cmd, _ := startBinary(t, path, port)
+	// The file as the argument, as PgBouncer's unit gives its ini.
+	cmd, _ := startBinaryArgs(t, port, path, "--allow-root")
 	ctx := context.Background()
 	a, err := pgx.Connect(ctx, dsn(port))
 	if err != nil {
@@ -280,7 +288,9 @@ pidfile = /var/run/pgbouncer/pgbouncer.pid
 admin_users = app
 `, pg.Port, port)), 0o600)
 
-	cmd := exec.Command(bin, "--pgbouncer-ini", ini)
+	// As PgBouncer's systemd unit runs it: the file as the argument.
+	// The tests run as root: allowed with the flag after the file.
+	cmd := exec.Command(bin, ini, "--allow-root")
 	var logs proxytest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -62,20 +62,14 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("pauseproxy "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
 func switchoverCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("switchover", stderr)
 	var f opsFlags
 	f.register(fs, ops.DefaultSwitchoverTimeout)
 	candidate := fs.String("candidate", "", "the member to hand the primary to (default: Patroni chooses)")
 	maxLag := fs.Int64("max-lag", ops.DefaultMaxLag, "most replication lag in bytes the candidate may have")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseArgs(fs, "pauseproxy switchover [flags]: move the primary to a replica with traffic held (Patroni or Consul discovery)", args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pauseproxy switchover: unexpected argument %q\n", fs.Arg(0))
@@ -99,15 +93,19 @@ func switchoverCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// execSynopsis is exec's usage line. "help" as the first argument asks
+// for it; `pauseproxy exec -- help` runs a command named help.
+const execSynopsis = "pauseproxy exec [flags] -- COMMAND [ARG...]: run a maintenance command with traffic held; exit with its status"
+
 func execCmd(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("exec", stderr)
 	var f opsFlags
 	f.register(fs, ops.DefaultExecTimeout)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseArgs(fs, execSynopsis, args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "usage: pauseproxy exec [flags] -- COMMAND [ARG...]")
+		fmt.Fprintf(stderr, "usage: %s\n", execSynopsis)
 		return 2
 	}
 	o, err := f.options(stderr)
@@ -134,8 +132,13 @@ func execCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 func ctlCmd(args []string, stdout, stderr io.Writer) int {
+	const synopsis = "pauseproxy ctl pause|resume|status [--config FILE] [--database NAME] [--all] [--timeout DUR] [--expire DUR]"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintf(stdout, "usage: %s\n(pauseproxy ctl ACTION --help lists the flags)\n", synopsis)
+		return 0
+	}
 	if len(args) == 0 || !slices.Contains([]string{"pause", "resume", "status"}, args[0]) {
-		fmt.Fprintln(stderr, "usage: pauseproxy ctl pause|resume|status [--config FILE] [--database NAME] [--all] [--timeout DUR] [--expire DUR]")
+		fmt.Fprintf(stderr, "usage: %s\n", synopsis)
 		return 2
 	}
 	action := args[0]
@@ -145,8 +148,8 @@ func ctlCmd(args []string, stdout, stderr io.Writer) int {
 	all := fs.Bool("all", false, "the other proxies too: peers, and with consul_register those registered in Consul (pause: all or nothing)")
 	timeout := fs.Duration("timeout", 0, "pause: bound on the wait for transactions in flight (default: the proxy's drain_timeout)")
 	expire := fs.Duration("expire", 0, "pause: resume by itself this long after (default: never)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if code, done := parseArgs(fs, "pauseproxy ctl "+action+" [flags]", args[1:], stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pauseproxy ctl: unexpected argument %q\n", fs.Arg(0))

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
@@ -15,16 +16,21 @@ import (
 )
 
 // serve runs the proxy until SIGTERM (drain, then exit 0) or SIGINT (close
-// at once). SIGHUP reloads the configuration.
-func serve(load func() (*config.Config, error), stderr io.Writer) int {
+// at once). SIGHUP reloads the configuration. As root it refuses unless
+// allowRoot (--allow-root) or allow_root says otherwise.
+func serve(load func() (*config.Config, error), allowRoot bool, stderr io.Writer) int {
 	cfg, err := load()
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
+	if err := checkRoot(geteuid(), allowRoot, cfg); err != nil {
+		fmt.Fprintln(stderr, "pauseproxy:", err)
+		return 1
+	}
 	level := new(slog.LevelVar)
 	setLevel(level, cfg.Proxy.LogLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, cfg.Proxy.LogFormat, level)
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
@@ -62,7 +68,7 @@ func serve(load func() (*config.Config, error), stderr io.Writer) int {
 		close(served)
 	}()
 	addrs := srv.Addrs()
-	log.Info("pauseproxy started", slog.String("version", version), slog.Any("listen", addrs), slog.Int("databases", len(cfg.Databases)))
+	log.Info("pauseproxy started", slog.String("version", appVersion()), slog.Any("listen", addrs), slog.Int("databases", len(cfg.Databases)))
 	// Listening now: the other instances' commands may find and pause
 	// this one (consul_register).
 	app.registrar.Update(cfg)
@@ -123,6 +129,35 @@ func (a *App) drain(srv *proxy.Server, sigs <-chan os.Signal, cancelHard context
 	return 0
 }
 
+// newLogger returns the serving process's logger: log_format's handler on
+// w, at level.
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == config.LogFormatJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+// checkRoot refuses to serve as root (uid 0) unless told to, as PgBouncer
+// does: a process that faces the network and parses what any client sends
+// should not hold root's rights, and one started as root by mistake would
+// also leave root-owned sockets and files behind. It runs after the config
+// is loaded, so that allow_root in the file counts.
+func checkRoot(uid int, allowFlag bool, cfg *config.Config) error {
+	if uid != 0 || allowFlag || cfg.Proxy.AllowRoot {
+		return nil
+	}
+	section := "[proxy]"
+	if strings.HasSuffix(cfg.File, ".ini") {
+		section = "[pgbouncer]"
+	}
+	return fmt.Errorf("refusing to run as root: run pauseproxy as an unprivileged user (the systemd unit and the container image do), or override with --allow-root or allow_root = true in %s of %s", section, cfg.File)
+}
+
 func setLevel(v *slog.LevelVar, s string) {
 	switch s {
 	case "debug":
@@ -156,6 +191,7 @@ func (a *App) Reload() error {
 // apply puts a validated configuration in force: the login phase first,
 // whose TLS files and auth_file may still fail to load, then the router.
 func (a *App) apply(cfg *config.Config) error {
+	old := a.router.Config()
 	if err := a.proxy.Reload(cfg); err != nil {
 		a.log.Error("reload refused; the running configuration stays", slog.Any("err", err))
 		return fmt.Errorf("reload refused: %w", err)
@@ -166,6 +202,9 @@ func (a *App) apply(cfg *config.Config) error {
 	setLevel(a.level, cfg.Proxy.LogLevel)
 	for _, w := range cfg.Warnings {
 		a.log.Warn(w)
+	}
+	if cfg.Proxy.LogFormat != old.Proxy.LogFormat {
+		a.log.Warn("log_format changed: it takes effect at the next start", slog.String("running", old.Proxy.LogFormat), slog.String("file", cfg.Proxy.LogFormat))
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ type source struct {
 	// problems and warnings found while reading.
 	problems []string
 	warnings []string
+	// noSecrets is LoadOptions.NoSecrets.
+	noSecrets bool
 }
 
 // builder turns a source into a validated Config.
@@ -55,10 +57,6 @@ func build(src *source) (*Config, error) {
 	proxySet := decodeTable(b, []string{src.proxySection}, src.proxy, proxyFields, &c.Proxy)
 	b.secret([]string{src.proxySection}, proxySet, "http_token", &c.Proxy.HTTPToken, &c.Proxy.HTTPTokenEnv, &c.Proxy.HTTPTokenFile)
 	b.secret([]string{src.proxySection}, proxySet, "consul_register_token", &c.Proxy.ConsulRegisterToken, &c.Proxy.ConsulRegisterTokenEnv, &c.Proxy.ConsulRegisterTokenFile)
-	if c.Proxy.ListenAddr == "*" {
-		// PgBouncer's "all addresses".
-		c.Proxy.ListenAddr = "0.0.0.0"
-	}
 	for _, name := range sortedKeys(src.databases) {
 		c.Databases[name] = b.database(&c.Proxy, name, src.databases[name])
 	}
@@ -206,6 +204,16 @@ func (b *builder) dirOf(key string) string {
 // problem records a problem with key ("" for the file as a whole).
 func (b *builder) problem(key, format string, args ...any) {
 	b.problems = append(b.problems, b.message(key, format, args...))
+}
+
+// secretMissing records that a secret named by key cannot be had: a
+// problem, or with LoadOptions.NoSecrets a warning.
+func (b *builder) secretMissing(key, format string, args ...any) {
+	if b.src.noSecrets {
+		b.warn(key, format+" (not required: secrets are not checked)", args...)
+		return
+	}
+	b.problem(key, format, args...)
 }
 
 // warn records a non-fatal remark about key.

@@ -26,7 +26,8 @@ const maxIncludeDepth = 10
 // know). A relative auth_file and the TLS files are resolved the same way.
 //
 // PgBouncer conventions are translated: durations are seconds,
-// listen_addr = * means 0.0.0.0, lists are separated by commas or spaces,
+// listen_addr is a comma-separated list ("*": every address), other lists
+// are separated by commas or spaces,
 // host=h1,h2 becomes hosts, a database without host uses the Unix socket
 // directory (PgBouncer's behaviour), and where PgBouncer's default differs
 // from pauseproxy's (listen_addr unset means no TCP, pool_mode defaults to
@@ -40,7 +41,13 @@ const maxIncludeDepth = 10
 // pgbouncerOnlySettings). Unknown settings and sections are errors, as
 // typos would be.
 func LoadPgBouncerINI(path string) (*Config, error) {
+	return LoadPgBouncerINIWith(path, LoadOptions{})
+}
+
+// LoadPgBouncerINIWith is LoadPgBouncerINI with options.
+func LoadPgBouncerINIWith(path string, o LoadOptions) (*Config, error) {
 	r := &iniReader{src: &source{
+		noSecrets:    o.NoSecrets,
 		file:         path,
 		proxySection: "pgbouncer",
 		proxy:        map[string]any{},
@@ -238,11 +245,6 @@ func (r *iniReader) setting(e iniEntry) {
 	case "max_packet_size":
 		// PgBouncer's cap on one protocol message is max_message_size.
 		name = "max_message_size"
-	case "listen_addr":
-		if strings.ContainsAny(e.value, ", ") {
-			r.problem(e.file, key, "pauseproxy listens on one address, got the list %q", e.value)
-			return
-		}
 	}
 	if i := slices.IndexFunc(proxyFields, func(f field[Proxy]) bool { return f.key == name }); i >= 0 {
 		var zero Proxy

@@ -106,6 +106,8 @@ func TestLoadPgBouncerINI(t *testing.T) {
 		"testdata/pgbouncer.ini: pgbouncer.tcp_keepalive: not supported by pauseproxy, ignored (pauseproxy always enables TCP keepalive on client connections, with the operating system's timings)",
 		"testdata/pgbouncer.ini: pgbouncer.pkt_buf: not supported by pauseproxy, ignored",
 		"testdata/pgbouncer.ini: pgbouncer.stats_period: not supported by pauseproxy, ignored (pauseproxy exports Prometheus metrics instead)",
+		"testdata/pgbouncer.ini: pgbouncer.application_name_add_host: not supported yet: application_name is passed on unchanged",
+		"testdata/pgbouncer.ini: databases.legacy.connect_query: not supported yet: new server connections do not run it",
 	}
 	if !reflect.DeepEqual(c.Warnings, wantWarnings) {
 		t.Errorf("Warnings:\n%s\nwant:\n%s", strings.Join(c.Warnings, "\n"), strings.Join(wantWarnings, "\n"))
@@ -177,7 +179,7 @@ no equals sign
 [pgbouncer]
 auth_type = trust
 listen_port = many
-listen_addr = 127.0.0.1, 10.0.0.1
+listen_addr = 127.0.0.1, 10.0.0.1:6432
 server_lifetime = forever
 application_name_add_host = maybe
 pool_mode = statement
@@ -185,10 +187,10 @@ listen_prot = 1
 `},
 			want: []string{
 				`pgbouncer.ini: pgbouncer.listen_port: want an integer, got "many"`,
-				`pgbouncer.ini: pgbouncer.listen_addr: pauseproxy listens on one address, got the list "127.0.0.1, 10.0.0.1"`,
 				`pgbouncer.ini: pgbouncer.server_lifetime: want a number of seconds, got "forever"`,
 				`pgbouncer.ini: pgbouncer.application_name_add_host: want 0 or 1, got "maybe"`,
 				`pgbouncer.ini: pgbouncer.listen_prot: unknown PgBouncer setting (did you mean "listen_port"?)`,
+				`pgbouncer.ini: pgbouncer.listen_addr: entry "10.0.0.1:6432": want an IP address, a host name or "*", without port (see listen_port)`,
 				`pgbouncer.ini: pgbouncer.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
 			},
 		},

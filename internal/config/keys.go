@@ -12,6 +12,13 @@ import "time"
 // function instead, which auth_query can name.
 const DefaultAuthQuery = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1"
 
+// DefaultHTTPPort is the port of http_listen when it names a host alone.
+// Prometheus's exporters take ports in 9100-9999 by convention; 9930 is
+// clear of the two a PgBouncer host runs: pgbouncer_exporter (9127) and
+// postgres_exporter (9187), so pauseproxy can replace PgBouncer beside
+// them, or run next to PgBouncer and its exporter during a migration.
+const DefaultHTTPPort = 9930
+
 // DefaultMaxMessageSize is the default max_message_size: 64 MiB. It is a
 // cap so that no client (or server) can make the proxy allocate unbounded
 // memory by announcing a huge message length. PostgreSQL itself limits most
@@ -34,7 +41,8 @@ var reservedDatabaseNames = []string{"pgbouncer", "pauseproxy"}
 
 // field is one key of a table: its name and a pointer to the typed field it
 // fills. ptr returns one of *string, *int, *bool, *time.Duration,
-// *[]string, *PoolMode or *AuthType; the pointer's type is the key's type.
+// *[]string, *addrList, *PoolMode or *AuthType; the pointer's type is the
+// key's type.
 type field[T any] struct {
 	key string
 	ptr func(*T) any
@@ -42,7 +50,7 @@ type field[T any] struct {
 
 // proxyFields are the keys of [proxy] (PgBouncer's [pgbouncer] section).
 var proxyFields = []field[Proxy]{
-	{"listen_addr", func(p *Proxy) any { return &p.ListenAddr }},
+	{"listen_addr", func(p *Proxy) any { return (*addrList)(&p.ListenAddrs) }},
 	{"listen_port", func(p *Proxy) any { return &p.ListenPort }},
 	{"unix_socket_dir", func(p *Proxy) any { return &p.UnixSocketDir }},
 	{"http_listen", func(p *Proxy) any { return &p.HTTPListen }},
@@ -90,6 +98,8 @@ var proxyFields = []field[Proxy]{
 	{"pause_timeout_action", func(p *Proxy) any { return &p.PauseTimeoutAction }},
 	{"shutdown_timeout", func(p *Proxy) any { return &p.ShutdownTimeout }},
 	{"log_level", func(p *Proxy) any { return &p.LogLevel }},
+	{"log_format", func(p *Proxy) any { return &p.LogFormat }},
+	{"allow_root", func(p *Proxy) any { return &p.AllowRoot }},
 	{"http_token", func(p *Proxy) any { return &p.HTTPToken }},
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
 	{"http_token_file", func(p *Proxy) any { return &p.HTTPTokenFile }},
@@ -213,6 +223,7 @@ var discoveryOnlyKeys = map[string][]string{
 // where types.go says otherwise (listen_addr, pool_mode, max_message_size).
 func defaultProxy() Proxy {
 	return Proxy{
+		ListenAddrs:   []string{"127.0.0.1"},
 		ListenAddr:    "127.0.0.1",
 		ListenPort:    6432,
 		UnixSocketDir: "/tmp",
@@ -242,6 +253,7 @@ func defaultProxy() Proxy {
 		PauseTimeoutAction: PauseTimeoutResume,
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
+		LogFormat:          LogFormatText,
 
 		ConsulRegisterAddr:    "127.0.0.1:8500",
 		ConsulRegisterScheme:  "http",

@@ -27,6 +27,25 @@ func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
 // their defaults (see types.go). Every problem is reported at once in an
 // *Error. The result's Warnings hold remarks that do not stop the proxy.
 func Load(path string) (*Config, error) {
+	return LoadWith(path, LoadOptions{})
+}
+
+// LoadOptions change what Load and LoadPgBouncerINI require of the world
+// outside the file. The zero value is what serving needs.
+type LoadOptions struct {
+	// NoSecrets does not require the secrets a file names but does not
+	// hold: the environment variables of *_env keys, the files of
+	// *_file secret keys (password_file, http_token_file, ...), auth_file
+	// and the TLS private keys (*_key_file). One that is missing is a
+	// warning instead of a problem, and its value stays empty. Everything
+	// else is checked as usual. For `pauseproxy check-config
+	// --no-secrets` in a pipeline that has none of them; such a Config
+	// must not be served.
+	NoSecrets bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{Problems: []string{readProblem(path, err)}}
@@ -45,7 +64,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, &Error{Problems: []string{tomlProblem(path, err)}}
 	}
-	src := &source{file: path, proxySection: "proxy"}
+	src := &source{file: path, proxySection: "proxy", noSecrets: o.NoSecrets}
 	// What is undecoded outside the three tables is unknown.
 	var unknown []string
 	for _, k := range md.Undecoded() {

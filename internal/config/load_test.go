@@ -128,7 +128,7 @@ func TestLoadEverything(t *testing.T) {
 listen_addr = "*"
 listen_port = 7432
 unix_socket_dir = ""
-http_listen = "127.0.0.1:9127"
+http_listen = "127.0.0.1:9930"
 auth_type = "scram-sha-256"
 auth_file = "userlist.txt"
 auth_user = "lookup"
@@ -168,6 +168,7 @@ hold_timeout = "10s"
 drain_timeout = "20s"
 shutdown_timeout = "45s"
 log_level = "debug"
+log_format = "json"
 pause_timeout_action = "cancel"
 http_token = "s3cret"
 peers = ["10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"]
@@ -228,7 +229,7 @@ pool_size = 2
 	}
 	abs := func(name string) string { return filepath.Join(dir, name) }
 	want := Proxy{
-		ListenAddr: "0.0.0.0", ListenPort: 7432, UnixSocketDir: "", HTTPListen: "127.0.0.1:9127",
+		ListenAddrs: []string{"*"}, ListenAddr: "0.0.0.0", ListenPort: 7432, UnixSocketDir: "", HTTPListen: "127.0.0.1:9930",
 		AuthType: AuthSCRAM, AuthFile: abs("userlist.txt"), AuthUser: "lookup",
 		AuthQuery:  "SELECT * FROM pgbouncer.user_lookup($1)",
 		AdminUsers: []string{"admin"}, StatsUsers: []string{"stats", "grafana"},
@@ -244,7 +245,7 @@ pool_size = 2
 		ClientTLS:   TLS{SSLMode: "verify-full", CertFile: abs("server.crt"), KeyFile: abs("server.key"), CAFile: abs("ca.crt")},
 		ServerTLS:   TLS{SSLMode: "verify-ca", CAFile: abs("ca.crt")},
 		HoldTimeout: 10 * time.Second, DrainTimeout: 20 * time.Second, ShutdownTimeout: 45 * time.Second,
-		LogLevel: "debug", PauseTimeoutAction: PauseTimeoutCancel, HTTPToken: "s3cret",
+		LogLevel: "debug", LogFormat: LogFormatJSON, PauseTimeoutAction: PauseTimeoutCancel, HTTPToken: "s3cret",
 		Peers:          []string{"10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"},
 		ConsulRegister: true, ConsulRegisterAddr: "consul.local:8501", ConsulRegisterScheme: "https",
 		ConsulRegisterCAFile: abs("ca.crt"), ConsulRegisterToken: "reg-token", ConsulRegisterService: "pauseproxy-main",
@@ -285,10 +286,13 @@ pool_size = 2
 	if !reflect.DeepEqual(c.Users["bob"], wantBob) {
 		t.Errorf("bob = %+v", c.Users["bob"])
 	}
-	// An MD5 hash cannot serve SCRAM, and server_reset_query_always is
-	// not applied: warnings, not failures.
-	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[0], "pauseproxy.toml: proxy.server_reset_query_always: not supported") ||
-		!strings.Contains(c.Warnings[1], "pauseproxy.toml: users.bob.password: an MD5 hash cannot be used") {
+	// An MD5 hash cannot serve SCRAM, and server_reset_query_always,
+	// application_name_add_host and connect_query are not applied:
+	// warnings, not failures.
+	if len(c.Warnings) != 4 || !strings.Contains(c.Warnings[0], "pauseproxy.toml: proxy.server_reset_query_always: not supported") ||
+		!strings.Contains(c.Warnings[1], "pauseproxy.toml: proxy.application_name_add_host: not supported yet") ||
+		!strings.Contains(c.Warnings[2], "pauseproxy.toml: databases.app.connect_query: not supported yet") ||
+		!strings.Contains(c.Warnings[3], "pauseproxy.toml: users.bob.password: an MD5 hash cannot be used") {
 		t.Errorf("Warnings = %q", c.Warnings)
 	}
 }
@@ -421,7 +425,7 @@ password = 12345
 `,
 			want: []string{
 				`pauseproxy.toml: proxy.admin_users: want an array of strings, like ["a", "b"], got a string`,
-				`pauseproxy.toml: proxy.listen_addr: want a string, got an integer`,
+				`pauseproxy.toml: proxy.listen_addr: want a string ("127.0.0.1, ::1") or an array of strings, got an integer`,
 				`pauseproxy.toml: proxy.listen_port: want an integer, got a string`,
 				`pauseproxy.toml: proxy.server_reset_query_always: want true or false, got an integer`,
 				`pauseproxy.toml: proxy.stats_users: element 2: want a string, got an integer`,

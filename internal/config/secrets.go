@@ -32,9 +32,9 @@ func (b *builder) secret(prefix []string, set map[string]bool, name string, valu
 		v, ok := os.LookupEnv(*env)
 		switch {
 		case !ok:
-			b.problem(key, "environment variable %s is not set", *env)
+			b.secretMissing(key, "environment variable %s is not set", *env)
 		case v == "":
-			b.problem(key, "environment variable %s is empty", *env)
+			b.secretMissing(key, "environment variable %s is empty", *env)
 		default:
 			*value = v
 		}
@@ -46,14 +46,14 @@ func (b *builder) secret(prefix []string, set map[string]bool, name string, valu
 		}
 		data, err := os.ReadFile(*file)
 		if err != nil {
-			b.problem(key, "%s", readProblem(*file, err))
+			b.secretMissing(key, "%s", readProblem(*file, err))
 			return
 		}
 		// Files written by echo or an editor end with a newline that is
 		// not part of the secret.
 		v := strings.TrimRight(string(data), "\r\n")
 		if v == "" {
-			b.problem(key, "%s is empty", *file)
+			b.secretMissing(key, "%s is empty", *file)
 			return
 		}
 		*value = v

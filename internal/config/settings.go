@@ -33,6 +33,8 @@ var fixedKeys = map[string]bool{
 	"listen_port":     true,
 	"unix_socket_dir": true,
 	"http_listen":     true,
+	// The logger is built once, at start.
+	"log_format":      true,
 	"http_token":      true,
 	"http_token_env":  true,
 	"http_token_file": true,
@@ -91,6 +93,8 @@ func settingText(ptr any) string {
 	case time.Duration:
 		return strconv.FormatFloat(v.Seconds(), 'f', -1, 64)
 	case []string:
+		return strings.Join(v, ",")
+	case addrList:
 		return strings.Join(v, ",")
 	}
 	panic(fmt.Sprintf("config: no text form for %T", ptr))

@@ -56,7 +56,7 @@ func TestHTTPTokenForms(t *testing.T) {
 		{name: "unset env", lines: `http_token_env = "PP_TEST_NOT_SET"`, problem: "proxy.http_token_env: environment variable PP_TEST_NOT_SET is not set"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := writeFile(t, dir, "pauseproxy.toml", trust+"http_listen = \"127.0.0.1:9127\"\n"+tc.lines+"\n")
+			path := writeFile(t, dir, "pauseproxy.toml", trust+"http_listen = \"127.0.0.1:9930\"\n"+tc.lines+"\n")
 			c, err := Load(path)
 			if tc.problem != "" {
 				ps := problemsOf(t, err)
@@ -102,7 +102,7 @@ func TestSettings(t *testing.T) {
 admin_users = ["a", "b"]
 server_idle_timeout = "1.5s"
 application_name_add_host = true
-http_listen = "127.0.0.1:9127"
+http_listen = "127.0.0.1:9930"
 http_token = "secret"
 `)
 	if err != nil {

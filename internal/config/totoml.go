@@ -110,6 +110,14 @@ func tomlValue(v any) string {
 		return strconv.FormatBool(x)
 	case time.Duration:
 		return tomlString(formatDuration(x))
+	case addrList:
+		if len(x) == 1 {
+			return tomlString(x[0])
+		}
+		if len(x) == 0 {
+			return `""`
+		}
+		return tomlValue([]string(x))
 	case []string:
 		quoted := make([]string, len(x))
 		for i, s := range x {

@@ -76,7 +76,7 @@ func TestToTOMLRoundTripTOML(t *testing.T) {
 [proxy]
 auth_file = "userlist.txt"
 listen_addr = ""
-http_listen = ":9127"
+http_listen = ":9930"
 admin_users = ["admin", "we\"ird\\name"]
 ignore_startup_parameters = []
 reserve_pool_timeout = 0.25

@@ -79,7 +79,19 @@ type TLS struct {
 
 // Proxy is the [proxy] table. Field comments give the TOML key.
 type Proxy struct {
-	ListenAddr    string // listen_addr, default "127.0.0.1"; "" disables TCP
+	// ListenAddrs is listen_addr, as PgBouncer takes it: the addresses
+	// TCP clients connect to, each an IP address (IPv6 without brackets)
+	// or a host name (every address it resolves to), or "*" for every
+	// address, IPv4 and IPv6. TOML gives a string, a comma-separated
+	// list ("127.0.0.1, ::1") or an array of strings; a pgbouncer.ini the
+	// comma-separated list. Default ["127.0.0.1"]; empty ("") disables
+	// TCP.
+	ListenAddrs []string
+	// ListenAddr is the first of ListenAddrs ("*" given as "0.0.0.0"),
+	// "" when there is none: the one address of code that needs one (the
+	// operator commands' way to this proxy's admin console, the Consul
+	// registration's default address). Set by loading, not a key.
+	ListenAddr    string
 	ListenPort    int    // listen_port, default 6432
 	UnixSocketDir string // unix_socket_dir, default "/tmp"; "" disables
 	HTTPListen    string // http_listen, "" (default) disables metrics/health HTTP
@@ -128,6 +140,16 @@ type Proxy struct {
 	DrainTimeout    time.Duration // drain_timeout, default 30s: how long PAUSE waits for in-flight transactions
 	ShutdownTimeout time.Duration // shutdown_timeout, default 30s: SIGTERM's bound on in-flight transactions
 	LogLevel        string        // log_level: debug, info (default), warn, error
+	// LogFormat is log_format: "text" (the default: log/slog's
+	// key=value lines) or "json" (one JSON object per line, for log
+	// collectors). Read at start; a reload that changes it warns.
+	LogFormat string
+
+	// AllowRoot is allow_root (default false): serve even when started as
+	// root. pauseproxy refuses otherwise, as PgBouncer does ("PgBouncer
+	// should not run as root"); the commands that do not serve
+	// (check-config, ctl, ...) run as anyone.
+	AllowRoot bool
 
 	// PauseTimeoutAction is pause_timeout_action: what PAUSE does when
 	// drain_timeout passes with transactions still running: "resume"
@@ -189,6 +211,12 @@ type Proxy struct {
 	// ConsulRegisterTags is consul_register_tags, the registration's tags.
 	ConsulRegisterTags []string
 }
+
+// The values of log_format.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
 
 // The values of pause_timeout_action.
 const (

@@ -44,21 +44,27 @@ func (b *builder) px(k string) string { return keyOf([]string{b.src.proxySection
 func (b *builder) validateProxy(p *Proxy) {
 	checkNonNegative(b, []string{b.src.proxySection}, proxyFields, p, nil)
 
-	if p.ListenAddr != "" && !validHost(p.ListenAddr) {
-		b.problem(b.px("listen_addr"), "want one IP address or host name, without port (see listen_port), got %q", p.ListenAddr)
-	}
+	b.validateListenAddrs(p)
 	b.port(b.px("listen_port"), p.ListenPort)
 	if p.UnixSocketDir != "" {
 		b.directory(b.px("unix_socket_dir"), p.UnixSocketDir)
 	}
-	if p.ListenAddr == "" && p.UnixSocketDir == "" {
+	if len(p.ListenAddrs) == 0 && p.UnixSocketDir == "" {
 		b.problem(b.px("listen_addr"), "no listener: set listen_addr, unix_socket_dir or both")
 	}
 	if p.HTTPListen != "" {
 		host, port, err := net.SplitHostPort(p.HTTPListen)
+		if err != nil {
+			// A host alone ("127.0.0.1", "::1", "[::1]") listens on
+			// DefaultHTTPPort.
+			host = strings.TrimSuffix(strings.TrimPrefix(p.HTTPListen, "["), "]")
+			port = strconv.Itoa(DefaultHTTPPort)
+		}
 		n, perr := strconv.Atoi(port)
-		if err != nil || perr != nil || n < 0 || n > 65535 || (host != "" && !validHost(host)) {
-			b.problem(b.px("http_listen"), `want "host:port", like "127.0.0.1:9127", got %q`, p.HTTPListen)
+		if perr != nil || n < 0 || n > 65535 || (host != "" && !validHost(host)) {
+			b.problem(b.px("http_listen"), `want "host:port" or "host" (port %d), like "127.0.0.1:%[1]d", got %q`, DefaultHTTPPort, p.HTTPListen)
+		} else {
+			p.HTTPListen = net.JoinHostPort(host, port)
 		}
 	}
 
@@ -79,11 +85,15 @@ func (b *builder) validateProxy(p *Proxy) {
 		b.problem(b.px("max_message_size"), "must be %d..%d bytes, got %d", minMessageSize, maxMessageSize, p.MaxMessageSize)
 	}
 	b.oneOf(b.px("log_level"), p.LogLevel, logLevels)
+	b.oneOf(b.px("log_format"), p.LogFormat, []string{LogFormatText, LogFormatJSON})
 	b.oneOf(b.px("pause_timeout_action"), p.PauseTimeoutAction, []string{PauseTimeoutResume, PauseTimeoutCancel})
 	if p.ServerResetQueryAlways {
 		// PgBouncer runs server_reset_query after every transaction in
 		// transaction mode with this set; pauseproxy does not (yet).
 		b.warn(b.px("server_reset_query_always"), "not supported: server_reset_query runs only when a session-mode client disconnects; in transaction mode a server connection is not reset between clients")
+	}
+	if p.ApplicationNameAddHost {
+		b.warn(b.px("application_name_add_host"), "not supported yet: application_name is passed on unchanged")
 	}
 	if p.HTTPToken != "" && p.HTTPListen == "" {
 		b.warn(b.px("http_token"), "set without http_listen: the HTTP endpoints are disabled")
@@ -102,6 +112,39 @@ func (b *builder) validateProxy(p *Proxy) {
 	b.validateTLS("client", &p.ClientTLS)
 	b.validateTLS("server", &p.ServerTLS)
 	b.validateRegistration(p)
+}
+
+// validateListenAddrs checks listen_addr's entries and sets ListenAddr to
+// the first. It may run again on its own result (WithSetting).
+func (b *builder) validateListenAddrs(p *Proxy) {
+	key := b.px("listen_addr")
+	for i, a := range p.ListenAddrs {
+		// "[::1]" is ::1: brackets belong to host:port forms, but are
+		// easily written here too.
+		if strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") && net.ParseIP(a[1:len(a)-1]) != nil {
+			a = a[1 : len(a)-1]
+			p.ListenAddrs[i] = a
+		}
+		switch {
+		case a == "":
+			b.problem(key, "entry %d is empty", i+1)
+		case a == "*":
+			if len(p.ListenAddrs) > 1 {
+				b.problem(key, `"*" is every address already: list nothing else with it`)
+			}
+		case !validHost(a):
+			b.problem(key, `entry %q: want an IP address, a host name or "*", without port (see listen_port)`, a)
+		case slices.Contains(p.ListenAddrs[:i], a):
+			b.problem(key, "%q is listed twice", a)
+		}
+	}
+	p.ListenAddr = ""
+	if len(p.ListenAddrs) > 0 {
+		p.ListenAddr = p.ListenAddrs[0]
+		if p.ListenAddr == "*" {
+			p.ListenAddr = "0.0.0.0"
+		}
+	}
 }
 
 // consulServiceName is what consul_register_service accepts: a name that
@@ -189,7 +232,7 @@ func (b *builder) validateTLS(side string, t *TLS) {
 		b.problem(key("cert_file"), "set %s and %s together", key("cert_file"), key("key_file"))
 	}
 	b.readable(key("cert_file"), t.CertFile)
-	b.readable(key("key_file"), t.KeyFile)
+	b.readableSecret(key("key_file"), t.KeyFile)
 	b.readable(key("ca_file"), t.CAFile)
 }
 
@@ -201,6 +244,11 @@ func (b *builder) validateDatabase(d *Database) {
 		b.problem(keyOf(prefix), "empty database name")
 	case slices.Contains(reservedDatabaseNames, d.Name):
 		b.problem(keyOf(prefix), "the name %q is reserved for the admin console", d.Name)
+	}
+	if d.ConnectQuery != "" {
+		// Read (PgBouncer's name and place) but not run by the pools
+		// yet: say so rather than let a file believe it is.
+		b.warn(key("connect_query"), "not supported yet: new server connections do not run it")
 	}
 	// pool_size, min_pool_size, reserve_pool and max_db_connections
 	// default to [proxy] values, which were checked there.
@@ -282,7 +330,7 @@ func (b *builder) validatePatroniAPI(d *Database, set map[string]bool) {
 	}
 	b.readable(key("patroni_ca_file"), d.PatroniCAFile)
 	b.readable(key("patroni_cert_file"), d.PatroniCertFile)
-	b.readable(key("patroni_key_file"), d.PatroniKeyFile)
+	b.readableSecret(key("patroni_key_file"), d.PatroniKeyFile)
 	if tls := d.PatroniCAFile != "" || d.PatroniCertFile != ""; tls && d.Discovery == DiscoveryPatroni && !slices.ContainsFunc(d.PatroniURLs, isHTTPS) {
 		k := key("patroni_ca_file")
 		if d.PatroniCAFile == "" {
@@ -320,7 +368,9 @@ func (b *builder) validateAuth(c *Config) {
 	}
 	var userPasswords []string
 	for _, name := range sortedKeys(c.Users) {
-		if c.Users[name].Password != "" {
+		// A password from the environment or a file counts even when
+		// it could not be read (reported already, or not required).
+		if u := c.Users[name]; u.Password != "" || u.PasswordEnv != "" || u.PasswordFile != "" {
 			userPasswords = append(userPasswords, name)
 		}
 	}
@@ -338,7 +388,7 @@ func (b *builder) validateAuth(c *Config) {
 	}
 
 	var fromFile map[string]string
-	if p.AuthFile != "" && b.readable(b.px("auth_file"), p.AuthFile) {
+	if p.AuthFile != "" && b.readableSecret(b.px("auth_file"), p.AuthFile) {
 		m, err := ParseAuthFile(p.AuthFile)
 		var ce *Error
 		switch {
@@ -455,17 +505,28 @@ func quotedOr(items []string) string {
 // readable checks that path, when set, is a regular file the proxy can
 // open. It reports whether it is.
 func (b *builder) readable(key, path string) bool {
+	return b.readableAs(key, path, b.problem)
+}
+
+// readableSecret is readable for a file that holds secrets (auth_file, a
+// private key): with LoadOptions.NoSecrets one that cannot be read is a
+// warning.
+func (b *builder) readableSecret(key, path string) bool {
+	return b.readableAs(key, path, b.secretMissing)
+}
+
+func (b *builder) readableAs(key, path string, report func(key, format string, args ...any)) bool {
 	if path == "" {
 		return false
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		b.problem(key, "%s", readProblem(path, err))
+		report(key, "%s", readProblem(path, err))
 		return false
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		b.problem(key, "%s: not a regular file", path)
+		report(key, "%s: not a regular file", path)
 		return false
 	}
 	return true

@@ -25,10 +25,10 @@ func TestValidationProblems(t *testing.T) {
 	}{
 		{
 			name: "ports",
-			toml: trust + "listen_port = 70000\nhttp_listen = \"localhost\"\n[databases.app]\nport = 0\n",
+			toml: trust + "listen_port = 70000\nhttp_listen = \"localhost:99999\"\n[databases.app]\nport = 0\n",
 			want: []string{
 				`pauseproxy.toml: proxy.listen_port: must be 1..65535, got 70000`,
-				`pauseproxy.toml: proxy.http_listen: want "host:port", like "127.0.0.1:9127", got "localhost"`,
+				`pauseproxy.toml: proxy.http_listen: want "host:port" or "host" (port 9930), like "127.0.0.1:9930", got "localhost:99999"`,
 				`pauseproxy.toml: databases.app.port: must be 1..65535, got 0`,
 			},
 		},
@@ -48,12 +48,13 @@ func TestValidationProblems(t *testing.T) {
 		},
 		{
 			name: "enumerations",
-			toml: "[proxy]\nauth_type = \"pam\"\npool_mode = \"statement\"\nlog_level = \"verbose\"\nserver_tls_sslmode = \"on\"\n" +
+			toml: "[proxy]\nauth_type = \"pam\"\npool_mode = \"statement\"\nlog_level = \"verbose\"\nlog_format = \"xml\"\nserver_tls_sslmode = \"on\"\n" +
 				"[databases.app]\npool_mode = \"sessions\"\n[users.bob]\npool_mode = \"statement\"\n",
 			want: []string{
 				`pauseproxy.toml: proxy.auth_type: "pam" is not supported by pauseproxy (want trust, md5, scram-sha-256, plain or hba)`,
 				`pauseproxy.toml: proxy.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
 				`pauseproxy.toml: proxy.log_level: unknown value "verbose" (want debug, info, warn or error)`,
+				`pauseproxy.toml: proxy.log_format: unknown value "xml" (want text or json)`,
 				`pauseproxy.toml: proxy.server_tls_sslmode: unknown value "on" (want disable, allow, prefer, require, verify-ca or verify-full)`,
 				`pauseproxy.toml: databases.app.pool_mode: unknown value "sessions" (want session or transaction)`,
 				`pauseproxy.toml: users.bob.pool_mode: "statement" is not supported by pauseproxy (want session or transaction)`,
@@ -109,7 +110,7 @@ func TestValidationProblems(t *testing.T) {
 			name: "listen_addr and unix_socket_dir",
 			toml: trust + "listen_addr = \"10.0.0.1:6432\"\nunix_socket_dir = \"run\"\n",
 			want: []string{
-				`pauseproxy.toml: proxy.listen_addr: want one IP address or host name, without port (see listen_port), got "10.0.0.1:6432"`,
+				`pauseproxy.toml: proxy.listen_addr: entry "10.0.0.1:6432": want an IP address, a host name or "*", without port (see listen_port)`,
 				`pauseproxy.toml: proxy.unix_socket_dir: want an absolute path, got "run"`,
 			},
 		},

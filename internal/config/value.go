@@ -57,6 +57,8 @@ func assign(dst, v any) string {
 			return problem
 		}
 		*p = d
+	case *addrList:
+		return assignAddrList(p, v)
 	case *[]string:
 		list, ok := v.([]any)
 		if !ok {
@@ -77,6 +79,45 @@ func assign(dst, v any) string {
 	default:
 		panic(fmt.Sprintf("config: field of unsupported type %T", dst))
 	}
+	return ""
+}
+
+// addrList is the type of listen_addr: a list of addresses that TOML may
+// also give as one string, comma-separated, as PgBouncer does.
+type addrList []string
+
+// assignAddrList stores a string ("127.0.0.1, ::1"; "" for none) or an
+// array of strings into p, entries trimmed. Entries are checked by
+// validation.
+func assignAddrList(p *addrList, v any) string {
+	var entries []string
+	switch x := v.(type) {
+	case string:
+		if strings.TrimSpace(x) != "" {
+			entries = strings.Split(x, ",")
+		}
+	case []any:
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Sprintf("element %d: want a string, got %s", i+1, describe(e))
+			}
+			if strings.Contains(s, ",") {
+				return fmt.Sprintf("element %d: one address per element, got %q", i+1, s)
+			}
+			entries = append(entries, s)
+		}
+	default:
+		return `want a string ("127.0.0.1, ::1") or an array of strings, got ` + describe(v)
+	}
+	out := make(addrList, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, strings.TrimSpace(e))
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	*p = out
 	return ""
 }
 
@@ -162,6 +203,8 @@ func iniValue(dst any, s string) (any, string) {
 		return nil, fmt.Sprintf("want a number of seconds, got %q", s)
 	case *[]string:
 		return splitList(s), ""
+	case *addrList:
+		return s, "" // split by assign, as a TOML string is
 	}
 	panic(fmt.Sprintf("config: field of unsupported type %T", dst))
 }

@@ -95,7 +95,9 @@ dbname = "postgres"
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return fail("write config", err)
 	}
-	proxy := exec.CommandContext(ctx, bin, "--config", cfgPath)
+	// The demo runs as root (sudo), which the proxy refuses without the
+	// flag; a production proxy runs as an unprivileged user.
+	proxy := exec.CommandContext(ctx, bin, "--allow-root", "--config", cfgPath)
 	proxyLog, _ := os.Create(filepath.Join(dir, "pauseproxy.log"))
 	proxy.Stdout, proxy.Stderr = proxyLog, proxyLog
 	proxy.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

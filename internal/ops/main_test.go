@@ -178,7 +178,8 @@ password = %q
 		return err
 	}
 	p.logs = &proxytest.SyncBuffer{}
-	p.cmd = exec.Command(bin, "--config", p.path)
+	// The tests run as root, which the proxy refuses without the flag.
+	p.cmd = exec.Command(bin, "--allow-root", "--config", p.path)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return p.cmd.Start()

@@ -85,25 +85,15 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// Listen opens the TCP listener and the Unix socket
-// <unix_socket_dir>/.s.PGSQL.<port>.
+// Listen opens a TCP listener for each address of listen_addr (see
+// listenTCP) and the Unix socket <unix_socket_dir>/.s.PGSQL.<port>. It
+// opens all or none.
 func (s *Server) Listen() error {
-	px := s.conf.Load().Proxy
-	var ls []net.Listener
-	if px.ListenAddr != "" {
-		addr := px.ListenAddr
-		if addr == "*" {
-			addr = ""
-		}
-		// SO_KEEPALIVE with the operating system's timings, as
-		// PgBouncer's tcp_keepalive = 1 does; Go's default would add
-		// three more setsockopt calls per client to set its own.
-		lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}}
-		l, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(addr, strconv.Itoa(px.ListenPort)))
-		if err != nil {
-			return fmt.Errorf("listen on %s:%d: %w", px.ListenAddr, px.ListenPort, err)
-		}
-		ls = append(ls, l)
+	cfg := s.conf.Load()
+	px := cfg.Proxy
+	ls, err := listenTCP(context.Background(), cfg.File, px.ListenAddrs, px.ListenPort)
+	if err != nil {
+		return err
 	}
 	if px.UnixSocketDir != "" {
 		path := filepath.Join(px.UnixSocketDir, ".s.PGSQL."+strconv.Itoa(px.ListenPort))
