@@ -328,7 +328,7 @@ func npmPackages(t *testing.T) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	args := append([]string{"install", "--no-audit", "--no-fund", "--no-save", "--prefix", dir}, want...)
+	args := append([]string{"install", "--no-audit", "--no-fund", "--prefix", dir}, want...)
 	out, err := exec.CommandContext(ctx, npm, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("npm install %s into %s (the npm packages %s, normally installed by scripts/install-deps.sh): %v\n%s",
