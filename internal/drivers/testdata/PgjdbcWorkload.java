@@ -290,8 +290,9 @@ public class PgjdbcWorkload {
         if (!failures.isEmpty()) {
             List<String> sorted = new ArrayList<>(failures);
             sorted.sort((a, b) -> Boolean.compare(a.contains("BrokenBarrierException"), b.contains("BrokenBarrierException")));
-            for (String f : sorted) {
-                System.err.println(f);
+            // The first few in full, then the first line of each (client and error).
+            for (int i = 0; i < sorted.size(); i++) {
+                System.err.println(i < 3 ? sorted.get(i) : sorted.get(i).split("\n", 2)[0]);
             }
             System.err.println("FAIL pgjdbc " + version + ": " + failures.size() + " failure(s)");
             System.exit(1);

@@ -168,6 +168,13 @@ async def pool_phase():
         await pool.close()
 
 
+def brief(failure):
+    """The first and last lines of a failure: its client and its error
+    (the first few failures are shown in full)."""
+    lines = failure.strip().splitlines()
+    return f"{lines[0]} {lines[-1]}" if len(lines) > 1 else failure
+
+
 async def main():
     start = time.monotonic()
     barrier = asyncio.Barrier(CLIENTS)
@@ -188,8 +195,8 @@ async def main():
             failures.append(f"pool phase failed:\n{traceback.format_exc()}")
     if failures:
         failures.sort(key=lambda f: "BrokenBarrierError" in f)
-        for f in failures:
-            print(f, file=sys.stderr)
+        for i, f in enumerate(failures):
+            print(f if i < 3 else brief(f), file=sys.stderr)
         print(f"FAIL asyncpg {asyncpg.__version__}: {len(failures)} failure(s)", file=sys.stderr)
         sys.exit(1)
     print(f"OK asyncpg {asyncpg.__version__}: {CLIENTS} clients, pool of 10 for {CLIENTS} workers x {POOL_CYCLES} cycles, "

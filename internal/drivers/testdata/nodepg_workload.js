@@ -210,7 +210,8 @@ async function main() {
   }
   if (failures.length > 0) {
     failures.sort((a, b) => a.includes('barrier broken') - b.includes('barrier broken'))
-    for (const f of failures) console.error(f)
+    // The first few in full, then the first line of each (client and error).
+    failures.forEach((f, i) => console.error(i < 3 ? f : f.split('\n')[0]))
     console.error(`FAIL pg ${version}: ${failures.length} failure(s)`)
     process.exit(1)
   }

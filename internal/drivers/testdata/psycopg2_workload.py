@@ -174,6 +174,13 @@ def timeout_in_force():
         conn.close()
 
 
+def brief(failure):
+    """The first and last lines of a failure: its client and its error
+    (the first few failures are shown in full)."""
+    lines = failure.strip().splitlines()
+    return f"{lines[0]} {lines[-1]}" if len(lines) > 1 else failure
+
+
 def main():
     failures = []
 
@@ -198,8 +205,8 @@ def main():
             failures.append(f"timeout check failed:\n{traceback.format_exc()}")
     if failures:
         failures.sort(key=lambda f: "BrokenBarrierError" in f)
-        for f in failures:
-            print(f, file=sys.stderr)
+        for i, f in enumerate(failures):
+            print(f if i < 3 else brief(f), file=sys.stderr)
         print(f"FAIL psycopg2 {psycopg2.__version__}: {len(failures)} failure(s)", file=sys.stderr)
         sys.exit(1)
     print(f"OK psycopg2 {psycopg2.__version__}: {CLIENTS} clients, {time.monotonic() - start:.1f}s")

@@ -172,6 +172,13 @@ def timeout_in_force():
             raise AssertionError(f"statement_timeout=2001ms cancelled pg_sleep only after {took:.1f}s")
 
 
+def brief(failure):
+    """The first and last lines of a failure: its client and its error
+    (the first few failures are shown in full)."""
+    lines = failure.strip().splitlines()
+    return f"{lines[0]} {lines[-1]}" if len(lines) > 1 else failure
+
+
 def main():
     failures = []
 
@@ -197,8 +204,8 @@ def main():
     if failures:
         # A broken barrier in the others is a consequence: show real causes first.
         failures.sort(key=lambda f: "BrokenBarrierError" in f)
-        for f in failures:
-            print(f, file=sys.stderr)
+        for i, f in enumerate(failures):
+            print(f if i < 3 else brief(f), file=sys.stderr)
         print(f"FAIL psycopg {psycopg.__version__}: {len(failures)} failure(s)", file=sys.stderr)
         sys.exit(1)
     print(f"OK psycopg {psycopg.__version__} (libpq {psycopg.pq.version()}): {CLIENTS} clients, "
