@@ -13,14 +13,15 @@ import (
 )
 
 // TestStatementKeepsResultType is the message sequence behind the
-// asyncpg, postgres.js and pgjdbc failures, without a driver: a client
-// Parses and Describes a named statement once and from then on only
-// Binds and Executes it (those drivers cache the row description; pgjdbc
+// asyncpg, postgres.js and pgjdbc failures, without a driver: clients
+// Parse and Describe a named statement once and from then on only
+// Bind and Execute it (those drivers cache the row description; pgjdbc
 // also sends one result format per described column). After an ALTER
 // TABLE ... ADD COLUMN, PostgreSQL answers every Bind of the statement
 // with 0A000 "cached plan must not change result type" until the client
 // prepares it again; a statement whose result type did not change goes on
-// working. Through the proxy the client must see the same.
+// working. Through the proxy, where the clients share one statement, each
+// must see the same as directly.
 func TestStatementKeepsResultType(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -43,17 +44,18 @@ func TestStatementKeepsResultType(t *testing.T) {
 			direct := statementAcrossAlter(t, directDSN, alterDSN, tc.query)
 			proxied := statementAcrossAlter(t, proxyDSN, alterDSN, tc.query)
 			if !slices.Equal(direct, proxied) {
-				t.Errorf("through the proxy the client sees:\n  %s\ndirectly on PostgreSQL:\n  %s",
+				t.Errorf("through the proxy the clients see:\n  %s\ndirectly on PostgreSQL:\n  %s",
 					strings.Join(proxied, "\n  "), strings.Join(direct, "\n  "))
 			}
 		})
 	}
 }
 
-// statementAcrossAlter recreates table rtc, prepares query as statement s
-// on a connection to dsn, runs it, adds a column to rtc through alterDSN,
-// and runs s twice more with Bind and Execute only. It returns what the
-// client received, one line per Sync.
+// statementAcrossAlter recreates table rtc; two clients connected to
+// dsn (a and b, which share the statement in the proxy) prepare query as
+// statement s and run it; a column is added to rtc through alterDSN; then
+// each runs s twice more, in turns, with Bind and Execute only. It returns
+// what the clients received, one line per Sync.
 func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -62,15 +64,10 @@ func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
 	if _, err := admin.Exec(ctx, "DROP TABLE IF EXISTS rtc; CREATE TABLE rtc (a int); INSERT INTO rtc VALUES (1)").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := pgconn.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	var log []string
-	// roundTrip sends msgs and a Sync, and describes what came back
-	// until ReadyForQuery.
-	roundTrip := func(what string, msgs ...pgproto3.FrontendMessage) {
+	// roundTrip sends msgs and a Sync on c, and logs what came back until
+	// ReadyForQuery.
+	roundTrip := func(c *pgconn.PgConn, what string, msgs ...pgproto3.FrontendMessage) {
 		fe := c.Frontend()
 		for _, m := range msgs {
 			fe.Send(m)
@@ -100,19 +97,30 @@ func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
 			}
 		}
 	}
+	connect := func(dsn string) *pgconn.PgConn {
+		c, err := pgconn.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	clients := []struct {
+		name string
+		conn *pgconn.PgConn
+	}{{"a", connect(dsn)}, {"b", connect(dsn)}}
 	bindExecute := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}}
-	roundTrip("Parse+Describe", &pgproto3.Parse{Name: "s", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s"})
-	roundTrip("Bind+Execute", bindExecute...)
-
-	ac, err := pgconn.Connect(ctx, alterDSN)
-	if err != nil {
+	for _, c := range clients {
+		roundTrip(c.conn, c.name+" Parse+Describe", &pgproto3.Parse{Name: "s", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s"})
+		roundTrip(c.conn, c.name+" Bind+Execute", bindExecute...)
+	}
+	if _, err := connect(alterDSN).Exec(ctx, "ALTER TABLE rtc ADD COLUMN b int DEFAULT 2").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	defer ac.Close(context.Background())
-	if _, err := ac.Exec(ctx, "ALTER TABLE rtc ADD COLUMN b int DEFAULT 2").ReadAll(); err != nil {
-		t.Fatal(err)
+	for i := 0; i < 2; i++ {
+		for _, c := range clients {
+			roundTrip(c.conn, fmt.Sprintf("%s Bind+Execute after ALTER (%d)", c.name, i), bindExecute...)
+		}
 	}
-	roundTrip("Bind+Execute after ALTER", bindExecute...)
-	roundTrip("Bind+Execute again", bindExecute...)
 	return log
 }
