@@ -26,9 +26,11 @@
 //     its own rows.
 //  4. An error inside a transaction, ROLLBACK, and reuse of the connection
 //     (psycopg 3 then sends DEALLOCATE ALL over the extended protocol).
-//  5. ALTER TABLE ... ADD COLUMN by one client while all have SELECT *
-//     cached: PostgreSQL's 0A000 "cached plan must not change result type"
-//     is tolerated once per connection, then the new column must show.
+//  5. ALTER TABLE ... ADD COLUMN while all clients have SELECT * cached,
+//     once by a client through the proxy and once behind the proxy's back
+//     (a migration run straight on PostgreSQL): PostgreSQL's 0A000 "cached
+//     plan must not change result type" is tolerated once per connection,
+//     then the new column must show.
 //  6. COPY FROM STDIN and COPY TO STDOUT of each client's own rows.
 //  7. A 100,000-row result, checked by count and sum.
 //

@@ -172,7 +172,7 @@ func connectDirect(t *testing.T, ctx context.Context) *pgconn.PgConn {
 
 // checkTables checks, directly on PostgreSQL, what every client must have
 // left: its own insertRows committed rows and nothing it rolled back, its
-// copyRows copied rows, and the column one client added to wide.
+// copyRows copied rows, and the columns added to wide.
 func checkTables(t *testing.T, schema string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -210,12 +210,13 @@ func checkTables(t *testing.T, schema string) {
 		WHERE txt = format('c%%s n%%s', client, n) GROUP BY client ORDER BY client`, schema), copied)
 	want(fmt.Sprintf(`SELECT count(*) FROM %s.copied`, schema), [][]string{{strconv.Itoa(clients * copyRows)}})
 	want(fmt.Sprintf(`SELECT attname FROM pg_attribute WHERE attrelid = '%s.wide'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, schema),
-		[][]string{{"id"}, {"name"}, {"extra"}})
+		[][]string{{"id"}, {"name"}, {"extra"}, {"extra2"}})
 }
 
 // runScript runs argv with the connection settings in the environment
-// (PP_HOST, PP_PORT, PP_USER, PP_PASSWORD, PP_DB, PP_SCHEMA, PP_CLIENTS)
-// and returns its combined output.
+// (PP_HOST, PP_PORT, PP_USER, PP_PASSWORD, PP_DB, PP_SCHEMA, PP_CLIENTS;
+// PP_DIRECT_HOST and PP_DIRECT_PORT are PostgreSQL itself, for the schema
+// change made behind the proxy's back) and returns its combined output.
 func runScript(t *testing.T, argv, env []string, to target, schema string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
@@ -230,6 +231,8 @@ func runScript(t *testing.T, argv, env []string, to target, schema string) (stri
 		"PP_DB=appdb",
 		"PP_SCHEMA="+schema,
 		"PP_CLIENTS="+strconv.Itoa(clients),
+		"PP_DIRECT_HOST="+pg.Host,
+		"PP_DIRECT_PORT="+strconv.Itoa(pg.Port),
 	)
 	// Its own process group, so a timeout also ends what it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

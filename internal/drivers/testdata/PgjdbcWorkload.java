@@ -33,6 +33,9 @@ public class PgjdbcWorkload {
     static final int PORT = Integer.parseInt(System.getenv("PP_PORT"));
     static final String USER = System.getenv("PP_USER"), PASSWORD = System.getenv("PP_PASSWORD"), DB = System.getenv("PP_DB");
     static final String SCHEMA = System.getenv("PP_SCHEMA");
+    // PostgreSQL itself, for the ALTER made behind the proxy's back.
+    static final String DIRECT_HOST = System.getenv("PP_DIRECT_HOST");
+    static final int DIRECT_PORT = Integer.parseInt(System.getenv("PP_DIRECT_PORT"));
     static final int CLIENTS = Integer.parseInt(System.getenv("PP_CLIENTS"));
     static final int SELECTS = 20, INSERT_TX = 4, ROWS_PER_TX = 3, COPY_ROWS = 500, BIG = 100_000;
     static final CyclicBarrier barrier = new CyclicBarrier(CLIENTS);
@@ -100,6 +103,51 @@ public class PgjdbcWorkload {
 
     static String sqlState(Throwable e) {
         return e instanceof SQLException ? ((SQLException) e).getSQLState() : null;
+    }
+
+    // alterPhase: every client runs its prepared SELECT * (before), client 0
+    // adds column (through its own connection, or directly on PostgreSQL),
+    // then every client must read after, allowed one 0A000 "cached plan
+    // must not change result type" and its retry.
+    static void alterPhase(int c, Connection conn, String column, boolean direct,
+            List<List<Object>> before, List<List<Object>> after) throws Exception {
+        int wid = c % 5 + 1;
+        for (int i = 0; i < 2; i++) {
+            expect(c, "SELECT * before adding " + column, query(conn, "SELECT * FROM wide WHERE id = ?", wid), before);
+        }
+        barrier.await(120, TimeUnit.SECONDS);
+        if (c == 0) {
+            String alter = "ALTER TABLE wide ADD COLUMN " + column;
+            if (direct) {
+                Properties p = new Properties();
+                p.setProperty("user", USER);
+                p.setProperty("password", PASSWORD);
+                p.setProperty("options", "-c search_path=" + SCHEMA);
+                p.setProperty("sslmode", "disable");
+                try (Connection d = DriverManager.getConnection("jdbc:postgresql://" + DIRECT_HOST + ":" + DIRECT_PORT + "/" + DB, p);
+                        Statement st = d.createStatement()) {
+                    st.execute(alter);
+                }
+            } else {
+                exec(conn, alter);
+            }
+        }
+        barrier.await(120, TimeUnit.SECONDS);
+        boolean tolerated = false;
+        for (int i = 0; i < 3; i++) {
+            List<List<Object>> got;
+            try {
+                got = query(conn, "SELECT * FROM wide WHERE id = ?", wid);
+            } catch (SQLException e) {
+                if (!"0A000".equals(e.getSQLState()) || tolerated) {
+                    throw e;
+                }
+                tolerated = true;
+                cachedPlanErrors.incrementAndGet();
+                got = query(conn, "SELECT * FROM wide WHERE id = ?", wid);
+            }
+            expect(c, "SELECT * after adding " + column + " (" + i + ")", got, after);
+        }
     }
 
     static void client(int c) throws Exception {
@@ -172,31 +220,14 @@ public class PgjdbcWorkload {
             }
             checkSettings(c, conn, tMs, "after RESET ALL");
 
-            // ALTER TABLE ... ADD COLUMN while every client has SELECT * prepared.
+            // ALTER TABLE ... ADD COLUMN while every client has SELECT *
+            // prepared: first by client 0 through the proxy, then behind the
+            // proxy's back.
             int wid = c % 5 + 1;
-            for (int i = 0; i < 2; i++) {
-                expect(c, "SELECT * before ALTER", query(conn, "SELECT * FROM wide WHERE id = ?", wid), rows(new Object[] {wid, "w" + wid}));
-            }
-            barrier.await(120, TimeUnit.SECONDS);
-            if (c == 0) {
-                exec(conn, "ALTER TABLE wide ADD COLUMN extra int NOT NULL DEFAULT 7");
-            }
-            barrier.await(120, TimeUnit.SECONDS);
-            boolean tolerated = false;
-            for (int i = 0; i < 3; i++) {
-                List<List<Object>> got;
-                try {
-                    got = query(conn, "SELECT * FROM wide WHERE id = ?", wid);
-                } catch (SQLException e) {
-                    if (!"0A000".equals(e.getSQLState()) || tolerated) {
-                        throw e;
-                    }
-                    tolerated = true;
-                    cachedPlanErrors.incrementAndGet();
-                    got = query(conn, "SELECT * FROM wide WHERE id = ?", wid);
-                }
-                expect(c, "SELECT * after ALTER (" + i + ")", got, rows(new Object[] {wid, "w" + wid, 7}));
-            }
+            alterPhase(c, conn, "extra int NOT NULL DEFAULT 7", false,
+                    rows(new Object[] {wid, "w" + wid}), rows(new Object[] {wid, "w" + wid, 7}));
+            alterPhase(c, conn, "extra2 int NOT NULL DEFAULT 8", true,
+                    rows(new Object[] {wid, "w" + wid, 7}), rows(new Object[] {wid, "w" + wid, 7, 8}));
 
             CopyManager copy = conn.unwrap(PGConnection.class).getCopyAPI();
             StringBuilder data = new StringBuilder();

@@ -21,6 +21,8 @@ import asyncpg
 HOST, PORT = os.environ["PP_HOST"], int(os.environ["PP_PORT"])
 USER, PASSWORD, DB = os.environ["PP_USER"], os.environ["PP_PASSWORD"], os.environ["PP_DB"]
 SCHEMA, CLIENTS = os.environ["PP_SCHEMA"], int(os.environ["PP_CLIENTS"])
+# PostgreSQL itself, for the ALTER made behind the proxy's back.
+DIRECT_HOST, DIRECT_PORT = os.environ["PP_DIRECT_HOST"], int(os.environ["PP_DIRECT_PORT"])
 
 SELECTS, INSERT_TX, ROWS_PER_TX, COPY_ROWS, BIG = 20, 4, 3, 500, 100_000
 POOL_CYCLES = 5
@@ -45,6 +47,42 @@ def expect(c, what, got, want):
 async def check_settings(c, conn, timeout_ms, when):
     row = await conn.fetchrow("SELECT current_setting('statement_timeout'), current_setting('search_path')")
     expect(c, f"settings {when}", tuple(row), (f"{timeout_ms}ms", SCHEMA))
+
+
+async def alter_phase(c, conn, barrier, column, direct, before, after):
+    """Every client runs its cached SELECT * (before), client 0 adds
+    column (through its own connection, or directly on PostgreSQL), then
+    every client must read after. asyncpg re-prepares by itself on 0A000
+    "cached plan must not change result type" outside a transaction;
+    should the error still reach us, once per connection is allowed."""
+    wid = c % 5 + 1
+    for _ in range(2):
+        row = await conn.fetchrow("SELECT * FROM wide WHERE id = $1", wid)
+        expect(c, f"SELECT * before adding {column}", tuple(row), before)
+    await asyncio.wait_for(barrier.wait(), BARRIER_TIMEOUT)
+    if c == 0:
+        alter = f"ALTER TABLE wide ADD COLUMN {column}"
+        if direct:
+            d = await asyncpg.connect(host=DIRECT_HOST, port=DIRECT_PORT, user=USER, password=PASSWORD,
+                                      database=DB, server_settings={"search_path": SCHEMA}, timeout=30)
+            try:
+                await d.execute(alter)
+            finally:
+                await d.close()
+        else:
+            await conn.execute(alter)
+    await asyncio.wait_for(barrier.wait(), BARRIER_TIMEOUT)
+    tolerated = False
+    for i in range(3):
+        try:
+            row = await conn.fetchrow("SELECT * FROM wide WHERE id = $1", wid)
+        except asyncpg.exceptions.InvalidCachedStatementError:
+            if tolerated:
+                raise
+            tolerated = True
+            stats["cached_plan_errors"] += 1
+            row = await conn.fetchrow("SELECT * FROM wide WHERE id = $1", wid)
+        expect(c, f"SELECT * after adding {column} ({i})", tuple(row), after)
 
 
 async def client(c, barrier):
@@ -87,29 +125,11 @@ async def client(c, barrier):
         await conn.execute("RESET ALL")
         await check_settings(c, conn, t_ms, "after RESET ALL")
 
-        # ALTER TABLE ... ADD COLUMN while every client has SELECT * cached.
+        # ALTER TABLE ... ADD COLUMN while every client has SELECT * cached:
+        # first by client 0 through the proxy, then behind the proxy's back.
         wid = c % 5 + 1
-        for _ in range(2):
-            row = await conn.fetchrow("SELECT * FROM wide WHERE id = $1", wid)
-            expect(c, "SELECT * before ALTER", tuple(row), (wid, f"w{wid}"))
-        await asyncio.wait_for(barrier.wait(), BARRIER_TIMEOUT)
-        if c == 0:
-            await conn.execute("ALTER TABLE wide ADD COLUMN extra int NOT NULL DEFAULT 7")
-        await asyncio.wait_for(barrier.wait(), BARRIER_TIMEOUT)
-        tolerated = False
-        for i in range(3):
-            try:
-                row = await conn.fetchrow("SELECT * FROM wide WHERE id = $1", wid)
-            except asyncpg.exceptions.InvalidCachedStatementError:
-                # asyncpg retries this itself outside a transaction; should
-                # it still reach us, once per connection is what PostgreSQL
-                # allows.
-                if tolerated:
-                    raise
-                tolerated = True
-                stats["cached_plan_errors"] += 1
-                row = await conn.fetchrow("SELECT * FROM wide WHERE id = $1", wid)
-            expect(c, f"SELECT * after ALTER ({i})", tuple(row), (wid, f"w{wid}", 7))
+        await alter_phase(c, conn, barrier, "extra int NOT NULL DEFAULT 7", False, (wid, f"w{wid}"), (wid, f"w{wid}", 7))
+        await alter_phase(c, conn, barrier, "extra2 int NOT NULL DEFAULT 8", True, (wid, f"w{wid}", 7), (wid, f"w{wid}", 7, 8))
 
         await conn.copy_records_to_table("copied", columns=["client", "n", "txt"],
                                          records=[(c, n, f"c{c} n{n}") for n in range(1, COPY_ROWS + 1)])

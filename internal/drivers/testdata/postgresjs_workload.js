@@ -69,6 +69,49 @@ async function checkSettings(c, sql, timeoutMs, when) {
 
 const arrays = (rows) => rows.map((r) => [...r])
 
+// alterPhase: every client runs its prepared SELECT * (before), client 0
+// adds column (through its own connection, or directly on PostgreSQL),
+// then every client must read after. postgres.js re-prepares by itself on
+// 0A000 "cached plan must not change result type" outside a transaction;
+// should the error still reach us, once per connection is allowed.
+async function alterPhase(c, sql, barrier, column, direct, before, after) {
+  const wid = (c % 5) + 1
+  const star = () => sql`SELECT * FROM wide WHERE id = ${wid}`.values()
+  for (let i = 0; i < 2; i++) {
+    expect(c, `SELECT * before adding ${column}`, arrays(await star()), before)
+  }
+  await barrier.wait()
+  if (c === 0) {
+    if (direct) {
+      const d = postgres({
+        host: env.PP_DIRECT_HOST, port: Number(env.PP_DIRECT_PORT), user: env.PP_USER, password: env.PP_PASSWORD,
+        database: env.PP_DB, max: 1, onnotice: () => {}, connection: { search_path: SCHEMA },
+      })
+      try {
+        await d.unsafe(`ALTER TABLE wide ADD COLUMN ${column}`)
+      } finally {
+        await d.end({ timeout: 5 })
+      }
+    } else {
+      await sql.unsafe(`ALTER TABLE wide ADD COLUMN ${column}`)
+    }
+  }
+  await barrier.wait()
+  let tolerated = false
+  for (let i = 0; i < 3; i++) {
+    let rows
+    try {
+      rows = await star()
+    } catch (e) {
+      if (e.code !== '0A000' || tolerated) throw e
+      tolerated = true
+      stats.cachedPlanErrors++
+      rows = await star()
+    }
+    expect(c, `SELECT * after adding ${column} (${i})`, arrays(rows), after)
+  }
+}
+
 async function runClient(c, barrier) {
   const tMs = 50001 + c
   const sql = connect(tMs)
@@ -119,29 +162,11 @@ async function runClient(c, barrier) {
     await sql`RESET ALL`
     await checkSettings(c, sql, tMs, 'after RESET ALL')
 
-    // ALTER TABLE ... ADD COLUMN while every client has SELECT * prepared.
-    // postgres.js re-prepares by itself on 0A000 outside a transaction.
+    // ALTER TABLE ... ADD COLUMN while every client has SELECT * prepared:
+    // first by client 0 through the proxy, then behind the proxy's back.
     const wid = (c % 5) + 1
-    const star = () => sql`SELECT * FROM wide WHERE id = ${wid}`.values()
-    for (let i = 0; i < 2; i++) {
-      expect(c, 'SELECT * before ALTER', arrays(await star()), [[wid, `w${wid}`]])
-    }
-    await barrier.wait()
-    if (c === 0) await sql`ALTER TABLE wide ADD COLUMN extra int NOT NULL DEFAULT 7`
-    await barrier.wait()
-    let tolerated = false
-    for (let i = 0; i < 3; i++) {
-      let rows
-      try {
-        rows = await star()
-      } catch (e) {
-        if (e.code !== '0A000' || tolerated) throw e
-        tolerated = true
-        stats.cachedPlanErrors++
-        rows = await star()
-      }
-      expect(c, `SELECT * after ALTER (${i})`, arrays(rows), [[wid, `w${wid}`, 7]])
-    }
+    await alterPhase(c, sql, barrier, 'extra int NOT NULL DEFAULT 7', false, [[wid, `w${wid}`]], [[wid, `w${wid}`, 7]])
+    await alterPhase(c, sql, barrier, 'extra2 int NOT NULL DEFAULT 8', true, [[wid, `w${wid}`, 7]], [[wid, `w${wid}`, 7, 8]])
 
     let data = ''
     for (let n = 1; n <= COPY_ROWS; n++) data += `${c}\t${n}\tc${c} n${n}\n`

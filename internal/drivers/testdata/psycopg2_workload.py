@@ -21,6 +21,8 @@ from psycopg2 import errors
 HOST, PORT = os.environ["PP_HOST"], int(os.environ["PP_PORT"])
 USER, PASSWORD, DB = os.environ["PP_USER"], os.environ["PP_PASSWORD"], os.environ["PP_DB"]
 SCHEMA, CLIENTS = os.environ["PP_SCHEMA"], int(os.environ["PP_CLIENTS"])
+# PostgreSQL itself, for the ALTER made behind the proxy's back.
+DIRECT_HOST, DIRECT_PORT = os.environ["PP_DIRECT_HOST"], int(os.environ["PP_DIRECT_PORT"])
 
 SELECTS, INSERT_TX, ROWS_PER_TX, COPY_ROWS, BIG = 20, 4, 3, 500, 100_000
 barrier = threading.Barrier(CLIENTS, timeout=120)
@@ -66,6 +68,35 @@ def prepared_selects(c, conn, base):
             expect(c, "prepared select", cur.fetchone(), (c * 1000 + base + k, f"c{c}"))
         cur.execute("DEALLOCATE sel")
     conn.commit()
+
+
+def alter_phase(c, conn, column, direct, before, after):
+    """Every client reads SELECT * (before), client 0 adds column (through
+    its own connection, or directly on PostgreSQL), then every client
+    must read after. psycopg2 prepares nothing, so no 0A000 is allowed."""
+    wid = c % 5 + 1
+    expect(c, f"SELECT * before adding {column}", one(conn, "SELECT * FROM wide WHERE id = %s", (wid,)), before)
+    conn.commit()
+    barrier.wait()
+    if c == 0:
+        alter = f"ALTER TABLE wide ADD COLUMN {column}"
+        if direct:
+            d = psycopg2.connect(host=DIRECT_HOST, port=DIRECT_PORT, user=USER, password=PASSWORD, dbname=DB,
+                                 options=f"-c search_path={SCHEMA}")
+            try:
+                with d.cursor() as cur:
+                    cur.execute(alter)
+                d.commit()
+            finally:
+                d.close()
+        else:
+            with conn.cursor() as cur:
+                cur.execute(alter)
+            conn.commit()
+    barrier.wait()
+    for i in range(3):
+        expect(c, f"SELECT * after adding {column} ({i})", one(conn, "SELECT * FROM wide WHERE id = %s", (wid,)), after)
+        conn.commit()
 
 
 def client(c):
@@ -115,19 +146,11 @@ def client(c):
         conn.commit()
         check_settings(c, conn, t_ms, "after RESET ALL")
 
-        # ALTER TABLE ... ADD COLUMN while the others read SELECT *.
+        # ALTER TABLE ... ADD COLUMN while the others read SELECT *: first
+        # by client 0 through the proxy, then behind the proxy's back.
         wid = c % 5 + 1
-        expect(c, "SELECT * before ALTER", one(conn, "SELECT * FROM wide WHERE id = %s", (wid,)), (wid, f"w{wid}"))
-        conn.commit()
-        barrier.wait()
-        if c == 0:
-            with conn.cursor() as cur:
-                cur.execute("ALTER TABLE wide ADD COLUMN extra int NOT NULL DEFAULT 7")
-            conn.commit()
-        barrier.wait()
-        for i in range(3):
-            expect(c, f"SELECT * after ALTER ({i})", one(conn, "SELECT * FROM wide WHERE id = %s", (wid,)), (wid, f"w{wid}", 7))
-            conn.commit()
+        alter_phase(c, conn, "extra int NOT NULL DEFAULT 7", False, (wid, f"w{wid}"), (wid, f"w{wid}", 7))
+        alter_phase(c, conn, "extra2 int NOT NULL DEFAULT 8", True, (wid, f"w{wid}", 7), (wid, f"w{wid}", 7, 8))
 
         with conn.cursor() as cur:
             data = "".join(f"{c}\t{n}\tc{c} n{n}\n" for n in range(1, COPY_ROWS + 1))

@@ -19,6 +19,8 @@ from psycopg import errors, sql
 HOST, PORT = os.environ["PP_HOST"], int(os.environ["PP_PORT"])
 USER, PASSWORD, DB = os.environ["PP_USER"], os.environ["PP_PASSWORD"], os.environ["PP_DB"]
 SCHEMA, CLIENTS = os.environ["PP_SCHEMA"], int(os.environ["PP_CLIENTS"])
+# PostgreSQL itself, for the ALTER made behind the proxy's back.
+DIRECT_HOST, DIRECT_PORT = os.environ["PP_DIRECT_HOST"], int(os.environ["PP_DIRECT_PORT"])
 
 SELECTS, INSERT_TX, ROWS_PER_TX, COPY_ROWS, BIG = 20, 4, 3, 500, 100_000
 BARRIER_TIMEOUT = 120
@@ -52,6 +54,42 @@ def check_settings(c, conn, timeout_ms, when):
 
 def select_star(conn, c):
     return conn.execute("SELECT * FROM wide WHERE id = %s", (c % 5 + 1,)).fetchone()
+
+
+def alter_phase(c, conn, column, direct, before, after):
+    """Every client runs its prepared SELECT * (before), client 0 adds
+    column (through its own connection, or directly on PostgreSQL), then
+    every client must read after, allowed one 0A000 "cached plan must not
+    change result type" and its retry (after the rollback psycopg sends
+    DEALLOCATE ALL and prepares again)."""
+    for _ in range(2):
+        expect(c, f"SELECT * before adding {column}", select_star(conn, c), before)
+    conn.commit()
+    barrier.wait()
+    if c == 0:
+        alter = f"ALTER TABLE wide ADD COLUMN {column}"
+        if direct:
+            with psycopg.connect(host=DIRECT_HOST, port=DIRECT_PORT, user=USER, password=PASSWORD, dbname=DB,
+                                 options=f"-c search_path={SCHEMA}", autocommit=True) as d:
+                d.execute(alter)
+        else:
+            conn.execute(alter)
+            conn.commit()
+    barrier.wait()
+    tolerated = False
+    for i in range(3):
+        try:
+            row = select_star(conn, c)
+        except errors.FeatureNotSupported:  # 0A000 cached plan must not change result type
+            if tolerated:
+                raise
+            tolerated = True
+            with lock:
+                stats["cached_plan_errors"] += 1
+            conn.rollback()
+            row = select_star(conn, c)
+        conn.commit()
+        expect(c, f"SELECT * after adding {column} ({i})", row, after)
 
 
 def client(c):
@@ -104,29 +142,12 @@ def client(c):
         conn.commit()
         check_settings(c, conn, t_ms, "after RESET ALL")
 
-        # ALTER TABLE ... ADD COLUMN while every client has SELECT * prepared.
-        for _ in range(2):
-            expect(c, "SELECT * before ALTER", select_star(conn, c), (c % 5 + 1, f"w{c % 5 + 1}"))
-        conn.commit()
-        barrier.wait()
-        if c == 0:
-            conn.execute("ALTER TABLE wide ADD COLUMN extra int NOT NULL DEFAULT 7")
-            conn.commit()
-        barrier.wait()
-        tolerated = False
-        for i in range(3):
-            try:
-                row = select_star(conn, c)
-            except errors.FeatureNotSupported:  # 0A000 cached plan must not change result type
-                if tolerated:
-                    raise
-                tolerated = True
-                with lock:
-                    stats["cached_plan_errors"] += 1
-                conn.rollback()
-                row = select_star(conn, c)
-            conn.commit()
-            expect(c, f"SELECT * after ALTER ({i})", row, (c % 5 + 1, f"w{c % 5 + 1}", 7))
+        # ALTER TABLE ... ADD COLUMN while every client has SELECT *
+        # prepared: first by client 0 through the proxy, then behind the
+        # proxy's back (a migration run straight on PostgreSQL).
+        wid = c % 5 + 1
+        alter_phase(c, conn, "extra int NOT NULL DEFAULT 7", False, (wid, f"w{wid}"), (wid, f"w{wid}", 7))
+        alter_phase(c, conn, "extra2 int NOT NULL DEFAULT 8", True, (wid, f"w{wid}", 7), (wid, f"w{wid}", 7, 8))
 
         # COPY in and out.
         with conn.cursor() as cur:
