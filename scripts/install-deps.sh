@@ -133,7 +133,7 @@ install_packages() {
 # The tests install them there themselves when they are missing.
 install_npm_packages() {
 	local list=$repo/internal/drivers/testdata/npm-packages.txt
-	local dir=${PAUSEPROXY_NPM_DIR:-$HOME/.cache/pauseproxy/npm}
+	local dir=${PAUSEPROXY_NPM_DIR:-${HOME:-/root}/.cache/pauseproxy/npm}
 	local pkgs=() missing=() line name version
 	while read -r line; do
 		[[ -z $line || $line == \#* ]] && continue

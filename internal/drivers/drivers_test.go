@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -295,7 +296,13 @@ func npmDir(t *testing.T) string {
 	}
 	home, err := os.UserHomeDir()
 	if err != nil {
-		t.Fatalf("no home directory for the npm cache (set PAUSEPROXY_NPM_DIR): %v", err)
+		// $HOME unset (a bare CI environment): the user's home from
+		// the password database, as install-deps.sh's default.
+		u, uerr := user.Current()
+		if uerr != nil || u.HomeDir == "" {
+			t.Fatalf("no home directory for the npm cache (set PAUSEPROXY_NPM_DIR): %v; %v", err, uerr)
+		}
+		home = u.HomeDir
 	}
 	return filepath.Join(home, ".cache", "pauseproxy", "npm")
 }
