@@ -2,12 +2,16 @@
 # Installs the Debian packages pauseproxy's tests and demo need, only those
 # missing: PostgreSQL 15 server and client (psql, pgbench), Patroni with its
 # etcd and Consul clients, etcd, PgBouncer (for the side-by-side tests and
-# benchmarks), and gcc for go test -race. Package scripts are kept from
-# starting services, and Debian's default 5432 cluster is not created (or
-# is stopped). Run as root. Used by .ci/run and scripts/demo.sh.
+# benchmarks), gcc for go test -race, and the client drivers of
+# internal/drivers: psycopg 3, psycopg2, asyncpg, pgjdbc with a JDK, Node.js
+# with npm, and the npm packages of internal/drivers/testdata/npm-packages.txt
+# (into $HOME/.cache/pauseproxy/npm, where the tests look). Package scripts
+# are kept from starting services, and Debian's default 5432 cluster is not
+# created (or is stopped). Run as root. Used by .ci/run and scripts/demo.sh.
 set -euo pipefail
 export PATH="/usr/local/go/bin:$PATH"
 export DEBIAN_FRONTEND=noninteractive
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 policy_rc_d_ours=""
 cleanup() {
 	if [[ -n $policy_rc_d_ours ]]; then
@@ -63,6 +67,15 @@ install_packages() {
 	command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
 	[[ -f /etc/ssl/certs/ca-certificates.crt ]] || pkgs+=(ca-certificates)
 	command -v setpriv >/dev/null || pkgs+=(util-linux)
+	# Real drivers through the proxy (internal/drivers). Debian's python3,
+	# whatever python3 comes first in PATH.
+	installed python3-psycopg || pkgs+=(python3-psycopg)
+	installed python3-psycopg2 || pkgs+=(python3-psycopg2)
+	installed python3-asyncpg || pkgs+=(python3-asyncpg)
+	[[ -f /usr/share/java/postgresql.jar ]] || pkgs+=(libpostgresql-jdbc-java)
+	{ command -v javac && command -v java; } >/dev/null || pkgs+=(default-jdk-headless)
+	command -v node >/dev/null || pkgs+=(nodejs)
+	command -v npm >/dev/null || pkgs+=(npm)
 
 	if ((${#pkgs[@]} == 0)); then
 		echo "all packages present"
@@ -106,8 +119,37 @@ install_packages() {
 	for tool in psql pgbench patroni etcd pgbouncer gcc setpriv; do
 		command -v "$tool" >/dev/null || { echo "missing $tool after install" >&2; return 1; }
 	done
+	for tool in javac java node npm; do
+		command -v "$tool" >/dev/null || { echo "missing $tool after install" >&2; return 1; }
+	done
+	[[ -f /usr/share/java/postgresql.jar ]] || { echo "missing /usr/share/java/postgresql.jar after install" >&2; return 1; }
 	command -v go >/dev/null || { echo "go not found (looked in PATH and /usr/local/go/bin)" >&2; return 1; }
 	go version
 }
 
+# install_npm_packages puts the npm packages the node workloads of
+# internal/drivers need (pinned in its testdata/npm-packages.txt) into
+# $HOME/.cache/pauseproxy/npm, unless they are there at those versions.
+# The tests install them there themselves when they are missing.
+install_npm_packages() {
+	local list=$repo/internal/drivers/testdata/npm-packages.txt
+	local dir=${PAUSEPROXY_NPM_DIR:-${HOME:-/root}/.cache/pauseproxy/npm}
+	local pkgs=() missing=() line name version
+	while read -r line; do
+		[[ -z $line || $line == \#* ]] && continue
+		pkgs+=("$line")
+		name=${line%@*}
+		version=${line##*@}
+		grep -qs "\"version\": *\"$version\"" "$dir/node_modules/$name/package.json" || missing+=("$line")
+	done <"$list"
+	if ((${#missing[@]} == 0)); then
+		echo "npm packages present in $dir"
+		return 0
+	fi
+	echo "installing npm packages into $dir: ${missing[*]}"
+	mkdir -p "$dir"
+	npm install --no-audit --no-fund --prefix "$dir" "${pkgs[@]}" </dev/null
+}
+
 install_packages
+install_npm_packages

@@ -1,0 +1,126 @@
+package drivers_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestStatementKeepsResultType is the message sequence behind the
+// asyncpg, postgres.js and pgjdbc failures, without a driver: clients
+// Parse and Describe a named statement once and from then on only
+// Bind and Execute it (those drivers cache the row description; pgjdbc
+// also sends one result format per described column). After an ALTER
+// TABLE ... ADD COLUMN, PostgreSQL answers every Bind of the statement
+// with 0A000 "cached plan must not change result type" until the client
+// prepares it again; a statement whose result type did not change goes on
+// working. Through the proxy, where the clients share one statement, each
+// must see the same as directly.
+func TestStatementKeepsResultType(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		query      string // the client's statement on table rtc (a int)
+		alterProxy bool   // the ALTER goes through the proxy, else behind its back
+	}{
+		{name: "result type changes, ALTER through the proxy", query: "SELECT * FROM rtc", alterProxy: true},
+		{name: "result type changes, ALTER behind the proxy", query: "SELECT * FROM rtc"},
+		{name: "result type kept, ALTER through the proxy", query: "SELECT a FROM rtc", alterProxy: true},
+		{name: "result type kept, ALTER behind the proxy", query: "SELECT a FROM rtc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t)
+			proxyDSN := fmt.Sprintf("postgres://app:apppass@127.0.0.1:%d/appdb?sslmode=disable", p.Port)
+			directDSN := pg.DSN("app", "apppass", "appdb")
+			alterDSN := directDSN
+			if tc.alterProxy {
+				alterDSN = proxyDSN
+			}
+			direct := statementAcrossAlter(t, directDSN, alterDSN, tc.query)
+			proxied := statementAcrossAlter(t, proxyDSN, alterDSN, tc.query)
+			if !slices.Equal(direct, proxied) {
+				t.Errorf("through the proxy the clients see:\n  %s\ndirectly on PostgreSQL:\n  %s",
+					strings.Join(proxied, "\n  "), strings.Join(direct, "\n  "))
+			}
+		})
+	}
+}
+
+// statementAcrossAlter recreates table rtc; two clients connected to
+// dsn (a and b, which share the statement in the proxy) prepare query as
+// statement s and run it; a column is added to rtc through alterDSN; then
+// each runs s twice more, in turns, with Bind and Execute only. It returns
+// what the clients received, one line per Sync.
+func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin := connectDirect(t, ctx)
+	if _, err := admin.Exec(ctx, "DROP TABLE IF EXISTS rtc; CREATE TABLE rtc (a int); INSERT INTO rtc VALUES (1)").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	var log []string
+	// roundTrip sends msgs and a Sync on c, and logs what came back until
+	// ReadyForQuery.
+	roundTrip := func(c *pgconn.PgConn, what string, msgs ...pgproto3.FrontendMessage) {
+		fe := c.Frontend()
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for {
+			m, err := c.ReceiveMessage(ctx)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.RowDescription:
+				got = append(got, fmt.Sprintf("RowDescription(%d columns)", len(m.Fields)))
+			case *pgproto3.DataRow:
+				got = append(got, fmt.Sprintf("DataRow(%d columns)", len(m.Values)))
+			case *pgproto3.ErrorResponse:
+				got = append(got, fmt.Sprintf("ErrorResponse(%s %s)", m.Code, m.Message))
+			case *pgproto3.ReadyForQuery:
+				log = append(log, what+": "+strings.Join(got, ", "))
+				return
+			default:
+				got = append(got, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
+			}
+		}
+	}
+	connect := func(dsn string) *pgconn.PgConn {
+		c, err := pgconn.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	clients := []struct {
+		name string
+		conn *pgconn.PgConn
+	}{{"a", connect(dsn)}, {"b", connect(dsn)}}
+	bindExecute := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}}
+	for _, c := range clients {
+		roundTrip(c.conn, c.name+" Parse+Describe", &pgproto3.Parse{Name: "s", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s"})
+		roundTrip(c.conn, c.name+" Bind+Execute", bindExecute...)
+	}
+	if _, err := connect(alterDSN).Exec(ctx, "ALTER TABLE rtc ADD COLUMN b int DEFAULT 2").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		for _, c := range clients {
+			roundTrip(c.conn, fmt.Sprintf("%s Bind+Execute after ALTER (%d)", c.name, i), bindExecute...)
+		}
+	}
+	return log
+}
