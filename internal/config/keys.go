@@ -26,6 +26,12 @@ const DefaultHTTPPort = 9930
 // row while keeping a hostile length harmless.
 const DefaultMaxMessageSize = 64 << 20
 
+// DefaultLargeMessageBudget is the default large_message_budget: 256 MiB
+// for all client messages held whole at once (those that cannot be
+// streamed, such as a Parse, and those between the client buffer and the
+// streaming threshold).
+const DefaultLargeMessageBudget = 256 << 20
+
 // Bounds of max_message_size. The minimum is PostgreSQL's
 // MAX_STARTUP_PACKET_LENGTH (src/include/libpq/pqcomm.h), so a legal
 // startup packet always fits; the maximum is what a message's int32 length
@@ -84,6 +90,7 @@ var proxyFields = []field[Proxy]{
 	{"ignore_startup_parameters", func(p *Proxy) any { return &p.IgnoreStartupParams }},
 	{"max_prepared_statements", func(p *Proxy) any { return &p.MaxPreparedStatements }},
 	{"max_message_size", func(p *Proxy) any { return &p.MaxMessageSize }},
+	{"large_message_budget", func(p *Proxy) any { return &p.LargeMessageBudget }},
 	{"application_name_add_host", func(p *Proxy) any { return &p.ApplicationNameAddHost }},
 	{"client_tls_sslmode", func(p *Proxy) any { return &p.ClientTLS.SSLMode }},
 	{"client_tls_cert_file", func(p *Proxy) any { return &p.ClientTLS.CertFile }},
@@ -244,6 +251,7 @@ func defaultProxy() Proxy {
 		ServerResetQuery:      "DISCARD ALL",
 		MaxPreparedStatements: 200,
 		MaxMessageSize:        DefaultMaxMessageSize,
+		LargeMessageBudget:    DefaultLargeMessageBudget,
 
 		ClientTLS: TLS{SSLMode: "disable"},
 		ServerTLS: TLS{SSLMode: "prefer"},

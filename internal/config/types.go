@@ -130,6 +130,7 @@ type Proxy struct {
 	IgnoreStartupParams    []string      // ignore_startup_parameters
 	MaxPreparedStatements  int           // max_prepared_statements, default 200; 0 disables
 	MaxMessageSize         int           // max_message_size in bytes, default 64 MiB (DefaultMaxMessageSize); pkt_buf is unrelated
+	LargeMessageBudget     int           // large_message_budget in bytes, default 256 MiB; 0 = no bound
 	ApplicationNameAddHost bool          // application_name_add_host
 
 	ClientTLS TLS // client_tls_sslmode (default disable), client_tls_cert_file, client_tls_key_file, client_tls_ca_file

@@ -81,6 +81,9 @@ func (b *builder) validateProxy(p *Proxy) {
 
 	b.atLeast(b.px("max_client_conn"), p.MaxClientConn, 1)
 	b.atLeast(b.px("default_pool_size"), p.DefaultPoolSize, 1)
+	if p.LargeMessageBudget < 0 {
+		b.problem(b.px("large_message_budget"), "must be 0 (no bound) or a number of bytes, got %d", p.LargeMessageBudget)
+	}
 	if p.MaxMessageSize >= 0 && (p.MaxMessageSize < minMessageSize || p.MaxMessageSize > maxMessageSize) {
 		b.problem(b.px("max_message_size"), "must be %d..%d bytes, got %d", minMessageSize, maxMessageSize, p.MaxMessageSize)
 	}

@@ -138,6 +138,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		return
 	}
 	rd.SetMaxMessageSize(px.MaxMessageSize)
+	rd.SetBudget(s.budget)
 	if isAdmin {
 		if s.admin == nil {
 			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"})

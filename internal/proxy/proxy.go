@@ -50,6 +50,9 @@ type Server struct {
 	tlsConf atomic.Pointer[tls.Config]
 	secrets atomic.Pointer[secretStore]
 	clients atomic.Int64 // connected clients, logging in or logged in
+	// budget bounds the client messages held whole at once
+	// (large_message_budget, wire.Budget).
+	budget *wire.Budget
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -60,7 +63,7 @@ type Server struct {
 // New returns a server for cfg. It loads the client TLS certificate and
 // the auth_file.
 func New(cfg *config.Config, r *router.Router, admin AdminConsole, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, router: r, admin: admin}
+	s := &Server{log: log, router: r, admin: admin, budget: wire.NewBudget(int64(cfg.Proxy.LargeMessageBudget))}
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -80,6 +83,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 		return err
 	}
 	s.conf.Store(cfg)
+	if s.budget != nil {
+		s.budget.SetMax(int64(cfg.Proxy.LargeMessageBudget))
+	}
 	s.tlsConf.Store(tc)
 	s.secrets.Store(st)
 	return nil

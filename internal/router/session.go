@@ -164,7 +164,7 @@ func (s *Session) Run(ctx context.Context) {
 				continue
 			}
 		}
-		m, err := s.crd.ReadMessage()
+		m, err := s.crd.ReadMessageHead(streamLimit, streamHead, streamable)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && s.retryPending() {
 				// Woken by the reader goroutine to run a batch again.
@@ -180,6 +180,11 @@ func (s *Session) Run(ctx context.Context) {
 			return
 		}
 		if !s.handle(ctx, m) {
+			return
+		}
+		if s.crd.Remaining() > 0 && !s.dropRest() {
+			// The rest of a streamed message that went nowhere (a failed
+			// batch): read and dropped, to stay in step with the client.
 			return
 		}
 	}
@@ -287,6 +292,10 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	default:
 		s.unsynced++
 	}
+	if s.crd.Remaining() > 0 {
+		// Streamed (stream.go): too big to keep for a retry.
+		s.batchOK = false
+	}
 	if s.batchOK {
 		s.capture(m)
 	}
@@ -301,7 +310,9 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	if !s.tracking {
 		switch typ {
 		case wire.MsgQuery, wire.MsgParse, wire.MsgBind, wire.MsgExecute:
-			s.observe(srv, m)
+			if s.crd.Remaining() == 0 {
+				s.observe(srv, m)
+			}
 		}
 	} else {
 		var due bool
@@ -325,6 +336,9 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	s.mu.Unlock()
 	if out != nil {
 		s.queue(srv, out)
+	}
+	if s.crd.Remaining() > 0 {
+		return s.streamRest(srv)
 	}
 	if typ == wire.MsgFlush {
 		// The client waits for what is owed so far, some of which the
@@ -477,6 +491,9 @@ func (s *Session) idleDeadlineLocked() {
 func (s *Session) readFailed(err error) {
 	var fe *wire.FrameError
 	switch {
+	case errors.Is(err, wire.ErrBudgetExhausted):
+		s.r.log.Warn("large message refused: large_message_budget exhausted", slog.Uint64("client", s.ID), slog.Any("err", err))
+		s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "53200", "pauseproxy: out of memory for large messages (large_message_budget): "+err.Error()))
 	case errors.As(err, &fe):
 		s.r.log.Warn("client sent a bad message", slog.Uint64("client", s.ID), slog.Any("err", err))
 		s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "08P01", "pauseproxy: invalid message from client: "+fe.Error()))

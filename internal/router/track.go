@@ -71,11 +71,11 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			// PostgreSQL's answer until the client prepares it again
 			// (shape.go).
 			s.exps.push(exp{kind: expBindStale, def: def})
-			return appendBindRenamed(out, m, portal, end, staleName), false
+			return s.appendBindRenamed(out, m, portal, end, staleName), false
 		}
 		out = s.ensure(cs, def, out)
 		s.exps.push(exp{kind: expBind, def: def})
-		return appendBindRenamed(out, m, portal, end, def.name), false
+		return s.appendBindRenamed(out, m, portal, end, def.name), false
 
 	case wire.MsgDescribe:
 		// Statements the proxy sends first are answered first: their
@@ -128,7 +128,12 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		// A simple Query destroys the unnamed statement (docs 55.2.3).
 		s.unnamed = s.unnamed[:0]
 		s.unnamedAt = s.binding
-		out = s.trackQuery(srv, m, out)
+		if s.crd.Remaining() == 0 {
+			// A streamed query (stream.go) is not looked into.
+			out = s.trackQuery(srv, m, out)
+		} else {
+			out = m
+		}
 		s.exps.push(exp{kind: expQuery})
 		return out, false
 	case wire.MsgFunctionCall:

@@ -53,6 +53,14 @@ type Reader struct {
 	bufp  *[]byte // the borrowed buffer (buf), to give back
 	full  bool    // the last read filled buf
 	small [smallBufSize]byte
+
+	// remaining counts the bytes of a message returned by
+	// ReadMessageHead that the caller has not read with ReadPiece yet.
+	remaining int
+	// budget, when set, accounts for the memory of messages larger than
+	// the buffer (big): held from their read to the next.
+	budget *Budget
+	held   int
 }
 
 // smallBufSize is the buffer a pooled Reader owns: enough for the typical
@@ -132,9 +140,10 @@ func (rd *Reader) HasMessage() bool {
 // connection holds little read memory. The next read allocates or borrows
 // again.
 func (rd *Reader) ReleaseBuffer() {
-	if rd.start != rd.end {
+	if rd.start != rd.end || rd.remaining > 0 {
 		return
 	}
+	rd.releaseBudget()
 	rd.start, rd.end = 0, 0
 	rd.big = nil
 	rd.full = false
@@ -163,6 +172,22 @@ func (rd *Reader) borrow() {
 // reader's buffer and is valid only until the next call to ReadMessage,
 // Reset or ReleaseBuffer.
 func (rd *Reader) ReadMessage() (Message, error) {
+	return rd.ReadMessageHead(0, 0, nil)
+}
+
+// ReadMessageHead is ReadMessage for a caller that can forward a large
+// message in pieces, so that whatever its size the reader holds no more
+// than its buffer: a message longer than limit bytes whose type stream
+// accepts comes back as its first head bytes only (the header, which
+// still announces the whole length, then the start of the body). Remaining
+// then says how many bytes are left; the caller reads them with ReadPiece
+// before the next message. limit <= 0 never streams. head must fit the
+// reader's (borrowed) buffer.
+func (rd *Reader) ReadMessageHead(limit, head int, stream func(typ byte) bool) (Message, error) {
+	if rd.remaining > 0 {
+		return Message{}, errors.New("wire: message read before the rest of the last one")
+	}
+	rd.releaseBudget()
 	if err := rd.fill(5); err != nil {
 		return Message{}, err
 	}
@@ -176,6 +201,21 @@ func (rd *Reader) ReadMessage() (Message, error) {
 		return Message{}, &FrameError{Type: typ, Length: length, Err: ErrMessageTooLarge}
 	}
 	n := int(total)
+	if limit > 0 && n > limit && head >= 5 && head < n && stream != nil && stream(typ) {
+		if head > len(rd.buf) && rd.pool != nil && rd.bufp == nil && head <= rd.pool.Size() {
+			rd.borrow()
+		}
+		if head > len(rd.buf) {
+			head = len(rd.buf)
+		}
+		if err := rd.fill(head); err != nil {
+			return Message{}, err
+		}
+		m := Message(rd.buf[rd.start : rd.start+head : rd.start+head])
+		rd.start += head
+		rd.remaining = n - head
+		return m, nil
+	}
 	if n > len(rd.buf) && rd.pool != nil && rd.bufp == nil && n <= rd.pool.Size() {
 		rd.borrow()
 	}
@@ -191,6 +231,12 @@ func (rd *Reader) ReadMessage() (Message, error) {
 	// are rare (COPY rows, big parameters) and their cost dwarfs an
 	// allocation; keeping a huge buffer around for every connection would
 	// not be worth it.
+	if rd.budget != nil {
+		if !rd.budget.take(n) {
+			return Message{}, &FrameError{Type: typ, Length: length, Err: ErrBudgetExhausted}
+		}
+		rd.held = n
+	}
 	if cap(rd.big) >= n {
 		rd.big = rd.big[:n]
 	} else {
@@ -206,6 +252,51 @@ func (rd *Reader) ReadMessage() (Message, error) {
 		rd.big = nil
 	}
 	return m, nil
+}
+
+// Remaining is how many bytes of the message ReadMessageHead returned are
+// still to be read with ReadPiece.
+func (rd *Reader) Remaining() int { return rd.remaining }
+
+// ReadPiece returns the next piece of the rest of a message returned by
+// ReadMessageHead: what is buffered, else one read into the buffer. The
+// piece aliases the buffer and is valid until the next call.
+func (rd *Reader) ReadPiece() ([]byte, error) {
+	if rd.remaining == 0 {
+		return nil, io.EOF
+	}
+	if rd.start == rd.end {
+		rd.start, rd.end = 0, 0
+		want := rd.remaining
+		if want > len(rd.buf) {
+			want = len(rd.buf)
+		}
+		m, err := rd.r.Read(rd.buf[:want])
+		rd.end = m
+		if m == 0 && err != nil {
+			return nil, unexpectedEOF(err)
+		}
+	}
+	n := rd.end - rd.start
+	if n > rd.remaining {
+		n = rd.remaining
+	}
+	p := rd.buf[rd.start : rd.start+n]
+	rd.start += n
+	rd.remaining -= n
+	return p, nil
+}
+
+// SetBudget makes the reader account the messages it reads into a buffer
+// of their own (larger than its buffer) against b, refusing one that does
+// not fit (ErrBudgetExhausted).
+func (rd *Reader) SetBudget(b *Budget) { rd.budget = b }
+
+func (rd *Reader) releaseBudget() {
+	if rd.held > 0 {
+		rd.budget.give(rd.held)
+		rd.held = 0
+	}
 }
 
 // fill ensures at least n bytes are buffered (n <= len(buf)).
