@@ -39,6 +39,10 @@ type Router struct {
 	drained  chan struct{}   // closed when sessions becomes empty, for shutdown
 	holdAll  map[string]bool // reasons that hold every database (holds.go)
 
+	// shapeErr is a server's 0A000 "cached plan must not change result
+	// type", replayed for stale statements (shape.go).
+	shapeErr atomic.Pointer[[]byte]
+
 	// dialHook, when set (by the package's own tests), replaces the
 	// dialing of server connections: a scripted server over net.Pipe.
 	dialHook pool.DialFunc

@@ -46,6 +46,31 @@ const staleName = "pauseproxy_stale_statement"
 // shapeErrorMessage is PostgreSQL's message for the 0A000 (plancache.c).
 const shapeErrorMessage = "cached plan must not change result type"
 
+// shapeError returns the ErrorResponse to answer a Bind of a stale
+// statement with: the last one a server sent (drivers tell this error from
+// other 0A000s by its fields: asyncpg retries on the routine
+// RevalidateCachedQuery), else PostgreSQL 15's.
+func (r *Router) shapeError() []byte {
+	if e := r.shapeErr.Load(); e != nil {
+		return *e
+	}
+	out, start := wire.AppendHeader(nil, wire.MsgErrorResponse)
+	for _, f := range []string{"SERROR", "VERROR", "C0A000", "M" + shapeErrorMessage, "Fplancache.c", "L722", "RRevalidateCachedQuery"} {
+		out = append(out, f...)
+		out = append(out, 0)
+	}
+	out = append(out, 0)
+	return wire.FinishMessage(out, start)
+}
+
+// keepShapeError remembers a server's own 0A000 for shapeError.
+func (r *Router) keepShapeError(m wire.Message) {
+	if r.shapeErr.Load() == nil {
+		b := append([]byte(nil), m...)
+		r.shapeErr.Store(&b)
+	}
+}
+
 // rowShape is what of a RowDescription makes a result type: per column
 // the name, type OID, type length and type modifier (PostgreSQL compares
 // the same, equalRowTypes), not the table OID and column number.

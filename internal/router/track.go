@@ -280,6 +280,7 @@ func (s *Session) response(c *pool.Conn, m wire.Message, synth []byte) (forward 
 		failed := s.exps.pop()
 		if failed.kind == expBind && failed.def != nil {
 			if f, err := wire.ParseError(m); err == nil && string(f.Code) == "0A000" {
+				s.r.keepShapeError(m)
 				// "cached plan must not change result type": the schema
 				// changed under the shared statement. This client sees
 				// it, as it would directly; every session takes a fresh
@@ -288,7 +289,7 @@ func (s *Session) response(c *pool.Conn, m wire.Message, synth []byte) (forward 
 			}
 		}
 		if failed.kind == expBindStale {
-			s.repl = wire.AppendError(nil, wire.SeverityError, "0A000", shapeErrorMessage)
+			s.repl = s.r.shapeError()
 		}
 		if failed.kind == expParseDup {
 			s.repl = renameInError(m, failed.def.name, failed.name)
