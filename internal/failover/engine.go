@@ -97,6 +97,7 @@ type Engine struct {
 	verifyFail uint64 // verifications of a candidate that failed (then retried)
 	lastSrcErr error
 	planned    string // the source's Planned value a cycle was started for
+	refusal    string // the login refusal last logged (noteRefusal)
 }
 
 // New returns an engine for db fed by src. Call Run.
@@ -216,6 +217,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	tick := time.NewTicker(e.opts.FastInterval)
 	defer tick.Stop()
 	lastLog := time.Time{}
+	var refusedAt time.Time // when a check last found a refusal that waiting cannot heal
 	plannedUntil := start.Add(e.opts.PlannedTimeout)
 	for {
 		snap := e.src.Snapshot()
@@ -233,8 +235,18 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 					slog.String("primary", from), slog.Duration("waited", e.opts.PlannedTimeout))
 			}
 		}
-		if p := snap.Primary; p != nil && !planned {
+		// A refused login is checked again once a second, not at the
+		// fast interval: a wrong password should not flood the server's
+		// log.
+		if p := snap.Primary; p != nil && !planned && time.Since(refusedAt) >= refusedRetry {
 			err := e.verify(ctx, p)
+			refused := e.db.RefuseLogins(err)
+			if refused {
+				refusedAt = time.Now()
+				e.noteRefusal(err)
+			} else {
+				e.noteRefusal(nil)
+			}
 			if err == nil {
 				e.release(p, from, start, reason)
 				return
@@ -244,7 +256,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			e.verifyFail++
 			e.noteSourceLocked(snap)
 			e.mu.Unlock()
-			if time.Since(lastLog) > 2*time.Second {
+			if !refused && time.Since(lastLog) > 2*time.Second {
 				e.log.Info("role change: candidate not writable yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
 				lastLog = time.Now()
 			}
@@ -259,6 +271,31 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 		case <-changed:
 		case <-tick.C:
 		}
+	}
+}
+
+// refusedRetry is how often a cycle checks a candidate again after it
+// refused the login for a reason that waiting cannot heal.
+const refusedRetry = time.Second
+
+// noteRefusal logs a refused check once per change of its reason (not
+// once per check, nor per client), and its end.
+func (e *Engine) noteRefusal(err error) {
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	e.mu.Lock()
+	prev := e.refusal
+	e.refusal = reason
+	e.mu.Unlock()
+	switch {
+	case reason == prev:
+	case err != nil:
+		e.log.Error("role change: the server refused the proxy's login; held clients get this error until it is fixed",
+			slog.Any("err", err))
+	default:
+		e.log.Info("role change: the server no longer refuses the proxy's login", slog.String("was", prev))
 	}
 }
 

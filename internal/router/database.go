@@ -30,6 +30,11 @@ type Database struct {
 	target pool.Target
 	login  *serverLogin // the last server login a pool was made for (for Probe)
 	limit  *pool.Limit  // max_db_connections across the pools
+	// refusal is a server login refusal that waiting cannot heal, found
+	// by the role-change engine's check with refusalUser's login
+	// (RefuseLogins); that login's pool fails held clients with it.
+	refusal     error
+	refusalUser string
 
 	// managed is set when a role-change engine watches the database: it
 	// then requires writability and handles trouble.
@@ -89,7 +94,11 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 		}
 		// Fencing: a managed database's connections go only to a node
 		// that says it is writable, checked on every new connection.
-		return dialServer(ctx, pcfg, d.managed.Load() && !readOnly)
+		srv, err := dialServer(ctx, pcfg, d.managed.Load() && !readOnly)
+		if err != nil {
+			return nil, classifyLogin(err)
+		}
+		return srv, nil
 	}
 	l := login
 	d.login = &l
@@ -98,6 +107,9 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	p.OnDialError = d.dialTrouble
 	if len(d.holds) > 0 {
 		p.Hold()
+	}
+	if d.refusal != nil && d.refusalUser == login.User {
+		p.Refuse(d.refusal)
 	}
 	d.pools[login.User] = p
 	return p, nil
@@ -238,6 +250,7 @@ func (d *Database) Retarget(host string, port int) pool.Target {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.target = pool.Target{Host: host, Port: port, Gen: d.target.Gen + 1}
+	d.refusal = nil // SetTarget lifts each pool's
 	for _, p := range d.pools {
 		p.SetTarget(d.target)
 	}

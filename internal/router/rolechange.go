@@ -38,11 +38,19 @@ func (d *Database) dialTrouble(err error) bool {
 	if !d.managed.Load() {
 		return false
 	}
+	var le *pool.LoginError
+	if errors.As(err, &le) && !le.Wait {
+		// A wrong password, a missing database, a certificate that does
+		// not verify: no role change heals it; the client gets it.
+		return false
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "57P01", "57P02", "57P03", "25006":
 		default:
+			// 53300 and the like: the pool waits for one of its
+			// connections instead (pool.LoginError).
 			return false
 		}
 	}
@@ -74,7 +82,7 @@ func (d *Database) Probe(ctx context.Context, host string, port int) (bool, erro
 	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return false, err
+		return false, &ProbeError{User: login.User, Err: classifyLogin(err)}
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -1,0 +1,171 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// LoginError is a failed server login as the DialFunc classified it. The
+// pool does not speak SQL, so the dial function (the router's) decides
+// whether the refusal can heal by waiting.
+//
+// Waiting helps when the server is full (53300 too_many_connections),
+// starting up or shutting down (57P03), or refusing connections during a
+// restart: the pool then keeps its waiters queued for a connection that is
+// released, or for the next login attempt after server_login_retry, as
+// PgBouncer does. It does not help for a wrong password (28P01), a
+// missing database (3D000), a certificate that does not verify, or an
+// authentication method the proxy cannot do: waiters then fail at once
+// with the server's own reason.
+type LoginError struct {
+	Err  error
+	Wait bool // the refusal can heal by waiting
+}
+
+func (e *LoginError) Error() string { return e.Err.Error() }
+func (e *LoginError) Unwrap() error { return e.Err }
+
+// canWait reports whether err is a login refusal that heals by waiting.
+func canWait(err error) bool {
+	var le *LoginError
+	return errors.As(err, &le) && le.Wait
+}
+
+// minLoginRetry spaces login attempts after a refusal that heals by waiting
+// when server_login_retry is 0, so that waiters do not spin on a full
+// server.
+const minLoginRetry = 250 * time.Millisecond
+
+// loginBackoffLocked says whether the pool may dial now, after the last
+// login failed less than server_login_retry ago (PgBouncer's
+// server_login_retry: a broken backend is not hammered by every arriving
+// client). A refusal that cannot heal is returned as an error for the
+// acquisition; one that can makes the acquisition wait for a released
+// connection or the next attempt (wait true).
+func (p *Pool) loginBackoffLocked() (err error, wait bool) {
+	if p.loginErr == nil {
+		return nil, false
+	}
+	retry := p.cfg.LoginRetry
+	if canWait(p.loginErr) {
+		retry = max(retry, minLoginRetry)
+		return nil, time.Since(p.loginAt) < retry
+	}
+	if retry <= 0 || time.Since(p.loginAt) >= retry {
+		return nil, false
+	}
+	return loginError(p.loginErr), false
+}
+
+// loginFailedLocked records a failed login. A refusal that heals by
+// waiting arms a timer that serves the waiters (lets one of them dial)
+// when server_login_retry has passed.
+func (p *Pool) loginFailedLocked(err error) {
+	p.loginErr, p.loginAt = err, time.Now()
+	if !canWait(err) || p.closed {
+		return
+	}
+	retry := max(p.cfg.LoginRetry, minLoginRetry)
+	if p.retryTimer == nil {
+		p.retryTimer = time.AfterFunc(retry, p.retryLogin)
+	} else {
+		p.retryTimer.Reset(retry)
+	}
+}
+
+// retryLogin runs when server_login_retry has passed after a refusal that
+// heals by waiting.
+func (p *Pool) retryLogin() {
+	p.mu.Lock()
+	if !p.closed {
+		p.serveLocked()
+	}
+	p.mu.Unlock()
+}
+
+// noteLoginLocked logs a login failure once per change of its reason, and
+// the first success after failures, so that a refusing server gives one
+// line, not one per client or per attempt.
+func (p *Pool) noteLoginLocked(t Target, err error) {
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	if reason == p.loggedReason {
+		return
+	}
+	prev := p.loggedReason
+	p.loggedReason = reason
+	switch {
+	case err == nil:
+		p.log.Info("server login works again", slog.String("pool", p.Name), slog.String("target", addr(t)), slog.String("after", prev))
+	case canWait(err):
+		p.log.Warn("server login refused; clients wait for a connection of the pool (server_login_retry)",
+			slog.String("pool", p.Name), slog.String("target", addr(t)), slog.Any("err", err))
+	default:
+		p.log.Error("server login failed; waiting clients get the reason", slog.String("pool", p.Name),
+			slog.String("target", addr(t)), slog.Any("err", err))
+	}
+}
+
+// Refuse marks the pool's server login as refused for a reason that
+// waiting cannot heal (a role-change engine's check found a wrong password
+// or a missing database): acquisitions waiting in a hold fail now with it,
+// and new ones while held fail at once instead of waiting out
+// hold_timeout. Refuse(nil), or a new target (SetTarget), clears it.
+func (p *Pool) Refuse(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.refusal = nil
+		return
+	}
+	p.refusal = loginError(err)
+	p.failHeldLocked(p.refusal)
+}
+
+// failHeldLocked answers every waiter queued because of a hold with err.
+func (p *Pool) failHeldLocked(err error) {
+	var keep []*waiter
+	for _, w := range p.waiters.all() {
+		if w.held {
+			w.ch <- grant{err: err}
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	p.waiters.reset()
+	for _, w := range keep {
+		p.waiters.push(w)
+	}
+}
+
+// loginError is what a client is told when the server login failed.
+// Refusals that cannot heal carry 08001 (sqlclient unable to establish
+// connection) and the server's own reason; the server's SQLSTATE (28P01,
+// 3D000) is in the message, not the code, since it is not the client's
+// password or database that was refused.
+func loginError(err error) error {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return &Error{Code: pe.Code, Msg: pe.Msg, Err: err, Dial: true}
+	}
+	code := "08006"
+	var le *LoginError
+	if errors.As(err, &le) && !le.Wait {
+		code = "08001"
+	}
+	return &Error{Code: code, Msg: "pauseproxy: cannot connect to server: " + err.Error(), Err: err, Dial: true}
+}
+
+// queueWaitError is the answer to an acquisition that waited
+// query_wait_timeout, naming the last refused login when there is one.
+func (p *Pool) queueWaitErrorLocked(limit time.Duration) error {
+	msg := fmt.Sprintf("pauseproxy: no server connection available within %s (query_wait_timeout, pool_size %d)", limit, p.cfg.Size)
+	if p.loginErr != nil {
+		msg += "; last server login: " + p.loginErr.Error()
+	}
+	return &Error{Code: "53300", Msg: msg}
+}
