@@ -102,9 +102,9 @@ type Pool struct {
 	retryTimer   *time.Timer
 	loggedReason string // the login failure last logged, "" after a success
 	refusal      error  // set by Refuse: held acquisitions fail with it
-	welcome  map[string]string
-	stopJan  chan struct{}
-	janDone  chan struct{}
+	welcome      map[string]string
+	stopJan      chan struct{}
+	janDone      chan struct{}
 
 	conns connSet // every open connection, for SHOW SERVERS (inspect.go)
 }
