@@ -84,6 +84,9 @@ type Pool struct {
 	// means the pool is now held while the cause is dealt with, and the
 	// acquisition waits in that hold instead of failing.
 	OnDialError func(err error) bool
+	// Agg, when set, folds repeated login failure lines into one per
+	// reason per interval (set before the first Acquire).
+	Agg *Logs
 
 	mu       sync.Mutex // guards all below
 	cfg      Config
@@ -101,6 +104,7 @@ type Pool struct {
 	// a refusal that heals by waiting (refusal.go).
 	retryTimer   *time.Timer
 	loggedReason string // the login failure last logged, "" after a success
+	loggedWait   bool   // and whether it heals by waiting
 	refusal      error  // set by Refuse: held acquisitions fail with it
 	welcome      map[string]string
 	stopJan      chan struct{}

@@ -1,10 +1,13 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/logagg"
 )
 
 // LoginError is a failed server login as the DialFunc classified it. The
@@ -85,30 +88,36 @@ func (p *Pool) retryLogin() {
 	p.mu.Unlock()
 }
 
-// noteLoginLocked logs a login failure once per change of its reason, and
-// the first success after failures, so that a refusing server gives one
-// line, not one per client or per attempt.
+// noteLoginLocked logs a login failure, so that a refusing server gives a
+// line per reason per interval (through Agg), not one per client or per
+// attempt; without Agg, a line per change of reason. The first success
+// after a failure that waiting cannot heal is logged too (a server that
+// was only full just stops being reported).
 func (p *Pool) noteLoginLocked(t Target, err error) {
-	reason := ""
-	if err != nil {
-		reason = err.Error()
-	}
-	if reason == p.loggedReason {
+	if err == nil {
+		if p.loggedReason != "" && !p.loggedWait {
+			p.log.Info("server login works again", slog.String("pool", p.Name), slog.String("target", addr(t)))
+		}
+		p.loggedReason = ""
 		return
 	}
-	prev := p.loggedReason
-	p.loggedReason = reason
-	switch {
-	case err == nil:
-		p.log.Info("server login works again", slog.String("pool", p.Name), slog.String("target", addr(t)), slog.String("after", prev))
-	case canWait(err):
-		p.log.Warn("server login refused; clients wait for a connection of the pool (server_login_retry)",
-			slog.String("pool", p.Name), slog.String("target", addr(t)), slog.Any("err", err))
-	default:
-		p.log.Error("server login failed; waiting clients get the reason", slog.String("pool", p.Name),
-			slog.String("target", addr(t)), slog.Any("err", err))
+	reason, wait := err.Error(), canWait(err)
+	level, msg := slog.LevelError, "server login failed; waiting clients get the reason"
+	if wait {
+		level, msg = slog.LevelWarn, "server login refused; clients wait for a connection of the pool (server_login_retry)"
 	}
+	attrs := []slog.Attr{slog.String("pool", p.Name), slog.String("target", addr(t)), slog.Any("err", err)}
+	switch {
+	case p.Agg != nil:
+		p.Agg.Log(level, "server login "+p.Name+" "+reason, msg, attrs...)
+	case reason != p.loggedReason:
+		p.log.LogAttrs(context.Background(), level, msg, attrs...)
+	}
+	p.loggedReason, p.loggedWait = reason, wait
 }
+
+// Logs is what a pool's repeated lines go through; see Pool.Agg.
+type Logs = logagg.Aggregator
 
 // Refuse marks the pool's server login as refused for a reason that
 // waiting cannot heal (a role-change engine's check found a wrong password
