@@ -75,7 +75,10 @@ type Options struct {
 	// ReadOnly skips the writability check (the target is a replica on
 	// purpose).
 	ReadOnly bool
-	Log      *slog.Logger
+	// OnSplitBrain is on_split_brain: "hold" (the default) or "follow"
+	// (see splitbrain.go).
+	OnSplitBrain string
+	Log          *slog.Logger
 	// OnEvent, when set, is called after each cycle.
 	OnEvent func(Event)
 }
@@ -98,6 +101,12 @@ type Engine struct {
 	lastSrcErr error
 	planned    string // the source's Planned value a cycle was started for
 	refusal    string // the login refusal last logged (noteRefusal)
+	// previous is the primary of the last release (kept across cycles),
+	// splitOld the previous primary found still accepting writes after
+	// a change (nil: none), onSplitBrain the action (splitbrain.go).
+	previous     *discovery.Member
+	splitOld     *discovery.Member
+	onSplitBrain string
 }
 
 // New returns an engine for db fed by src. Call Run.
@@ -114,7 +123,9 @@ func New(db *router.Database, src discovery.Source, opts Options) *Engine {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{db: db, src: src, opts: opts, log: opts.Log.With(slog.String("database", db.Name))}
+	e := &Engine{db: db, src: src, opts: opts, log: opts.Log.With(slog.String("database", db.Name))}
+	e.SetOnSplitBrain(opts.OnSplitBrain)
+	return e
 }
 
 // Status is what the engine knows now.
@@ -129,16 +140,24 @@ type Status struct {
 	// one once); VerifyFailures the failed checks of a candidate, each
 	// followed by another try.
 	SourceErrors, VerifyFailures uint64
+	// SplitBrain is set while more than one node accepts writes: the
+	// previous primary after a change (SplitBrainNode), or the hosts of
+	// a static source.
+	SplitBrain     bool
+	SplitBrainNode string
 }
 
 // Status returns the engine's current view.
 func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	snap := e.src.Snapshot()
 	return Status{
-		Snapshot: e.src.Snapshot(), Verified: e.verified, Cycling: e.cycling,
+		Snapshot: snap, Verified: e.verified, Cycling: e.cycling,
 		Since: e.cycleStart, LastChange: e.lastChange, LastErr: e.lastErr,
 		SourceErrors: e.srcErrors, VerifyFailures: e.verifyFail,
+		SplitBrain:     e.splitOld != nil || (snap != nil && errors.Is(snap.Err, discovery.ErrSplitBrain)),
+		SplitBrainNode: addrOf(e.splitOld),
 	}
 }
 
@@ -155,12 +174,18 @@ func (e *Engine) Run(ctx context.Context) {
 			e.cycle(ctx, reason, planned)
 			continue
 		}
+		var recheck <-chan time.Time
+		if e.splitBrainOld() != nil {
+			recheck = time.After(splitBrainRecheck)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		case <-e.db.Trouble():
 			e.cycle(ctx, "server trouble", false)
+		case <-recheck:
+			e.recheckSplitBrain(ctx)
 		}
 	}
 }
@@ -247,7 +272,9 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			} else {
 				e.noteRefusal(nil)
 			}
-			if err == nil {
+			if err == nil && e.splitBrainHolds(ctx, p) {
+				err = fmt.Errorf("split brain: the previous primary %s still accepts writes (on_split_brain = hold)", addrOf(e.splitBrainOld()))
+			} else if err == nil {
 				e.release(p, from, start, reason)
 				return
 			}
@@ -257,7 +284,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			e.noteSourceLocked(snap)
 			e.mu.Unlock()
 			if !refused && time.Since(lastLog) > 2*time.Second {
-				e.log.Info("role change: candidate not writable yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
+				e.log.Info("role change: candidate not released yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
 				lastLog = time.Now()
 			}
 		}
@@ -334,6 +361,8 @@ func (e *Engine) release(p *discovery.Member, from string, start time.Time, reas
 	}
 	e.db.Retarget(p.Host, p.Port)
 	e.mu.Lock()
+	prev := *p
+	e.previous = &prev
 	e.verified = to
 	e.cycling = false
 	e.lastErr = nil

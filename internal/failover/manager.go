@@ -57,6 +57,7 @@ func (m *Manager) Sync(cfg *config.Config) {
 		}
 		if cur, ok := m.engines[name]; ok {
 			if sameDiscovery(&cur.dc, dc) {
+				cur.eng.SetOnSplitBrain(dc.OnSplitBrain)
 				continue
 			}
 			m.stopLocked(name)
@@ -72,7 +73,7 @@ func (m *Manager) Sync(cfg *config.Config) {
 		}
 		db.Manage()
 		eng := New(db, src, Options{
-			FastInterval: dc.FastPollInterval, ReadOnly: dc.ReadOnly,
+			FastInterval: dc.FastPollInterval, ReadOnly: dc.ReadOnly, OnSplitBrain: dc.OnSplitBrain,
 			// A planned switchover's early hold must end well before
 			// the held transactions' own limit.
 			PlannedTimeout: min(10*time.Second, cfg.Proxy.HoldTimeout/2),
