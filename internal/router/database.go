@@ -163,6 +163,7 @@ func (d *Database) reconfigure(dc *config.Database) {
 		// changed login means new pools; connections of the old ones are
 		// closed when released.
 		if old.User != dc.User || old.Password != dc.Password || old.DBName != dc.DBName {
+			d.refusal = nil // the refused login is gone with its pools
 			d.pools = make(map[string]*pool.Pool)
 			for _, p := range pools {
 				go p.Close()
