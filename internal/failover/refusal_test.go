@@ -77,12 +77,14 @@ func TestRefusedLoginFailsClientsPromptly(t *testing.T) {
 		db    string // the [databases.db] table
 		proxy string // extra [proxy] lines
 		want  string // in the client's error message
+		fixed string // a [databases.db] table that works, "" to skip
 	}{
 		{
 			name: "wrong server password",
 			db: fmt.Sprintf("host = \"127.0.0.1\"\nport = %d\ndbname = \"postgres\"\nuser = %q\npassword = \"wrong\"\n",
 				pg.Port, pgtest.Superuser),
-			want: "28P01",
+			want:  "28P01",
+			fixed: staticDB(pg),
 		},
 		{
 			name: "missing server database",
@@ -122,6 +124,20 @@ func TestRefusedLoginFailsClientsPromptly(t *testing.T) {
 					t.Fatalf("try %d: answered after %s", try, d)
 				}
 			}
+			if tt.fixed == "" {
+				return
+			}
+			// Fixed by a reload: the refusal does not outlive its login.
+			p.Reload(t, tt.fixed)
+			proxytest.Eventually(t, 20*time.Second, "a login through the fixed server login", func() bool {
+				conn, err := pgx.Connect(ctx, p.DSN())
+				if err != nil {
+					return false
+				}
+				defer conn.Close(ctx)
+				_, err = conn.Exec(ctx, "SELECT 1")
+				return err == nil
+			})
 		})
 	}
 }
