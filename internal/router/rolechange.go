@@ -64,7 +64,7 @@ func (d *Database) dialTrouble(err error) bool {
 // reports whether it is writable. With no login known yet (no client has
 // logged in and the database forces no user) it returns ErrNoLogin.
 func (d *Database) Probe(ctx context.Context, host string, port int) (bool, error) {
-	n, err := d.ProbeNode(ctx, host, port)
+	n, err := d.probe(ctx, host, port, false)
 	return n.Writable, err
 }
 
@@ -78,8 +78,14 @@ type Node struct {
 	Started string
 }
 
-// ProbeNode is Probe that also tells which server answered.
+// ProbeNode is Probe that also tells which server answered (the split
+// brain check). Probe itself asks only pg_is_in_recovery(), as libpq's
+// target_session_attrs=read-write does.
 func (d *Database) ProbeNode(ctx context.Context, host string, port int) (Node, error) {
+	return d.probe(ctx, host, port, true)
+}
+
+func (d *Database) probe(ctx context.Context, host string, port int, identify bool) (Node, error) {
 	d.mu.Lock()
 	var login serverLogin
 	switch {
@@ -106,6 +112,10 @@ func (d *Database) ProbeNode(ctx context.Context, host string, port int) (Node, 
 		defer cancel()
 		pc.Close(cctx)
 	}()
+	if !identify {
+		w, err := isWritable(ctx, pc)
+		return Node{Writable: w}, err
+	}
 	res, err := pc.Exec(ctx, "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_postmaster_start_time()::text").ReadAll()
 	if err != nil {
 		return Node{}, fmt.Errorf("check pg_is_in_recovery(): %w", err)
