@@ -167,12 +167,12 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 			if p.OnDialError != nil && time.Since(start) < p.holdTimeout() && p.OnDialError(pe.Err) {
 				continue
 			}
-			// A server that is full (53300) or restarting: wait for a
-			// connection of the pool to be released, or for the next
-			// login attempt after server_login_retry, within
-			// query_wait_timeout (PgBouncer keeps such clients
+			// A server that is full (53300) or restarting, or a pool
+			// that has connections to release: wait for one of them,
+			// or for the next login attempt after server_login_retry,
+			// within query_wait_timeout (PgBouncer keeps such clients
 			// waiting too).
-			if canWait(pe.Err) {
+			if p.waitAfterLogin(pe.Err) {
 				continue
 			}
 		}

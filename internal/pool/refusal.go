@@ -45,8 +45,9 @@ const minLoginRetry = 250 * time.Millisecond
 // login failed less than server_login_retry ago (PgBouncer's
 // server_login_retry: a broken backend is not hammered by every arriving
 // client). A refusal that cannot heal is returned as an error for the
-// acquisition; one that can makes the acquisition wait for a released
-// connection or the next attempt (wait true).
+// acquisition, unless the pool has open connections that will be
+// released; one that can heal, or such a pool, makes the acquisition wait
+// for a released connection or the next attempt (wait true).
 func (p *Pool) loginBackoffLocked() (err error, wait bool) {
 	if p.loginErr == nil {
 		return nil, false
@@ -59,7 +60,31 @@ func (p *Pool) loginBackoffLocked() (err error, wait bool) {
 	if retry <= 0 || time.Since(p.loginAt) >= retry {
 		return nil, false
 	}
+	if p.liveLocked() {
+		return nil, true
+	}
 	return loginError(p.loginErr), false
+}
+
+// liveLocked reports whether the pool has open server connections (not
+// counting those being dialed): a waiter will get one when it is
+// released, so no login failure needs to fail it.
+func (p *Pool) liveLocked() bool { return p.total-p.dialing > 0 }
+
+// waitAfterLogin says whether an acquisition whose own login failed with
+// err waits for another round instead of failing: when the refusal heals
+// by waiting, or the pool has open connections to hand out.
+func (p *Pool) waitAfterLogin(err error) bool {
+	if canWait(err) {
+		return true
+	}
+	var le *LoginError
+	if !errors.As(err, &le) {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.liveLocked()
 }
 
 // loginFailedLocked records a failed login. A refusal that heals by

@@ -125,3 +125,33 @@ func TestRefuseFailsHeldWaiters(t *testing.T) {
 	}
 	p.Put(c)
 }
+
+// A login refused for a reason that cannot heal does not fail clients while
+// the pool has an open connection to hand them.
+func TestLoginFailureWithLiveConnectionWaits(t *testing.T) {
+	p, f := newTestPool(t, Config{Size: 2, LoginRetry: time.Hour, QueryWait: time.Minute})
+	ctx := context.Background()
+	live, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := error(&LoginError{Err: errors.New("password authentication failed (SQLSTATE 28P01)")})
+	f.fail.Store(&bad)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			c, err := p.Acquire(ctx)
+			if err == nil {
+				p.Put(c)
+			}
+			errs <- err
+		}()
+	}
+	eventually(t, func() bool { return f.dials.Load() >= 2 && p.Stats().Waiting > 0 })
+	p.Put(live)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatalf("want every client served by the open connection, got %v", err)
+		}
+	}
+}
