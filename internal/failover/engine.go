@@ -243,6 +243,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	defer tick.Stop()
 	lastLog := time.Time{}
 	var refusedAt time.Time // when a check last found a refusal that waiting cannot heal
+	var splitAt time.Time   // when a check last found the previous primary still writable
 	plannedUntil := start.Add(e.opts.PlannedTimeout)
 	for {
 		snap := e.src.Snapshot()
@@ -260,10 +261,11 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 					slog.String("primary", from), slog.Duration("waited", e.opts.PlannedTimeout))
 			}
 		}
-		// A refused login is checked again once a second, not at the
-		// fast interval: a wrong password should not flood the server's
-		// log.
-		if p := snap.Primary; p != nil && !planned && time.Since(refusedAt) >= refusedRetry {
+		// A refused login, and a split brain, are checked again once a
+		// second, not at the fast interval: a wrong password should not
+		// flood the server's log, nor a split brain both servers with
+		// connections.
+		if p := snap.Primary; p != nil && !planned && time.Since(refusedAt) >= refusedRetry && time.Since(splitAt) >= splitBrainRecheck {
 			err := e.verify(ctx, p)
 			refused := e.db.RefuseLogins(err)
 			if refused {
@@ -273,6 +275,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 				e.noteRefusal(nil)
 			}
 			if err == nil && e.splitBrainHolds(ctx, p) {
+				splitAt = time.Now()
 				err = fmt.Errorf("split brain: the previous primary %s still accepts writes (on_split_brain = hold)", addrOf(e.splitBrainOld()))
 			} else if err == nil {
 				e.release(p, from, start, reason)
