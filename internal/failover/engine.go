@@ -363,6 +363,7 @@ func (e *Engine) release(p *discovery.Member, from string, start time.Time, reas
 	default:
 	}
 	e.db.Retarget(p.Host, p.Port)
+	e.db.SetHoldNote("")
 	e.mu.Lock()
 	prev := *p
 	e.previous = &prev

@@ -2,6 +2,7 @@ package failover
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -73,7 +74,11 @@ func (e *Engine) splitBrainHolds(ctx context.Context, p *discovery.Member) bool 
 		return false
 	}
 	e.noteSplitBrain(prev, p)
-	return e.splitBrainAction() != config.SplitBrainFollow
+	hold := e.splitBrainAction() != config.SplitBrainFollow
+	if hold {
+		e.db.SetHoldNote(fmt.Sprintf("split brain: the previous primary %s still accepts writes (on_split_brain = hold)", prev.Addr()))
+	}
+	return hold
 }
 
 // recheckSplitBrain runs after a release that followed the new primary

@@ -2,7 +2,9 @@ package failover_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +101,25 @@ func TestSplitBrainAfterChange(t *testing.T) {
 			}
 			env.requireReleasedOn(t, clusterMember("next", next))
 		})
+	}
+}
+
+// A client held through a split brain longer than hold_timeout is told
+// why: 57P03 naming the split brain, not "no writable primary".
+func TestSplitBrainHoldTimeoutSaysWhy(t *testing.T) {
+	old := pgtest.Require(t, pgtest.Options{AuthMethod: "md5"})
+	next := pgtest.Require(t, pgtest.Options{AuthMethod: "md5"})
+	env := startEngine(t, "2s", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env.src.publish(clusterMember("old", old), nil)
+	env.requireReleasedOn(t, clusterMember("old", old))
+	c := env.connect(t)
+	env.src.publish(clusterMember("next", next), nil)
+	proxytest.Eventually(t, 10*time.Second, "split brain reported", func() bool { return env.eng.Status().SplitBrain })
+	_, err := serverPort(ctx, c)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P03" || !strings.Contains(pe.Message, "split brain") {
+		t.Fatalf("want 57P03 naming the split brain, got %v", err)
 	}
 }

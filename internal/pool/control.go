@@ -22,6 +22,14 @@ func (p *Pool) Unhold() {
 	p.mu.Unlock()
 }
 
+// SetHoldNote says why the hold lasts ("" : no writable primary in time),
+// for the error of an acquisition that waits out hold_timeout.
+func (p *Pool) SetHoldNote(note string) {
+	p.mu.Lock()
+	p.holdNote = note
+	p.mu.Unlock()
+}
+
 // Held reports whether the pool is held.
 func (p *Pool) Held() bool {
 	p.mu.Lock()

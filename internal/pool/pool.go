@@ -106,6 +106,7 @@ type Pool struct {
 	loggedReason string // the login failure last logged, "" after a success
 	loggedWait   bool   // and whether it heals by waiting
 	refusal      error  // set by Refuse: held acquisitions fail with it
+	holdNote     string // why the hold lasts, for the hold_timeout error (SetHoldNote)
 	welcome      map[string]string
 	stopJan      chan struct{}
 	janDone      chan struct{}
@@ -276,9 +277,15 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 		return nil, ctx.Err()
 	}
 	if held {
+		why := "no writable primary in time"
+		p.mu.Lock()
+		if p.holdNote != "" {
+			why = p.holdNote
+		}
+		p.mu.Unlock()
 		return nil, &Error{Code: "57P03", Msg: fmt.Sprintf(
-			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; no writable primary in time, try again",
-			time.Since(start).Round(time.Millisecond), p.Name)}
+			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; %s, try again",
+			time.Since(start).Round(time.Millisecond), p.Name, why)}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -36,6 +36,7 @@ type Database struct {
 	// (RefuseLogins); that login's pool fails held clients with it.
 	refusal     error
 	refusalUser string
+	holdNote    string // why a hold lasts (SetHoldNote)
 
 	// managed is set when a role-change engine watches the database: it
 	// then requires writability and handles trouble.
@@ -117,6 +118,7 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	if d.refusal != nil && d.refusalUser == login.User {
 		p.Refuse(d.refusal)
 	}
+	p.SetHoldNote(d.holdNote)
 	d.pools[login.User] = p
 	return p, nil
 }
@@ -196,6 +198,17 @@ func (d *Database) Pools() map[string]*pool.Pool {
 		out[k] = v
 	}
 	return out
+}
+
+// SetHoldNote says why the database stays held ("" : the default, no
+// writable primary in time): clients that wait out hold_timeout are told.
+func (d *Database) SetHoldNote(note string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.holdNote = note
+	for _, p := range d.pools {
+		p.SetHoldNote(note)
+	}
 }
 
 // Hold makes new transactions of this database wait at the transaction
