@@ -9,6 +9,13 @@
 // pool at another backend and generation, so that connections of an older
 // generation are closed when released and never handed out again.
 //
+// A failed server login is classified by the DialFunc (LoginError): a
+// server that is full or restarting keeps acquisitions waiting for a
+// released connection or the next attempt after server_login_retry
+// (within query_wait_timeout); a refusal that cannot heal fails them at
+// once unless the pool has open connections to hand out. Refuse fails
+// acquisitions held for a check that found such a refusal (refusal.go).
+//
 // The pool does not speak SQL, authenticate, or decide where the primary is;
 // each Conn runs one reader goroutine that forwards server messages to the
 // session bound to it (see Handler).
