@@ -35,6 +35,15 @@
 // answering 57P03). The engine itself keeps trying until a primary is
 // verified or it is stopped.
 //
+// Before a release to a new primary the previous one is checked: while it
+// still accepts writes (split brain) the cycle holds or follows per
+// on_split_brain (splitbrain.go). A check whose login the server refuses
+// for a reason waiting cannot heal (wrong password, missing database,
+// certificate) fails the held clients at once with that reason
+// (router.Database.RefuseLogins) instead of letting them wait out
+// hold_timeout. The Manager also sizes hold_timeout against Patroni's
+// ttl and loop_wait (timings.go).
+//
 // This package decides when traffic is held; it does not speak the
 // protocol to clients, and it does not ask Patroni to do anything (see
 // package ops for switchover).
