@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/discovery"
+	"github.com/pauseproxy/pauseproxy/internal/logagg"
 	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
@@ -98,6 +99,9 @@ type Engine struct {
 	src  discovery.Source
 	opts Options
 	log  *slog.Logger
+	// logs folds the lines a long cycle repeats (a candidate checked
+	// every fast interval) into one per interval with a count.
+	logs *logagg.Aggregator
 
 	mu         sync.Mutex // guards the fields below
 	verified   string     // address verified writable in the current generation ("" none)
@@ -133,6 +137,7 @@ func New(db *router.Database, src discovery.Source, opts Options) *Engine {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{db: db, src: src, opts: opts, log: opts.Log.With(slog.String("database", db.Name))}
+	e.logs = logagg.New(e.log, logagg.DefaultInterval)
 	e.SetOnSplitBrain(opts.OnSplitBrain)
 	return e
 }
@@ -174,6 +179,7 @@ func (e *Engine) Status() Status {
 // must have been handed over with db.Manage() (held until the first
 // primary is verified).
 func (e *Engine) Run(ctx context.Context) {
+	defer e.logs.Close()
 	go e.src.Run(ctx)
 	e.cycle(ctx, "startup", false)
 	for ctx.Err() == nil {
@@ -250,7 +256,6 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	}
 	tick := time.NewTicker(e.opts.FastInterval)
 	defer tick.Stop()
-	lastLog := time.Time{}
 	var refusedAt time.Time // when a check last found a refusal that waiting cannot heal
 	var splitAt time.Time   // when a check last found the previous primary still writable
 	plannedUntil := start.Add(e.opts.PlannedTimeout)
@@ -295,9 +300,9 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			e.verifyFail++
 			e.noteSourceLocked(snap)
 			e.mu.Unlock()
-			if !refused && time.Since(lastLog) > 2*time.Second {
-				e.log.Info("role change: candidate not released yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
-				lastLog = time.Now()
+			if !refused {
+				e.logs.Log(slog.LevelInfo, "candidate "+p.Addr(), "role change: candidate not released yet",
+					slog.String("candidate", p.Addr()), slog.Any("err", err))
 			}
 		}
 		select {

@@ -91,9 +91,6 @@ type Pool struct {
 	// means the pool is now held while the cause is dealt with, and the
 	// acquisition waits in that hold instead of failing.
 	OnDialError func(err error) bool
-	// Agg, when set, folds repeated login failure lines into one per
-	// reason per interval (set before the first Acquire).
-	Agg *Logs
 
 	mu       sync.Mutex // guards all below
 	cfg      Config
@@ -110,10 +107,12 @@ type Pool struct {
 	// retryTimer serves waiters when server_login_retry has passed after
 	// a refusal that heals by waiting (refusal.go).
 	retryTimer   *time.Timer
-	loggedReason string // the login failure last logged, "" after a success
-	loggedWait   bool   // and whether it heals by waiting
-	refusal      error  // set by Refuse: held acquisitions fail with it
-	holdNote     string // why the hold lasts, for the hold_timeout error (SetHoldNote)
+	loggedReason string    // the login failure last logged (noteLoginLocked)
+	loggedWait   bool      // and whether it heals by waiting
+	loggedAt     time.Time // when it last happened
+	loginRepeats int       // its repeats not logged
+	refusal      error     // set by Refuse: held acquisitions fail with it
+	holdNote     string    // why the hold lasts, for the hold_timeout error (SetHoldNote)
 	welcome      map[string]string
 	stopJan      chan struct{}
 	janDone      chan struct{}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/pauseproxy/pauseproxy/internal/logagg"
 )
 
 // LoginError is a failed server login as the DialFunc classified it. The
@@ -113,36 +111,43 @@ func (p *Pool) retryLogin() {
 	p.mu.Unlock()
 }
 
-// noteLoginLocked logs a login failure, so that a refusing server gives a
-// line per reason per interval (through Agg), not one per client or per
-// attempt; without Agg, a line per change of reason. The first success
-// after a failure that waiting cannot heal is logged too (a server that
-// was only full just stops being reported).
+// loginQuiet is how long a login failure reason stays "the same" for the
+// log: the same refusal after a quieter spell is logged again.
+const loginQuiet = time.Minute
+
+// noteLoginLocked logs a login failure once per change of its reason, not
+// once per client or per attempt, counting the repeats it does not log;
+// the count goes out with the next line. A server that is only full keeps
+// succeeding and failing in turn, so successes do not reset the reason;
+// the first success after a failure that waiting cannot heal is logged
+// ("works again").
 func (p *Pool) noteLoginLocked(t Target, err error) {
 	if err == nil {
 		if p.loggedReason != "" && !p.loggedWait {
-			p.log.Info("server login works again", slog.String("pool", p.Name), slog.String("target", addr(t)))
+			p.log.Info("server login works again", slog.String("pool", p.Name), slog.String("target", addr(t)),
+				slog.Int("refusals_not_logged", p.loginRepeats))
+			p.loggedReason, p.loginRepeats = "", 0
 		}
-		p.loggedReason = ""
 		return
 	}
 	reason, wait := err.Error(), canWait(err)
+	now := time.Now()
+	if reason == p.loggedReason && now.Sub(p.loggedAt) < loginQuiet {
+		p.loginRepeats++
+		p.loggedAt = now
+		return
+	}
 	level, msg := slog.LevelError, "server login failed; waiting clients get the reason"
 	if wait {
 		level, msg = slog.LevelWarn, "server login refused; clients wait for a connection of the pool (server_login_retry)"
 	}
 	attrs := []slog.Attr{slog.String("pool", p.Name), slog.String("target", addr(t)), slog.Any("err", err)}
-	switch {
-	case p.Agg != nil:
-		p.Agg.Log(level, "server login "+p.Name+" "+reason, msg, attrs...)
-	case reason != p.loggedReason:
-		p.log.LogAttrs(context.Background(), level, msg, attrs...)
+	if p.loginRepeats > 0 {
+		attrs = append(attrs, slog.Int("previous_refusals_not_logged", p.loginRepeats))
 	}
-	p.loggedReason, p.loggedWait = reason, wait
+	p.log.LogAttrs(context.Background(), level, msg, attrs...)
+	p.loggedReason, p.loggedWait, p.loggedAt, p.loginRepeats = reason, wait, now, 0
 }
-
-// Logs is what a pool's repeated lines go through; see Pool.Agg.
-type Logs = logagg.Aggregator
 
 // Refuse marks the pool's server login as refused for a reason that
 // waiting cannot heal (a role-change engine's check found a wrong password

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -153,5 +154,63 @@ func TestLoginFailureWithLiveConnectionWaits(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatalf("want every client served by the open connection, got %v", err)
 		}
+	}
+}
+
+// lines is a slog.Handler counting records by message.
+type lines struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (l *lines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lines) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n[r.Message]++
+	return nil
+}
+func (l *lines) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *lines) WithGroup(string) slog.Handler      { return l }
+func (l *lines) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n[msg]
+}
+
+// A server refusing every login gives one line per reason, not one per
+// client or attempt; the end of a refusal that could not heal one more.
+func TestLoginFailuresLoggedOncePerReason(t *testing.T) {
+	h := &lines{n: map[string]int{}}
+	f := &fakeDialer{}
+	p := New("db/user", Config{Size: 1}, Target{Host: "h", Port: 1, Gen: 1}, f.dial, slog.New(h), nil)
+	defer func() {
+		p.Close()
+		f.closeAll()
+	}()
+	const failed = "server login failed; waiting clients get the reason"
+	bad := error(&LoginError{Err: errors.New("password authentication failed (SQLSTATE 28P01)")})
+	f.fail.Store(&bad)
+	for range 20 {
+		if _, err := p.Acquire(context.Background()); err == nil {
+			t.Fatal("acquired through a refused login")
+		}
+	}
+	other := error(&LoginError{Err: errors.New("database \"x\" does not exist (SQLSTATE 3D000)")})
+	f.fail.Store(&other)
+	for range 20 {
+		p.Acquire(context.Background())
+	}
+	if n := h.count(failed); n != 2 {
+		t.Fatalf("%d lines for 40 refusals of 2 reasons, want 2", n)
+	}
+	f.fail.Store(nil)
+	c, err := p.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Put(c)
+	if n := h.count("server login works again"); n != 1 {
+		t.Fatalf("%d 'works again' lines, want 1", n)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
-	"github.com/pauseproxy/pauseproxy/internal/logagg"
 	"github.com/pauseproxy/pauseproxy/internal/pool"
 )
 
@@ -42,15 +41,11 @@ type Database struct {
 	// then requires writability and handles trouble.
 	managed atomic.Bool
 	trouble chan struct{} // one pending trouble signal for the engine
-
-	// logs folds the pools' repeated lines (a server refusing every
-	// login) into one per reason per interval.
-	logs *logagg.Aggregator
 }
 
 func newDatabase(r *Router, name string, dc *config.Database) *Database {
 	d := &Database{Name: name, r: r, cfg: dc, pools: make(map[string]*pool.Pool), trouble: make(chan struct{}, 1),
-		limit: pool.NewLimit(dc.MaxDBConns), logs: logagg.New(r.log, logagg.DefaultInterval)}
+		limit: pool.NewLimit(dc.MaxDBConns)}
 	d.target = pool.Target{Host: dc.Host, Port: dc.Port, Gen: 1}
 	return d
 }
@@ -111,7 +106,6 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	p := pool.New(d.Name+"/"+login.User, pc, d.target, dial, d.r.log, &d.r.connIDs)
 	p.OnServerError = d.serverTrouble
 	p.OnDialError = d.dialTrouble
-	p.Agg = d.logs
 	if len(d.holds) > 0 {
 		p.Hold()
 	}
@@ -328,7 +322,6 @@ func (d *Database) close() {
 	for _, p := range d.Pools() {
 		p.Close()
 	}
-	d.logs.Close()
 }
 
 // dbStats are the database's counters, read by SHOW STATS and metrics.
