@@ -247,7 +247,7 @@ type discoveryStats struct{ m *failover.Manager }
 func (d discoveryStats) DiscoveryStats() []metrics.DiscoveryStats {
 	var out []metrics.DiscoveryStats
 	for name, st := range d.m.Statuses() {
-		ds := metrics.DiscoveryStats{Database: name, Errors: st.SourceErrors, Retries: st.VerifyFailures}
+		ds := metrics.DiscoveryStats{Database: name, Errors: st.SourceErrors, Retries: st.VerifyFailures, SplitBrain: st.SplitBrain}
 		if st.Snapshot != nil {
 			ds.LastSuccess = st.Snapshot.Updated
 		}

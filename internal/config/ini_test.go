@@ -77,6 +77,7 @@ func TestLoadPgBouncerINI(t *testing.T) {
 	for _, d := range wantDBs {
 		d.Discovery = DiscoveryStatic
 		d.PollInterval, d.FastPollInterval = time.Second, 100*time.Millisecond
+		d.OnSplitBrain = SplitBrainHold
 	}
 	if !reflect.DeepEqual(c.Databases, wantDBs) {
 		for name, d := range c.Databases {

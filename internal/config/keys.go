@@ -103,6 +103,7 @@ var proxyFields = []field[Proxy]{
 	{"hold_timeout", func(p *Proxy) any { return &p.HoldTimeout }},
 	{"drain_timeout", func(p *Proxy) any { return &p.DrainTimeout }},
 	{"pause_timeout_action", func(p *Proxy) any { return &p.PauseTimeoutAction }},
+	{"on_split_brain", func(p *Proxy) any { return &p.OnSplitBrain }},
 	{"shutdown_timeout", func(p *Proxy) any { return &p.ShutdownTimeout }},
 	{"log_level", func(p *Proxy) any { return &p.LogLevel }},
 	{"log_format", func(p *Proxy) any { return &p.LogFormat }},
@@ -163,6 +164,7 @@ var databaseFields = []field[Database]{
 	{"poll_interval", func(d *Database) any { return &d.PollInterval }},
 	{"fast_poll_interval", func(d *Database) any { return &d.FastPollInterval }},
 	{"read_only", func(d *Database) any { return &d.ReadOnly }},
+	{"on_split_brain", func(d *Database) any { return &d.OnSplitBrain }},
 }
 
 // userFields are the keys of a [users.<name>] table.
@@ -259,6 +261,7 @@ func defaultProxy() Proxy {
 		HoldTimeout:        30 * time.Second,
 		DrainTimeout:       30 * time.Second,
 		PauseTimeoutAction: PauseTimeoutResume,
+		OnSplitBrain:       SplitBrainHold,
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
 		LogFormat:          LogFormatText,
@@ -283,6 +286,7 @@ func defaultDatabase(p *Proxy, name, discovery string) Database {
 		Discovery:        discovery,
 		PollInterval:     time.Second,
 		FastPollInterval: 100 * time.Millisecond,
+		OnSplitBrain:     p.OnSplitBrain,
 	}
 	if name == "*" {
 		d.DBName = "" // the name the client asks for; see DatabaseFor

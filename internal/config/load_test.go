@@ -102,7 +102,7 @@ func TestLoadDefaults(t *testing.T) {
 	wantApp := &Database{
 		Name: "app", Host: "127.0.0.1", Hosts: []string{"127.0.0.1:5432"}, Port: 5432,
 		DBName: "app", PoolSize: 20, Discovery: DiscoveryStatic,
-		PollInterval: time.Second, FastPollInterval: 100 * time.Millisecond,
+		PollInterval: time.Second, FastPollInterval: 100 * time.Millisecond, OnSplitBrain: SplitBrainHold,
 	}
 	if !reflect.DeepEqual(app, wantApp) {
 		t.Errorf("app = %+v\nwant %+v", app, wantApp)
@@ -246,7 +246,7 @@ pool_size = 2
 		ClientTLS:   TLS{SSLMode: "verify-full", CertFile: abs("server.crt"), KeyFile: abs("server.key"), CAFile: abs("ca.crt")},
 		ServerTLS:   TLS{SSLMode: "verify-ca", CAFile: abs("ca.crt")},
 		HoldTimeout: 10 * time.Second, DrainTimeout: 20 * time.Second, ShutdownTimeout: 45 * time.Second,
-		LogLevel: "debug", LogFormat: LogFormatJSON, PauseTimeoutAction: PauseTimeoutCancel, HTTPToken: "s3cret",
+		LogLevel: "debug", LogFormat: LogFormatJSON, PauseTimeoutAction: PauseTimeoutCancel, OnSplitBrain: SplitBrainHold, HTTPToken: "s3cret",
 		Peers:          []string{"10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"},
 		ConsulRegister: true, ConsulRegisterAddr: "consul.local:8501", ConsulRegisterScheme: "https",
 		ConsulRegisterCAFile: abs("ca.crt"), ConsulRegisterToken: "reg-token", ConsulRegisterService: "pauseproxy-main",
@@ -261,7 +261,7 @@ pool_size = 2
 		Hosts:    []string{"10.0.0.1:6000", "10.0.0.2:5433", "[::1]:5434", "[::2]:6000", "/var/run/postgresql:6000"},
 		PoolSize: 5, PoolMode: PoolModeTransaction, MinPoolSize: 1, ReservePool: 2, MaxDBConns: 8,
 		ConnectQuery: "SET statement_timeout = '5s'", AuthUser: "other_lookup", ApplicationName: "app",
-		Discovery: DiscoveryStatic, PollInterval: time.Second, FastPollInterval: 100 * time.Millisecond,
+		Discovery: DiscoveryStatic, PollInterval: time.Second, FastPollInterval: 100 * time.Millisecond, OnSplitBrain: SplitBrainHold,
 	}
 	if !reflect.DeepEqual(app, wantApp) {
 		t.Errorf("app = %+v\nwant %+v", app, wantApp)
@@ -270,7 +270,7 @@ pool_size = 2
 	wantHA := &Database{
 		Name: "ha", Port: 5432, DBName: "ha", PoolSize: 10, MinPoolSize: 2, ReservePool: 3, MaxDBConns: 50,
 		Discovery: DiscoveryPatroni, PatroniURLs: []string{"http://10.0.0.1:8008", "https://10.0.0.2:8008/"},
-		PollInterval: 2 * time.Second, FastPollInterval: 200 * time.Millisecond,
+		PollInterval: 2 * time.Second, FastPollInterval: 200 * time.Millisecond, OnSplitBrain: SplitBrainHold,
 		PatroniUsername: "api", PatroniPassword: "api-secret",
 		PatroniCAFile: abs("ca.crt"), PatroniCertFile: abs("server.crt"), PatroniKeyFile: abs("server.key"),
 	}

@@ -165,6 +165,14 @@ type Proxy struct {
 	// here (PgBouncer 1.19+).
 	PeerID int
 
+	// OnSplitBrain is on_split_brain: what a managed database does when,
+	// after its primary changed, the previous primary still accepts
+	// writes (pg_is_in_recovery() = false on both): "hold" (the default:
+	// new transactions wait, bounded by hold_timeout, until only one node
+	// accepts writes) or "follow" (go to the new primary, with an error
+	// logged). The default of each database's own on_split_brain.
+	OnSplitBrain string
+
 	// HTTPToken is http_token (or http_token_env / http_token_file),
 	// resolved: the bearer token that POST /pause and /resume on
 	// http_listen require. "" disables those endpoints.
@@ -223,6 +231,12 @@ const (
 const (
 	PauseTimeoutResume = "resume"
 	PauseTimeoutCancel = "cancel"
+)
+
+// The values of on_split_brain.
+const (
+	SplitBrainHold   = "hold"
+	SplitBrainFollow = "follow"
 )
 
 // Database is one [databases.<name>] table: what clients call <name>.
@@ -295,6 +309,8 @@ type Database struct {
 	// a replica: the proxy then does not require pg_is_in_recovery() =
 	// false before sending it transactions.
 	ReadOnly bool
+	// OnSplitBrain is on_split_brain, default proxy.on_split_brain.
+	OnSplitBrain string
 }
 
 // User is one [users.<name>] table.

@@ -90,6 +90,7 @@ func (b *builder) validateProxy(p *Proxy) {
 	b.oneOf(b.px("log_level"), p.LogLevel, logLevels)
 	b.oneOf(b.px("log_format"), p.LogFormat, []string{LogFormatText, LogFormatJSON})
 	b.oneOf(b.px("pause_timeout_action"), p.PauseTimeoutAction, []string{PauseTimeoutResume, PauseTimeoutCancel})
+	b.oneOf(b.px("on_split_brain"), p.OnSplitBrain, splitBrainActions)
 	if p.ServerResetQueryAlways {
 		// PgBouncer runs server_reset_query after every transaction in
 		// transaction mode with this set; pauseproxy does not (yet).
@@ -239,6 +240,9 @@ func (b *builder) validateTLS(side string, t *TLS) {
 	b.readable(key("ca_file"), t.CAFile)
 }
 
+// splitBrainActions are the values of on_split_brain.
+var splitBrainActions = []string{SplitBrainHold, SplitBrainFollow}
+
 func (b *builder) validateDatabase(d *Database) {
 	prefix := []string{"databases", d.Name}
 	key := func(k string) string { return keyOf(prefix, k) }
@@ -306,6 +310,7 @@ func (b *builder) validateDatabase(d *Database) {
 	if d.PoolMode != "" {
 		b.oneOf(key("pool_mode"), string(d.PoolMode), poolModes)
 	}
+	b.oneOf(key("on_split_brain"), d.OnSplitBrain, splitBrainActions)
 	b.positive(key("poll_interval"), d.PollInterval)
 	b.positive(key("fast_poll_interval"), d.FastPollInterval)
 	if d.FastPollInterval > d.PollInterval && d.PollInterval > 0 {

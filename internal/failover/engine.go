@@ -35,6 +35,15 @@
 // answering 57P03). The engine itself keeps trying until a primary is
 // verified or it is stopped.
 //
+// Before a release to a new primary the previous one is checked: while it
+// still accepts writes (split brain) the cycle holds or follows per
+// on_split_brain (splitbrain.go). A check whose login the server refuses
+// for a reason waiting cannot heal (wrong password, missing database,
+// certificate) fails the held clients at once with that reason
+// (router.Database.RefuseLogins) instead of letting them wait out
+// hold_timeout. The Manager also sizes hold_timeout against Patroni's
+// ttl and loop_wait (timings.go).
+//
 // This package decides when traffic is held; it does not speak the
 // protocol to clients, and it does not ask Patroni to do anything (see
 // package ops for switchover).
@@ -49,6 +58,7 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/discovery"
+	"github.com/pauseproxy/pauseproxy/internal/logagg"
 	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
@@ -75,7 +85,10 @@ type Options struct {
 	// ReadOnly skips the writability check (the target is a replica on
 	// purpose).
 	ReadOnly bool
-	Log      *slog.Logger
+	// OnSplitBrain is on_split_brain: "hold" (the default) or "follow"
+	// (see splitbrain.go).
+	OnSplitBrain string
+	Log          *slog.Logger
 	// OnEvent, when set, is called after each cycle.
 	OnEvent func(Event)
 }
@@ -86,6 +99,9 @@ type Engine struct {
 	src  discovery.Source
 	opts Options
 	log  *slog.Logger
+	// logs folds the lines a long cycle repeats (a candidate checked
+	// every fast interval) into one per interval with a count.
+	logs *logagg.Aggregator
 
 	mu         sync.Mutex // guards the fields below
 	verified   string     // address verified writable in the current generation ("" none)
@@ -97,6 +113,13 @@ type Engine struct {
 	verifyFail uint64 // verifications of a candidate that failed (then retried)
 	lastSrcErr error
 	planned    string // the source's Planned value a cycle was started for
+	refusal    string // the login refusal last logged (noteRefusal)
+	// previous is the primary of the last release (kept across cycles),
+	// splitOld the previous primary found still accepting writes after
+	// a change (nil: none), onSplitBrain the action (splitbrain.go).
+	previous     *discovery.Member
+	splitOld     *discovery.Member
+	onSplitBrain string
 }
 
 // New returns an engine for db fed by src. Call Run.
@@ -113,7 +136,10 @@ func New(db *router.Database, src discovery.Source, opts Options) *Engine {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{db: db, src: src, opts: opts, log: opts.Log.With(slog.String("database", db.Name))}
+	e := &Engine{db: db, src: src, opts: opts, log: opts.Log.With(slog.String("database", db.Name))}
+	e.logs = logagg.New(e.log, logagg.DefaultInterval)
+	e.SetOnSplitBrain(opts.OnSplitBrain)
+	return e
 }
 
 // Status is what the engine knows now.
@@ -128,16 +154,24 @@ type Status struct {
 	// one once); VerifyFailures the failed checks of a candidate, each
 	// followed by another try.
 	SourceErrors, VerifyFailures uint64
+	// SplitBrain is set while more than one node accepts writes: the
+	// previous primary after a change (SplitBrainNode), or the hosts of
+	// a static source.
+	SplitBrain     bool
+	SplitBrainNode string
 }
 
 // Status returns the engine's current view.
 func (e *Engine) Status() Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	snap := e.src.Snapshot()
 	return Status{
-		Snapshot: e.src.Snapshot(), Verified: e.verified, Cycling: e.cycling,
+		Snapshot: snap, Verified: e.verified, Cycling: e.cycling,
 		Since: e.cycleStart, LastChange: e.lastChange, LastErr: e.lastErr,
 		SourceErrors: e.srcErrors, VerifyFailures: e.verifyFail,
+		SplitBrain:     e.splitOld != nil || (snap != nil && errors.Is(snap.Err, discovery.ErrSplitBrain)),
+		SplitBrainNode: addrOf(e.splitOld),
 	}
 }
 
@@ -145,6 +179,7 @@ func (e *Engine) Status() Status {
 // must have been handed over with db.Manage() (held until the first
 // primary is verified).
 func (e *Engine) Run(ctx context.Context) {
+	defer e.logs.Close()
 	go e.src.Run(ctx)
 	e.cycle(ctx, "startup", false)
 	for ctx.Err() == nil {
@@ -154,12 +189,18 @@ func (e *Engine) Run(ctx context.Context) {
 			e.cycle(ctx, reason, planned)
 			continue
 		}
+		var recheck <-chan time.Time
+		if e.splitBrainOld() != nil {
+			recheck = time.After(splitBrainRecheck)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		case <-e.db.Trouble():
 			e.cycle(ctx, "server trouble", false)
+		case <-recheck:
+			e.recheckSplitBrain(ctx)
 		}
 	}
 }
@@ -215,7 +256,8 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	}
 	tick := time.NewTicker(e.opts.FastInterval)
 	defer tick.Stop()
-	lastLog := time.Time{}
+	var refusedAt time.Time // when a check last found a refusal that waiting cannot heal
+	var splitAt time.Time   // when a check last found the previous primary still writable
 	plannedUntil := start.Add(e.opts.PlannedTimeout)
 	for {
 		snap := e.src.Snapshot()
@@ -233,9 +275,23 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 					slog.String("primary", from), slog.Duration("waited", e.opts.PlannedTimeout))
 			}
 		}
-		if p := snap.Primary; p != nil && !planned {
+		// A refused login, and a split brain, are checked again once a
+		// second, not at the fast interval: a wrong password should not
+		// flood the server's log, nor a split brain both servers with
+		// connections.
+		if p := snap.Primary; p != nil && !planned && time.Since(refusedAt) >= refusedRetry && time.Since(splitAt) >= splitBrainRecheck {
 			err := e.verify(ctx, p)
-			if err == nil {
+			refused := e.db.RefuseLogins(err)
+			if refused {
+				refusedAt = time.Now()
+				e.noteRefusal(err)
+			} else {
+				e.noteRefusal(nil)
+			}
+			if err == nil && e.splitBrainHolds(ctx, p) {
+				splitAt = time.Now()
+				err = fmt.Errorf("split brain: the previous primary %s still accepts writes (on_split_brain = hold)", addrOf(e.splitBrainOld()))
+			} else if err == nil {
 				e.release(p, from, start, reason)
 				return
 			}
@@ -244,9 +300,9 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			e.verifyFail++
 			e.noteSourceLocked(snap)
 			e.mu.Unlock()
-			if time.Since(lastLog) > 2*time.Second {
-				e.log.Info("role change: candidate not writable yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
-				lastLog = time.Now()
+			if !refused {
+				e.logs.Log(slog.LevelInfo, "candidate "+p.Addr(), "role change: candidate not released yet",
+					slog.String("candidate", p.Addr()), slog.Any("err", err))
 			}
 		}
 		select {
@@ -259,6 +315,31 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 		case <-changed:
 		case <-tick.C:
 		}
+	}
+}
+
+// refusedRetry is how often a cycle checks a candidate again after it
+// refused the login for a reason that waiting cannot heal.
+const refusedRetry = time.Second
+
+// noteRefusal logs a refused check once per change of its reason (not
+// once per check, nor per client), and its end.
+func (e *Engine) noteRefusal(err error) {
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	e.mu.Lock()
+	prev := e.refusal
+	e.refusal = reason
+	e.mu.Unlock()
+	switch {
+	case reason == prev:
+	case err != nil:
+		e.log.Error("role change: the server refused the proxy's login; held clients get this error until it is fixed",
+			slog.Any("err", err))
+	default:
+		e.log.Info("role change: the server no longer refuses the proxy's login", slog.String("was", prev))
 	}
 }
 
@@ -296,7 +377,10 @@ func (e *Engine) release(p *discovery.Member, from string, start time.Time, reas
 	default:
 	}
 	e.db.Retarget(p.Host, p.Port)
+	e.db.SetHoldNote("")
 	e.mu.Lock()
+	prev := *p
+	e.previous = &prev
 	e.verified = to
 	e.cycling = false
 	e.lastErr = nil

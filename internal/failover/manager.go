@@ -26,6 +26,11 @@ type Manager struct {
 	mu      sync.Mutex
 	engines map[string]*managed
 	closed  bool
+
+	// bg runs the background checks (timings.go), ended by bgCancel.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 }
 
 type managed struct {
@@ -38,7 +43,9 @@ type managed struct {
 // NewManager returns a manager for r's databases; onEvent (may be nil)
 // receives every finished cycle.
 func NewManager(r *router.Router, log *slog.Logger, onEvent func(Event)) *Manager {
-	return &Manager{r: r, log: log, onEvent: onEvent, engines: make(map[string]*managed)}
+	m := &Manager{r: r, log: log, onEvent: onEvent, engines: make(map[string]*managed)}
+	m.bgCtx, m.bgCancel = context.WithCancel(context.Background())
+	return m
 }
 
 // Sync starts an engine for each database of cfg that has none, restarts
@@ -55,8 +62,10 @@ func (m *Manager) Sync(cfg *config.Config) {
 		if name == "*" {
 			continue
 		}
+		m.checkTimingsLocked(cfg, dc)
 		if cur, ok := m.engines[name]; ok {
 			if sameDiscovery(&cur.dc, dc) {
+				cur.eng.SetOnSplitBrain(dc.OnSplitBrain)
 				continue
 			}
 			m.stopLocked(name)
@@ -72,7 +81,7 @@ func (m *Manager) Sync(cfg *config.Config) {
 		}
 		db.Manage()
 		eng := New(db, src, Options{
-			FastInterval: dc.FastPollInterval, ReadOnly: dc.ReadOnly,
+			FastInterval: dc.FastPollInterval, ReadOnly: dc.ReadOnly, OnSplitBrain: dc.OnSplitBrain,
 			// A planned switchover's early hold must end well before
 			// the held transactions' own limit.
 			PlannedTimeout: min(10*time.Second, cfg.Proxy.HoldTimeout/2),
@@ -100,14 +109,16 @@ func (m *Manager) stopLocked(name string) {
 	delete(m.engines, name)
 }
 
-// Close stops every engine.
+// Close stops every engine and background check.
 func (m *Manager) Close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.closed = true
+	m.bgCancel()
 	for name := range m.engines {
 		m.stopLocked(name)
 	}
+	m.mu.Unlock()
+	m.bg.Wait()
 }
 
 // Engine returns the engine of database db.

@@ -57,6 +57,9 @@ type DiscoveryStats struct {
 	// Retries counts what the role-change engine retried after a failure:
 	// dials and liveness checks of a new primary.
 	Retries uint64
+	// SplitBrain is true while more than one node accepts writes (the
+	// previous primary after a change, or the hosts of a static list).
+	SplitBrain bool
 }
 
 // Discovery is implemented by the role-change engine.
@@ -111,6 +114,7 @@ type collector struct {
 	xacts, queries, received, sent, xactTime, waitTime                  *prometheus.Desc
 	discoveryErrors, discoveryLastSuccess, retries, poolSize, gen, hold *prometheus.Desc
 	listenerReconnects                                                  *prometheus.Desc
+	splitBrain                                                          *prometheus.Desc
 }
 
 func newCollector(o Options) *collector {
@@ -139,13 +143,14 @@ func newCollector(o Options) *collector {
 		discoveryLastSuccess: desc("discovery_last_success_timestamp_seconds", "Unix time of discovery's last successful answer.", "database"),
 		retries:              desc("retries_total", "Dials and checks of a new primary that the role-change engine retried.", "database"),
 		listenerReconnects:   desc("listener_reconnects_total", "Reconnections of the LISTEN listener connection (transaction mode); notifications sent meanwhile may have been lost.", "database"),
+		splitBrain:           desc("split_brain", "1 while more than one node of the database accepts writes (the previous primary after a change, or two hosts of a static list); see on_split_brain.", "database"),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.clients, c.clientsLogin, c.servers, c.heldClients, c.maxWait,
 		c.paused, c.pausedAll, c.held, c.disabled, c.poolSize, c.gen, c.hold, c.xacts, c.queries, c.received,
-		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects} {
+		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects, c.splitBrain} {
 		ch <- d
 	}
 }
@@ -228,6 +233,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for _, ds := range c.o.Discovery.DiscoveryStats() {
 			counter(c.discoveryErrors, float64(ds.Errors), ds.Database)
 			counter(c.retries, float64(ds.Retries), ds.Database)
+			split := 0.0
+			if ds.SplitBrain {
+				split = 1
+			}
+			gauge(c.splitBrain, split, ds.Database)
 			if !ds.LastSuccess.IsZero() {
 				gauge(c.discoveryLastSuccess, float64(ds.LastSuccess.UnixNano())/1e9, ds.Database)
 			}

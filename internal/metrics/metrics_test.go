@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 type fakeDiscovery struct{}
 
 func (fakeDiscovery) DiscoveryStats() []metrics.DiscoveryStats {
-	return []metrics.DiscoveryStats{{Database: "appdb", Errors: 3, Retries: 2, LastSuccess: time.Unix(1700000000, 0)}}
+	return []metrics.DiscoveryStats{{Database: "appdb", Errors: 3, Retries: 2, LastSuccess: time.Unix(1700000000, 0), SplitBrain: true}}
 }
 
 // The metrics of a known workload: 20 transactions of 2 statements, a
@@ -120,6 +120,7 @@ dbname = "postgres"
 		{name: "pauseproxy_pool_size", labels: []string{"database", "appdb"}, want: 3},
 		{name: "pauseproxy_pauses_total", labels: []string{"outcome", "paused"}, want: 1},
 		{name: "pauseproxy_discovery_errors_total", labels: []string{"database", "appdb"}, want: 3},
+		{name: "pauseproxy_split_brain", labels: []string{"database", "appdb"}, want: 1},
 		{name: "pauseproxy_retries_total", labels: []string{"database", "appdb"}, want: 2},
 		{name: "pauseproxy_discovery_last_success_timestamp_seconds", labels: []string{"database", "appdb"}, want: 1700000000},
 		{name: "pauseproxy_build_info", labels: []string{"version", "test"}, want: 1},

@@ -46,7 +46,7 @@ func Exec(ctx context.Context, o ExecOptions) (*Report, error) {
 	if len(o.Command) == 0 {
 		return nil, errors.New("no command to run")
 	}
-	dc, err := o.prepare(ctx, DefaultExecTimeout)
+	dc, err := o.prepare(ctx, "exec", DefaultExecTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +81,20 @@ func (o *ExecOptions) run(ctx context.Context, p *pipeline, f fleet, dc *config.
 	rep.From = before[0].Verified
 
 	heldSince := time.Now()
+	// From here traffic is held: bounded so that no held client reaches
+	// hold_timeout (holdbudget.go).
+	hctx, hcancel := o.heldContext(ctx)
+	defer hcancel()
+	err := o.runHeld(hctx, p, f, db, rep)
+	if err == nil {
+		rep.Held = time.Since(heldSince)
+	}
+	return explainHeld(hctx, err)
+}
+
+// runHeld is the held phase of exec: pause, command, wait, reconnect,
+// resume.
+func (o *ExecOptions) runHeld(ctx context.Context, p *pipeline, f fleet, db string, rep *Report) error {
 	resume, err := pauseStep(ctx, p, f, db, o.DrainTimeout)
 	if err != nil {
 		return err
@@ -124,7 +138,6 @@ func (o *ExecOptions) run(ctx context.Context, p *pipeline, f fleet, dc *config.
 	if err := resumeStep(ctx, p, f, db, resume); err != nil {
 		return errors.Join(cmdErr, err)
 	}
-	rep.Held = time.Since(heldSince)
 	return cmdErr
 }
 

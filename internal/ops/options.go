@@ -32,6 +32,9 @@ type Options struct {
 	// flight (PAUSE ... TIMEOUT); default the config's drain_timeout.
 	DrainTimeout time.Duration
 	Log          *slog.Logger
+
+	// heldBudget bounds the held phase, PAUSE to RESUME (holdbudget.go).
+	heldBudget time.Duration
 }
 
 // expireMargin is added to the time left when the pauses are set to
@@ -58,7 +61,7 @@ type Report struct {
 
 // prepare validates o and fills its defaults, and logs the proxies to
 // pause.
-func (o *Options) prepare(ctx context.Context, defaultTimeout time.Duration) (*config.Database, error) {
+func (o *Options) prepare(ctx context.Context, what string, defaultTimeout time.Duration) (*config.Database, error) {
 	if o.Config == nil {
 		return nil, errors.New("no configuration")
 	}
@@ -87,6 +90,9 @@ func (o *Options) prepare(ctx context.Context, defaultTimeout time.Duration) (*c
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if err := o.fitHold(what); err != nil {
+		return nil, err
 	}
 	if o.Proxies == nil {
 		ps, err := Consoles(ctx, o.Config, true, o.Database, o.Log)

@@ -38,7 +38,7 @@ type SwitchoverOptions struct {
 // every proxy is resumed and the error (a *StepError) names the step; the
 // report says what ran either way.
 func Switchover(ctx context.Context, o SwitchoverOptions) (*Report, error) {
-	dc, err := o.prepare(ctx, DefaultSwitchoverTimeout)
+	dc, err := o.prepare(ctx, "switchover", DefaultSwitchoverTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -163,8 +163,21 @@ func (o *SwitchoverOptions) run(ctx context.Context, p *pipeline, f fleet, dc *c
 	rep.From = fmt.Sprintf("%s (%s)", plan.leader.Name, old)
 
 	// From here traffic is held: the undo resumes every proxy, whatever
-	// fails, even a PAUSE that only half succeeded.
+	// fails, even a PAUSE that only half succeeded. The held phase is
+	// bounded so that no held client reaches hold_timeout
+	// (holdbudget.go).
 	heldSince := time.Now()
+	hctx, hcancel := o.heldContext(ctx)
+	defer hcancel()
+	err := o.runHeld(hctx, p, f, db, rep, heldSince, patroni, plan, leaderAPI, names, bg)
+	return explainHeld(hctx, err)
+}
+
+// runHeld is the held phase of a switchover: pause, POST /switchover, wait
+// for every proxy to verify the new primary, resume.
+func (o *SwitchoverOptions) runHeld(ctx context.Context, p *pipeline, f fleet, db string, rep *Report, heldSince time.Time,
+	patroni *patroniClient, plan *switchoverPlan, leaderAPI string, names map[string]string, bg *sync.WaitGroup) error {
+	old := plan.leader.addr()
 	resume, err := pauseStep(ctx, p, f, db, o.DrainTimeout)
 	if err != nil {
 		return err

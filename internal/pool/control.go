@@ -22,6 +22,14 @@ func (p *Pool) Unhold() {
 	p.mu.Unlock()
 }
 
+// SetHoldNote says why the hold lasts ("" : no writable primary in time),
+// for the error of an acquisition that waits out hold_timeout.
+func (p *Pool) SetHoldNote(note string) {
+	p.mu.Lock()
+	p.holdNote = note
+	p.mu.Unlock()
+}
+
 // Held reports whether the pool is held.
 func (p *Pool) Held() bool {
 	p.mu.Lock()
@@ -36,6 +44,7 @@ func (p *Pool) SetTarget(t Target) {
 	p.target = t
 	p.welcome = nil
 	p.loginErr = nil // a new target deserves a fresh try
+	p.refusal = nil
 	old := p.idle[:0:0]
 	keep := p.idle[:0]
 	for _, c := range p.idle {
@@ -139,6 +148,9 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
+	if p.retryTimer != nil {
+		p.retryTimer.Stop()
+	}
 	for _, l := range p.cfg.Limits {
 		l.unregister(p)
 	}
@@ -216,7 +228,11 @@ func (p *Pool) evict() {
 // PgBouncer does, unless logins are failing.
 func (p *Pool) fillMin() {
 	p.mu.Lock()
-	if p.closed || p.held || p.total >= p.cfg.MinSize || p.total >= p.cfg.Size || p.loginBackoffLocked() != nil {
+	if err, wait := p.loginBackoffLocked(); err != nil || wait {
+		p.mu.Unlock()
+		return
+	}
+	if p.closed || p.held || p.total >= p.cfg.MinSize || p.total >= p.cfg.Size {
 		p.mu.Unlock()
 		return
 	}

@@ -9,6 +9,13 @@
 // pool at another backend and generation, so that connections of an older
 // generation are closed when released and never handed out again.
 //
+// A failed server login is classified by the DialFunc (LoginError): a
+// server that is full or restarting keeps acquisitions waiting for a
+// released connection or the next attempt after server_login_retry
+// (within query_wait_timeout); a refusal that cannot heal fails them at
+// once unless the pool has open connections to hand out. Refuse fails
+// acquisitions held for a check that found such a refusal (refusal.go).
+//
 // The pool does not speak SQL, authenticate, or decide where the primary is;
 // each Conn runs one reader goroutine that forwards server messages to the
 // session bound to it (see Handler).
@@ -97,9 +104,18 @@ type Pool struct {
 	waiters  waitQueue
 	loginErr error
 	loginAt  time.Time
-	welcome  map[string]string
-	stopJan  chan struct{}
-	janDone  chan struct{}
+	// retryTimer serves waiters when server_login_retry has passed after
+	// a refusal that heals by waiting (refusal.go).
+	retryTimer   *time.Timer
+	loggedReason string    // the login failure last logged (noteLoginLocked)
+	loggedWait   bool      // and whether it heals by waiting
+	loggedAt     time.Time // when it last happened
+	loginRepeats int       // its repeats not logged
+	refusal      error     // set by Refuse: held acquisitions fail with it
+	holdNote     string    // why the hold lasts, for the hold_timeout error (SetHoldNote)
+	welcome      map[string]string
+	stopJan      chan struct{}
+	janDone      chan struct{}
 
 	conns connSet // every open connection, for SHOW SERVERS (inspect.go)
 }
@@ -154,9 +170,18 @@ func (p *Pool) Acquire(ctx context.Context) (*Conn, error) {
 		// writable: OnDialError holds the pool (a role change starts), so
 		// the next round waits in that hold, within the same hold_timeout.
 		var pe *Error
-		if errors.As(err, &pe) && pe.Dial && p.OnDialError != nil && ctx.Err() == nil &&
-			time.Since(start) < p.holdTimeout() && p.OnDialError(pe.Err) {
-			continue
+		if errors.As(err, &pe) && pe.Dial && ctx.Err() == nil {
+			if p.OnDialError != nil && time.Since(start) < p.holdTimeout() && p.OnDialError(pe.Err) {
+				continue
+			}
+			// A server that is full (53300) or restarting, or a pool
+			// that has connections to release: wait for one of them,
+			// or for the next login attempt after server_login_retry,
+			// within query_wait_timeout (PgBouncer keeps such clients
+			// waiting too).
+			if p.waitAfterLogin(pe.Err) {
+				continue
+			}
 		}
 		return nil, err
 	}
@@ -174,6 +199,11 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 		p.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if p.held && p.refusal != nil {
+		err := p.refusal
+		p.mu.Unlock()
+		return nil, err
+	}
 	if !p.held && p.waiters.len() == 0 {
 		if c := p.popIdleLocked(); c != nil {
 			p.active++
@@ -181,11 +211,12 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 			return c, nil
 		}
 		if p.total < p.cfg.Size {
-			if err := p.loginBackoffLocked(); err != nil {
+			err, wait := p.loginBackoffLocked()
+			if err != nil {
 				p.mu.Unlock()
 				return nil, err
 			}
-			if p.addSlotLocked() {
+			if !wait && p.addSlotLocked() {
 				p.dialing++
 				p.mu.Unlock()
 				return p.dialSlot(ctx)
@@ -200,6 +231,15 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 	limit := p.cfg.QueryWait
 	if p.held {
 		limit = max(p.cfg.HoldTimeout-time.Since(start), time.Millisecond)
+	} else if limit > 0 {
+		// query_wait_timeout counts from the first try, across the
+		// rounds of a refused login (Acquire).
+		limit -= time.Since(start)
+		if limit <= 0 {
+			err := p.queueWaitErrorLocked(p.cfg.QueryWait)
+			p.mu.Unlock()
+			return nil, err
+		}
 	}
 	var timeout <-chan time.Time
 	if limit > 0 {
@@ -243,12 +283,19 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 		return nil, ctx.Err()
 	}
 	if held {
+		why := "no writable primary in time"
+		p.mu.Lock()
+		if p.holdNote != "" {
+			why = p.holdNote
+		}
+		p.mu.Unlock()
 		return nil, &Error{Code: "57P03", Msg: fmt.Sprintf(
-			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; no writable primary in time, try again",
-			time.Since(start).Round(time.Millisecond), p.Name)}
+			"pauseproxy: transaction held for %s (hold_timeout) while database %s was paused or changing primary; %s, try again",
+			time.Since(start).Round(time.Millisecond), p.Name, why)}
 	}
-	return nil, &Error{Code: "53300", Msg: fmt.Sprintf(
-		"pauseproxy: no server connection available within %s (query_wait_timeout, pool_size %d)", limit, p.cfg.Size)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return nil, p.queueWaitErrorLocked(p.cfg.QueryWait)
 }
 
 func (p *Pool) take(ctx context.Context, g grant) (*Conn, error) {
@@ -278,13 +325,14 @@ func (p *Pool) dialSlot(ctx context.Context) (*Conn, error) {
 	p.dialing--
 	if err != nil {
 		p.dropSlotLocked()
-		p.loginErr, p.loginAt = err, time.Now()
+		p.loginFailedLocked(err)
+		p.noteLoginLocked(t, err)
 		p.serveLocked()
 		p.mu.Unlock()
-		p.log.Warn("server login failed", slog.String("pool", p.Name), slog.String("target", addr(t)), slog.Any("err", err))
 		return nil, loginError(err)
 	}
 	p.loginErr = nil
+	p.noteLoginLocked(t, nil)
 	c := p.newConnLocked(srv, t)
 	if p.closed || t.Gen != p.target.Gen {
 		// Retargeted (or closed) while dialing: never hand out a
@@ -338,27 +386,6 @@ func (p *Pool) newConnLocked(srv *Server, t Target) *Conn {
 	p.conns.add(c)
 	go c.readLoop()
 	return c
-}
-
-// loginBackoffLocked returns the last login error while server_login_retry
-// has not passed since it (PgBouncer's server_login_retry), so a broken
-// backend is not hammered by every arriving client.
-func (p *Pool) loginBackoffLocked() error {
-	if p.loginErr == nil || p.cfg.LoginRetry <= 0 {
-		return nil
-	}
-	if time.Since(p.loginAt) >= p.cfg.LoginRetry {
-		return nil
-	}
-	return loginError(p.loginErr)
-}
-
-func loginError(err error) error {
-	var pe *Error
-	if errors.As(err, &pe) {
-		return &Error{Code: pe.Code, Msg: pe.Msg, Err: err, Dial: true}
-	}
-	return &Error{Code: "08006", Msg: "pauseproxy: cannot connect to server: " + err.Error(), Err: err, Dial: true}
 }
 
 // Put gives a connection back after its binding ended. Connections that
@@ -440,8 +467,13 @@ func (p *Pool) serveLocked() {
 			p.active++
 			w.ch <- grant{c: c}
 		} else if p.total < p.limitLocked(w) && !p.limitsFullLocked() {
-			if err := p.loginBackoffLocked(); err != nil {
+			if err, wait := p.loginBackoffLocked(); err != nil {
 				w.ch <- grant{err: err}
+			} else if wait {
+				// A refused login is retried after
+				// server_login_retry (retryLogin); meanwhile
+				// waiters get released connections.
+				return
 			} else if p.addSlotLocked() {
 				p.dialing++
 				w.ch <- grant{dial: true}

@@ -30,6 +30,12 @@ type Database struct {
 	target pool.Target
 	login  *serverLogin // the last server login a pool was made for (for Probe)
 	limit  *pool.Limit  // max_db_connections across the pools
+	// refusal is a server login refusal that waiting cannot heal, found
+	// by the role-change engine's check with refusalUser's login
+	// (RefuseLogins); that login's pool fails held clients with it.
+	refusal     error
+	refusalUser string
+	holdNote    string // why a hold lasts (SetHoldNote)
 
 	dials     map[string]pool.DialFunc // each pool's dial, by server login (for listeners)
 	listeners map[string]*listener     // LISTEN in transaction mode, by server login (listen.go)
@@ -95,7 +101,11 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 		}
 		// Fencing: a managed database's connections go only to a node
 		// that says it is writable, checked on every new connection.
-		return dialServer(ctx, pcfg, d.managed.Load() && !readOnly)
+		srv, err := dialServer(ctx, pcfg, d.managed.Load() && !readOnly)
+		if err != nil {
+			return nil, classifyLogin(err)
+		}
+		return srv, nil
 	}
 	l := login
 	d.login = &l
@@ -109,6 +119,10 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	if len(d.holds) > 0 {
 		p.Hold()
 	}
+	if d.refusal != nil && d.refusalUser == login.User {
+		p.Refuse(d.refusal)
+	}
+	p.SetHoldNote(d.holdNote)
 	d.pools[login.User] = p
 	return p, nil
 }
@@ -155,6 +169,7 @@ func (d *Database) reconfigure(dc *config.Database) {
 		// changed login means new pools; connections of the old ones are
 		// closed when released.
 		if old.User != dc.User || old.Password != dc.Password || old.DBName != dc.DBName {
+			d.refusal = nil // the refused login is gone with its pools
 			d.pools = make(map[string]*pool.Pool)
 			for _, p := range pools {
 				go p.Close()
@@ -187,6 +202,17 @@ func (d *Database) Pools() map[string]*pool.Pool {
 		out[k] = v
 	}
 	return out
+}
+
+// SetHoldNote says why the database stays held ("" : the default, no
+// writable primary in time): clients that wait out hold_timeout are told.
+func (d *Database) SetHoldNote(note string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.holdNote = note
+	for _, p := range d.pools {
+		p.SetHoldNote(note)
+	}
 }
 
 // Hold makes new transactions of this database wait at the transaction
@@ -248,6 +274,7 @@ func (d *Database) Retarget(host string, port int) pool.Target {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.target = pool.Target{Host: host, Port: port, Gen: d.target.Gen + 1}
+	d.refusal = nil // SetTarget lifts each pool's
 	for _, p := range d.pools {
 		p.SetTarget(d.target)
 	}

@@ -2,11 +2,15 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -132,4 +136,48 @@ func isWritable(ctx context.Context, pc *pgconn.PgConn) (bool, error) {
 		return false, errors.New("check pg_is_in_recovery(): unexpected result")
 	}
 	return string(res[0].Rows[0][0]) == "f", nil
+}
+
+// classifyLogin wraps a failed server login in a pool.LoginError that says
+// whether waiting can heal it (see loginCanWait). A server that is not
+// writable, and a dial abandoned because its context ended, stay as they
+// are: the first is a role-change matter, the second nobody's refusal.
+func classifyLogin(err error) error {
+	var nw *NotWritableError
+	if err == nil || errors.As(err, &nw) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &pool.LoginError{Err: err, Wait: loginCanWait(err)}
+}
+
+// loginCanWait tells refusals that heal by waiting from those that do
+// not. SQLSTATEs from PostgreSQL's Appendix A: class 53 (insufficient
+// resources: 53300 too_many_connections, also "too many connections for
+// role") and 57P01-57P03 (shutting down, starting up) heal; anything else
+// the server answers at login (28P01 invalid password, 28000 no pg_hba
+// entry, 3D000 no such database, 42501 no CONNECT privilege) does not. A
+// certificate that does not verify does not either; a refused, reset or
+// timed-out connection (a restart) does. Anything else the driver reports
+// (an authentication method it does not support, TLS refused by the
+// server) is a setting to fix, not a moment to wait out.
+func loginCanWait(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "53") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	var (
+		unknownCA *x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		alert     tls.AlertError
+	)
+	if errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &verify) || errors.As(err, &alert) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }

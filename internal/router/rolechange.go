@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -38,11 +39,19 @@ func (d *Database) dialTrouble(err error) bool {
 	if !d.managed.Load() {
 		return false
 	}
+	var le *pool.LoginError
+	if errors.As(err, &le) && !le.Wait {
+		// A wrong password, a missing database, a certificate that does
+		// not verify: no role change heals it; the client gets it.
+		return false
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "57P01", "57P02", "57P03", "25006":
 		default:
+			// 53300 and the like: the pool waits for one of its
+			// connections instead (pool.LoginError).
 			return false
 		}
 	}
@@ -55,6 +64,28 @@ func (d *Database) dialTrouble(err error) bool {
 // reports whether it is writable. With no login known yet (no client has
 // logged in and the database forces no user) it returns ErrNoLogin.
 func (d *Database) Probe(ctx context.Context, host string, port int) (bool, error) {
+	n, err := d.probe(ctx, host, port, false)
+	return n.Writable, err
+}
+
+// Node is what ProbeNode learns of a server.
+type Node struct {
+	Writable bool // pg_is_in_recovery() = false
+	// Started is the postmaster's start time (pg_postmaster_start_time(),
+	// to the microsecond): two addresses with the same Started are one
+	// server (a TCP address and a Unix socket, a DNS alias), not two
+	// primaries.
+	Started string
+}
+
+// ProbeNode is Probe that also tells which server answered (the split
+// brain check). Probe itself asks only pg_is_in_recovery(), as libpq's
+// target_session_attrs=read-write does.
+func (d *Database) ProbeNode(ctx context.Context, host string, port int) (Node, error) {
+	return d.probe(ctx, host, port, true)
+}
+
+func (d *Database) probe(ctx context.Context, host string, port int, identify bool) (Node, error) {
 	d.mu.Lock()
 	var login serverLogin
 	switch {
@@ -64,24 +95,36 @@ func (d *Database) Probe(ctx context.Context, host string, port int) (bool, erro
 		login = *d.login
 	default:
 		d.mu.Unlock()
-		return false, ErrNoLogin
+		return Node{}, ErrNoLogin
 	}
 	tlsCfg := d.r.Config().Proxy.ServerTLS
 	d.mu.Unlock()
 	cfg, err := pgconnConfig(pool.Target{Host: host, Port: port}, login, tlsCfg, "pauseproxy-probe")
 	if err != nil {
-		return false, err
+		return Node{}, err
 	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return false, err
+		return Node{}, &ProbeError{User: login.User, Err: classifyLogin(err)}
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		pc.Close(cctx)
 	}()
-	return isWritable(ctx, pc)
+	if !identify {
+		w, err := isWritable(ctx, pc)
+		return Node{Writable: w}, err
+	}
+	res, err := pc.Exec(ctx, "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_postmaster_start_time()::text").ReadAll()
+	if err != nil {
+		return Node{}, fmt.Errorf("check pg_is_in_recovery(): %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 2 {
+		return Node{}, errors.New("check pg_is_in_recovery(): unexpected result")
+	}
+	row := res[0].Rows[0]
+	return Node{Writable: string(row[0]) == "f", Started: string(row[1])}, nil
 }
 
 // ErrNoLogin is Probe's answer when no server login is known yet.
