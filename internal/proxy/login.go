@@ -99,7 +99,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 			err = checkCert(conn, user)
 		}
 		if err != nil {
-			log().Info("client login refused", slog.Any("err", err))
+			s.logRefusal(conn, user, dbname, err)
 			s.refuse(conn, err)
 			return
 		}
@@ -126,14 +126,15 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
-			log().Info("client authentication failed", slog.Any("err", err))
+			s.logs.Log(slog.LevelInfo, "auth failed "+dbname, "client authentication failed",
+				slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()), slog.Any("err", err))
 		}
 		s.refuse(conn, err)
 		return
 	}
 	if unknownDB {
 		err := &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)}
-		log().Info("client login refused", slog.Any("err", err))
+		s.logRefusal(conn, user, dbname, err)
 		s.refuse(conn, err)
 		return
 	}
@@ -153,7 +154,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		ServerUser: user, ServerPassword: serverPassword,
 	})
 	if err != nil {
-		log().Info("client login refused", slog.Any("err", err))
+		s.logRefusal(conn, user, dbname, err)
 		s.refuse(conn, err)
 		return
 	}
@@ -390,7 +391,7 @@ func (s *Server) refuse(conn net.Conn, err error) {
 			// as client_login_timeout.
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				s.log.Info("client login timed out", slog.String("addr", conn.RemoteAddr().String()))
+				s.logs.Log(slog.LevelInfo, "login timeout", "client login timed out", slog.String("addr", conn.RemoteAddr().String()))
 				conn.SetWriteDeadline(time.Now().Add(time.Second))
 				conn.Write(wire.AppendError(nil, wire.SeverityFatal, "08P01", "pauseproxy: client_login_timeout"))
 			}
@@ -434,4 +435,18 @@ func loadSecrets(cfg *config.Config) (*secretStore, error) {
 // quote quotes a value for a libpq keyword/value connection string.
 func quote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// logRefusal logs a refused login, folded with the same refusals of the
+// same database (logagg): ten thousand clients refused for one reason make
+// one line per interval, with their count.
+func (s *Server) logRefusal(conn net.Conn, user, dbname string, err error) {
+	code := ""
+	var se *router.StartError
+	if errors.As(err, &se) {
+		code = se.Code
+	}
+	s.logs.Log(slog.LevelInfo, "refused "+dbname+" "+code, "client login refused",
+		slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()),
+		slog.String("sqlstate", code), slog.Any("err", err))
 }

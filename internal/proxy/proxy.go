@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/logagg"
 	"github.com/pauseproxy/pauseproxy/internal/router"
 	"github.com/pauseproxy/pauseproxy/internal/wire"
 )
@@ -53,6 +54,9 @@ type Server struct {
 	// budget bounds the client messages held whole at once
 	// (large_message_budget, wire.Budget).
 	budget *wire.Budget
+	// logs folds repeated login failures (timeouts, refusals) into one
+	// line per kind per interval with a count.
+	logs *logagg.Aggregator
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -63,7 +67,8 @@ type Server struct {
 // New returns a server for cfg. It loads the client TLS certificate and
 // the auth_file.
 func New(cfg *config.Config, r *router.Router, admin AdminConsole, log *slog.Logger) (*Server, error) {
-	s := &Server{log: log, router: r, admin: admin, budget: wire.NewBudget(int64(cfg.Proxy.LargeMessageBudget))}
+	s := &Server{log: log, router: r, admin: admin, budget: wire.NewBudget(int64(cfg.Proxy.LargeMessageBudget)),
+		logs: logagg.New(log, logagg.DefaultInterval)}
 	if err := s.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -200,7 +205,10 @@ func (s *Server) Accepting() bool {
 }
 
 // Wait blocks until every client goroutine has ended.
-func (s *Server) Wait() { s.wg.Wait() }
+func (s *Server) Wait() {
+	s.wg.Wait()
+	s.logs.Close()
+}
 
 // Clients is the number of connected clients.
 func (s *Server) Clients() int64 { return s.clients.Load() }

@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
+	"net"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // readUntilClosed reads what the proxy sends on the idle client connection
@@ -112,5 +117,30 @@ func TestTransactionTimeout(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestSilentConnectionsLogOneLine(t *testing.T) {
+	// Many connections that never log in time out with one log line per
+	// interval and a count, not one line each.
+	var buf proxytest.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	p := startProxy(t, proxyOptions{Extra: `client_login_timeout = "300ms"`, Opts: []proxytest.Option{proxytest.WithLog(log)}})
+	var conns []net.Conn
+	for i := 0; i < 200; i++ {
+		c, err := net.Dial("tcp", p.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// Each is closed by the proxy after the timeout.
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		io.Copy(io.Discard, c)
+	}
+	if n := strings.Count(buf.String(), "client login timed out"); n < 1 || n > 10 {
+		t.Fatalf("%d log lines for 200 login timeouts, want a handful:\n%s", n, buf.Tail(2000))
 	}
 }
