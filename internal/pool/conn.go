@@ -87,6 +87,21 @@ func (c *Conn) Target() Target { return c.target }
 // PID is the server backend's process ID.
 func (c *Conn) PID() uint32 { return c.srv.PID }
 
+// Params returns a copy of the parameter values in effect on the
+// connection.
+func (c *Conn) Params() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]string, len(c.params))
+	for k, v := range c.params {
+		out[k] = v
+	}
+	return out
+}
+
+// SecretKey is the cancel secret the server gave the connection.
+func (c *Conn) SecretKey() []byte { return c.srv.SecretKey }
+
 // Created is when the connection was dialed.
 func (c *Conn) Created() time.Time { return c.created }
 

@@ -8,6 +8,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -538,5 +539,58 @@ func TestSessionSetFollowsClientAcrossServers(t *testing.T) {
 	}
 	if got := show(a, "statement_timeout"); got != "0" {
 		t.Fatalf("after RESET ALL: statement_timeout %q", got)
+	}
+}
+
+func TestSessionModeIsTransparent(t *testing.T) {
+	// In session mode the client holds its server's real BackendKeyData:
+	// pg_backend_pid(), cancels and pg_terminate_backend() agree with it.
+	p := startProxy(t, proxyOptions{PoolMode: "session", PoolSize: 3})
+	ctx := context.Background()
+	c := pgconnTo(t, p, "")
+	res := c.ExecParams(ctx, "SELECT pg_backend_pid()", nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got := string(res.Rows[0][0]); got != fmt.Sprint(c.PID()) {
+		t.Fatalf("pg_backend_pid() = %s, BackendKeyData PID = %d", got, c.PID())
+	}
+	// A cancel with that key, through the proxy.
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, "SELECT pg_sleep(20)").ReadAll()
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	var err error
+	deadline := time.After(30 * time.Second)
+	for err == nil {
+		if cerr := c.CancelRequest(ctx); cerr != nil {
+			t.Fatal(cerr)
+		}
+		select {
+		case err = <-done:
+		case <-time.After(500 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("cancel never reached the server")
+		}
+	}
+	if sqlstate(err) != "57014" {
+		t.Fatalf("want 57014, got %v", err)
+	}
+	// pg_terminate_backend() of that PID from elsewhere ends the client's
+	// connection with PostgreSQL's FATAL.
+	other := pgconnTo(t, p, "")
+	if err := other.ExecParams(ctx, "SELECT pg_terminate_backend($1::int)", [][]byte{[]byte(fmt.Sprint(c.PID()))}, nil, nil, nil).Read().Err; err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = c.Exec(qctx, "SELECT 1").ReadAll()
+	if err == nil || qctx.Err() != nil {
+		t.Fatalf("after pg_terminate_backend: %v", err)
+	}
+	if code := sqlstate(err); code != "57P01" && !c.IsClosed() {
+		t.Fatalf("want FATAL 57P01 and a closed connection, got %v", err)
 	}
 }

@@ -202,7 +202,38 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	s.loginUser = d.serverUser(l.ServerUser)
 	s.tracking = s.mode == config.PoolModeTransaction && cfg.Proxy.MaxPreparedStatements > 0
 	s.want = mergeParams(welcome, want)
-	s.Key = r.register(s)
+	var key *CancelKey
+	if s.mode == config.PoolModeSession && cfg.Proxy.PeerID == 0 {
+		// Session mode is transparent: the session's server connection is
+		// bound now, its parameters are the ones reported, and the client
+		// gets its real BackendKeyData, so pg_backend_pid(), the process
+		// ID of NotificationResponses and pg_terminate_backend() agree
+		// with what the driver holds. Cancels still come through the
+		// proxy, which looks the key up. (With peer_id set, keys carry
+		// the instance's id instead: peers.go.)
+		srv, err := s.bind(ctx)
+		if err != nil {
+			var pe *pool.Error
+			if errors.As(err, &pe) {
+				return nil, &StartError{Code: pe.Code, Msg: pe.Msg}
+			}
+			return nil, &StartError{Code: "08006", Msg: "pauseproxy: " + err.Error()}
+		}
+		if sk := srv.SecretKey(); len(sk) == 4 {
+			key = &CancelKey{PID: srv.PID(), Secret: binary.BigEndian.Uint32(sk)}
+		}
+		// What the client is told at login is this server's, except for
+		// the values its own startup parameters set (by the SETs bind
+		// queued).
+		own := srv.Params()
+		for k, v := range welcome {
+			if _, ok := own[k]; !ok {
+				own[k] = v
+			}
+		}
+		welcome = own
+	}
+	s.Key = r.register(s, key)
 
 	out := []byte{wire.MsgAuthentication, 0, 0, 0, 8, 0, 0, 0, 0}
 	for _, k := range sortedKeys(welcome) {
@@ -230,7 +261,8 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	out = binary.BigEndian.AppendUint32(out, s.Key.Secret)
 	out = wire.AppendReadyForQuery(out, wire.TxIdle)
 	if _, err := l.Conn.Write(out); err != nil {
-		r.removeSession(s)
+		// end gives back a server connection bound at login.
+		s.end()
 		return nil, err
 	}
 	return s, nil
@@ -326,9 +358,16 @@ func mergeParams(welcome map[string]string, asked []param) []param {
 	return out
 }
 
-func (r *Router) register(s *Session) CancelKey {
+func (r *Router) register(s *Session, want *CancelKey) CancelKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if want != nil {
+		if _, taken := r.keys[*want]; !taken && want.PID != 0 {
+			r.keys[*want] = s
+			r.sessions[s.ID] = s
+			return *want
+		}
+	}
 	for {
 		var b [8]byte
 		rand.Read(b[:])
