@@ -256,7 +256,13 @@ func (rd *Reader) ReadMessageHead(limit, head int, stream func(typ byte) bool) (
 
 // Remaining is how many bytes of the message ReadMessageHead returned are
 // still to be read with ReadPiece.
-func (rd *Reader) Remaining() int { return rd.remaining }
+// A nil Reader has nothing remaining.
+func (rd *Reader) Remaining() int {
+	if rd == nil {
+		return 0
+	}
+	return rd.remaining
+}
 
 // ReadPiece returns the next piece of the rest of a message returned by
 // ReadMessageHead: what is buffered, else one read into the buffer. The
