@@ -272,14 +272,17 @@ func (d *Database) Active() int {
 // connections to the old target close now, bound ones when released.
 func (d *Database) Retarget(host string, port int) pool.Target {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.target = pool.Target{Host: host, Port: port, Gen: d.target.Gen + 1}
 	d.refusal = nil // SetTarget lifts each pool's
 	for _, p := range d.pools {
 		p.SetTarget(d.target)
 	}
-	go d.retargetListeners(d.target.Gen)
-	return d.target
+	t := d.target
+	d.mu.Unlock()
+	// LISTEN again on the new target before the caller releases held
+	// clients (listen.go), so that what they NOTIFY next is delivered.
+	d.retargetListeners(t.Gen)
+	return t
 }
 
 // Target returns where the database's pools dial.

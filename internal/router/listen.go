@@ -358,14 +358,21 @@ func (l *listener) reconnect() {
 }
 
 // retarget moves the listener to the database's new target: its
-// connection to the old one is closed and the reader reconnects.
+// connection to the old one is closed and a new one LISTENs on every
+// channel (the old reader then tells the subscribers of the gap).
 func (l *listener) retarget(gen uint64) {
 	l.mu.Lock()
 	c := l.conn
 	stale := c != nil && l.gen < gen
+	if stale {
+		l.conn = nil
+	}
 	l.mu.Unlock()
 	if stale {
 		c.Close()
+		if err := l.connect(); err != nil {
+			l.d.r.log.Info("listener connection: not yet on the new primary", slog.String("database", l.d.Name), slog.Any("err", err))
+		}
 	}
 }
 
@@ -413,7 +420,12 @@ func (d *Database) serverUser(login string) string {
 	return login
 }
 
-// retargetListeners moves every listener to generation gen's target.
+// retargetWait bounds how long a retarget waits for the listeners to
+// LISTEN on the new target; past it they go on in the background.
+const retargetWait = 2 * time.Second
+
+// retargetListeners moves every listener to generation gen's target and
+// waits (up to retargetWait) until they listen there.
 func (d *Database) retargetListeners(gen uint64) {
 	d.mu.Lock()
 	ls := make([]*listener, 0, len(d.listeners))
@@ -421,8 +433,23 @@ func (d *Database) retargetListeners(gen uint64) {
 		ls = append(ls, l)
 	}
 	d.mu.Unlock()
+	if len(ls) == 0 {
+		return
+	}
+	done := make(chan struct{}, len(ls))
 	for _, l := range ls {
-		l.retarget(gen)
+		go func() {
+			l.retarget(gen)
+			done <- struct{}{}
+		}()
+	}
+	timeout := time.After(retargetWait)
+	for range ls {
+		select {
+		case <-done:
+		case <-timeout:
+			return
+		}
 	}
 }
 
