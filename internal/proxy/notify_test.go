@@ -3,6 +3,8 @@ package proxy_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -119,13 +121,14 @@ func TestListenInTransactionMode(t *testing.T) {
 }
 
 func TestListenManyClientsInOrder(t *testing.T) {
-	// 40 listeners on 4 channels, 4 notifiers sending 25 notifications
-	// each, through a pool of 3: every listener gets exactly its
-	// channel's notifications, in order, payloads intact.
+	// 100 listeners on 5 channels, 5 notifiers sending 20 notifications
+	// each, through a pool of 3 under pgbench load: every listener gets
+	// exactly its channel's notifications, in order, payloads intact.
 	p := startProxy(t, proxyOptions{PoolSize: 3})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const listeners, channels, per = 40, 4, 25
+	pgbench(t, p, "-i", "-q", "-s", "1")
+	const listeners, channels, per = 100, 5, 20
 	type conn struct {
 		c  *pgx.Conn
 		ch string
@@ -143,6 +146,13 @@ func TestListenManyClientsInOrder(t *testing.T) {
 		}
 		ls = append(ls, conn{c, ch})
 	}
+	load := make(chan string, 1)
+	go func() {
+		cmd := exec.CommandContext(ctx, "pgbench", "-S", "-n", "-c", "4", "-j", "2", "-t", "300", p.KV("app", "appdb"))
+		cmd.Env = append(os.Environ(), "PGPASSWORD=apppass")
+		out, _ := cmd.CombinedOutput()
+		load <- string(out)
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, channels+listeners)
 	for k := 0; k < channels; k++ {
@@ -185,6 +195,41 @@ func TestListenManyClientsInOrder(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+	if out := <-load; !strings.Contains(out, "number of failed transactions: 0") {
+		t.Fatalf("pgbench beside the notifications:\n%s", out)
+	}
+}
+
+func TestListenWithPsql(t *testing.T) {
+	// psql prints the notifications its LISTEN brought after its next
+	// statement, as it does against PostgreSQL.
+	p := startProxy(t, proxyOptions{PoolSize: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	psqlOut := make(chan string, 1)
+	go func() {
+		cmd := exec.CommandContext(ctx, "psql", "-X", "-v", "ON_ERROR_STOP=1",
+			"-c", "LISTEN from_psql", "-c", "SELECT pg_sleep(2)", "-c", "SELECT 1", p.KV("app", "appdb"))
+		cmd.Env = append(os.Environ(), "PGPASSWORD=apppass")
+		out, err := cmd.CombinedOutput()
+		psqlOut <- fmt.Sprintf("%s(exit: %v, args %q)", out, err, cmd.Args)
+	}()
+	notifier := pgconnTo(t, p, "")
+	for {
+		if _, err := notifier.Exec(ctx, "NOTIFY from_psql, 'hello psql'").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case out := <-psqlOut:
+			if !strings.Contains(out, `Asynchronous notification "from_psql" with payload "hello psql" received`) {
+				t.Fatalf("psql did not show the notification:\n%s", out)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("psql never finished")
+		}
 	}
 }
 
