@@ -104,7 +104,6 @@ var pgbouncerOnlySettings = map[string]unsupported{
 	// cert are rejected by validation).
 	"auth_ident_file":   {},
 	"auth_ldap_options": {},
-	"auth_dbname":       {reason: "auth_query runs in the database the client asked for"},
 	"scram_iterations":  {sameAs: []string{"4096"}},
 
 	// TLS tuning: Go's crypto/tls chooses, with TLS 1.2 as the minimum
@@ -126,7 +125,7 @@ var pgbouncerOnlySettings = map[string]unsupported{
 var iniDatabaseParams = []string{
 	"host", "port", "dbname", "user", "password", "pool_size", "pool_mode",
 	"min_pool_size", "reserve_pool", "max_db_connections", "connect_query",
-	"auth_user", "application_name",
+	"auth_user", "auth_dbname", "application_name",
 }
 
 // pgbouncerOnlyDatabaseParams are PgBouncer's other [databases]
@@ -135,7 +134,6 @@ var pgbouncerOnlyDatabaseParams = map[string]string{
 	"client_encoding":           " (the client's own startup parameter applies)",
 	"datestyle":                 " (the client's own startup parameter applies)",
 	"timezone":                  " (the client's own startup parameter applies)",
-	"auth_dbname":               "",
 	"auth_query":                " (set auth_query in [pgbouncer])",
 	"load_balance_hosts":        "",
 	"target_session_attrs":      " (pauseproxy finds the primary through discovery)",

@@ -103,6 +103,7 @@ type Proxy struct {
 	AuthHBAFile string
 	HBA         *auth.HBA
 	AuthUser    string   // auth_user
+	AuthDBName  string   // auth_dbname: the database entry auth_query runs in ("": the client's)
 	AuthQuery   string   // auth_query, PgBouncer's default
 	AdminUsers  []string // admin_users
 	StatsUsers  []string // stats_users
@@ -273,6 +274,7 @@ type Database struct {
 	MaxDBConns      int // max_db_connections, default proxy.max_db_connections
 	ConnectQuery    string
 	AuthUser        string // auth_user override
+	AuthDBName      string // auth_dbname override
 	ApplicationName string // application_name
 
 	Discovery string // discovery: static (default), patroni, consul

@@ -382,6 +382,18 @@ func (b *builder) validateAuth(c *Config) {
 			userPasswords = append(userPasswords, name)
 		}
 	}
+	if p.AuthDBName != "" {
+		if _, ok := c.Databases[p.AuthDBName]; !ok {
+			b.problem(b.px("auth_dbname"), "names no database: %q is not in databases", p.AuthDBName)
+		}
+	}
+	for _, name := range sortedKeys(c.Databases) {
+		if a := c.Databases[name].AuthDBName; a != "" {
+			if _, ok := c.Databases[a]; !ok {
+				b.problem(keyOf([]string{"databases", name}, "auth_dbname"), "names no database: %q is not in databases", a)
+			}
+		}
+	}
 	if authUser && p.AuthQuery == "" {
 		b.problem(b.px("auth_query"), "must not be empty when auth_user is set")
 	}

@@ -295,3 +295,36 @@ func TestQueryTimeoutCancels(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthDBName(t *testing.T) {
+	// auth_dbname: auth_query runs in another database entry (here the
+	// only one holding the lookup function), as PgBouncer 1.20+.
+	ctx := context.Background()
+	for _, sql := range []string{
+		`CREATE ROLE adb LOGIN PASSWORD 'adbpass'`,
+		`CREATE FUNCTION public.lookup_secret(u text) RETURNS TABLE (usename name, passwd text) LANGUAGE sql SECURITY DEFINER AS $$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = u $$`,
+	} {
+		if err := pg.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startProxy(t, proxyOptions{
+		AuthType: "md5",
+		Extra:    "auth_user = \"postgres\"\nauth_query = \"SELECT * FROM public.lookup_secret($1)\"\nauth_dbname = \"authdb\"",
+		DBExtra: fmt.Sprintf("user = \"postgres\"\npassword = \"postgres\"\n\n[databases.authdb]\nhost = \"127.0.0.1\"\nport = %d\ndbname = \"postgres\"\n", pg.Port),
+	})
+	c, err := pgx.Connect(ctx, p.DSN("adb", "adbpass", "appdb"))
+	if err != nil {
+		t.Fatalf("login through auth_query in auth_dbname: %v", err)
+	}
+	c.Close(ctx)
+	var pe *pgconn.PgError
+	if _, err := pgconn.Connect(ctx, p.DSN("adb", "wrong", "appdb")); !errors.As(err, &pe) || pe.Code != "28P01" {
+		t.Fatalf("wrong password: want 28P01, got %v", err)
+	}
+	// With an auth database, the right password for a database that does
+	// not exist is told so after authentication.
+	if _, err := pgconn.Connect(ctx, p.DSN("adb", "adbpass", "nosuchdb")); !errors.As(err, &pe) || pe.Code != "3D000" {
+		t.Fatalf("unknown database with auth_dbname: want 3D000, got %v", err)
+	}
+}

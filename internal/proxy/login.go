@@ -295,7 +295,9 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // method is auth_type, or what auth_hba_file chose; a client that method
 // cert accepted comes here with it, as under trust.
 func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, error) {
-	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB)
+	// With auth_dbname, auth_query has a database to run in even for a
+	// database that does not exist.
+	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB || cfg.Proxy.AuthDBName != "")
 	if err != nil {
 		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
 	}
@@ -324,10 +326,39 @@ func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db
 		return auth.ParseSecret(pw), true, nil
 	}
 	px := &cfg.Proxy
-	if !query || px.AuthQuery == "" || px.AuthUser == "" {
+	if !query || px.AuthQuery == "" || authUser(cfg, db) == "" {
 		return auth.Secret{}, false, nil
 	}
 	return s.authQuery(ctx, cfg, user, db)
+}
+
+// authUser is the auth_user for a client of db: the database's, else the
+// proxy's.
+func authUser(cfg *config.Config, db *router.Database) string {
+	if db != nil {
+		if u := db.Config().AuthUser; u != "" {
+			return u
+		}
+	}
+	return cfg.Proxy.AuthUser
+}
+
+// authDB is the database auth_query runs in for a client of db (nil: an
+// unknown database or the console): auth_dbname, the database's or the
+// proxy's, as PgBouncer 1.20+; else db itself.
+func (s *Server) authDB(cfg *config.Config, db *router.Database) *router.Database {
+	name := cfg.Proxy.AuthDBName
+	if db != nil {
+		if n := db.Config().AuthDBName; n != "" {
+			name = n
+		}
+	}
+	if name != "" {
+		if d, ok := s.router.Database(name); ok {
+			return d
+		}
+	}
+	return db
 }
 
 // authQuery runs auth_query as auth_user in the database the client asked
@@ -336,6 +367,8 @@ func (s *Server) lookup(ctx context.Context, cfg *config.Config, user string, db
 // a role-change engine manages it.
 func (s *Server) authQuery(ctx context.Context, cfg *config.Config, user string, db *router.Database) (auth.Secret, bool, error) {
 	px := &cfg.Proxy
+	asUser := authUser(cfg, db)
+	db = s.authDB(cfg, db)
 	if db == nil {
 		for _, d := range s.router.Databases() {
 			db = d
@@ -351,11 +384,11 @@ func (s *Server) authQuery(ctx context.Context, cfg *config.Config, user string,
 		return auth.Secret{}, false, fmt.Errorf("database %s has no primary yet", db.Name)
 	}
 	st := s.secrets.Load()
-	password := st.file[px.AuthUser]
-	if u, ok := cfg.Users[px.AuthUser]; ok && u.Password != "" {
+	password := st.file[asUser]
+	if u, ok := cfg.Users[asUser]; ok && u.Password != "" {
 		password = u.Password
 	}
-	connStr := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=prefer", quote(t.Host), t.Port, quote(dc.DBName), quote(px.AuthUser))
+	connStr := fmt.Sprintf("host=%s port=%d dbname=%s user=%s sslmode=prefer", quote(t.Host), t.Port, quote(dc.DBName), quote(asUser))
 	pc, err := pgconn.ParseConfig(connStr)
 	if err != nil {
 		return auth.Secret{}, false, err
