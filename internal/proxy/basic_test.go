@@ -311,7 +311,7 @@ func TestAuthDBName(t *testing.T) {
 	p := startProxy(t, proxyOptions{
 		AuthType: "md5",
 		Extra:    "auth_user = \"postgres\"\nauth_query = \"SELECT * FROM public.lookup_secret($1)\"\nauth_dbname = \"authdb\"",
-		DBExtra: fmt.Sprintf("user = \"postgres\"\npassword = \"postgres\"\n\n[databases.authdb]\nhost = \"127.0.0.1\"\nport = %d\ndbname = \"postgres\"\n", pg.Port),
+		DBExtra:  fmt.Sprintf("user = \"postgres\"\npassword = \"postgres\"\n\n[databases.authdb]\nhost = \"127.0.0.1\"\nport = %d\ndbname = \"postgres\"\n", pg.Port),
 	})
 	c, err := pgx.Connect(ctx, p.DSN("adb", "adbpass", "appdb"))
 	if err != nil {
