@@ -93,6 +93,9 @@ func TestStartupParameters(t *testing.T) {
 		{name: "defaults"},
 		{name: "reported params", params: "application_name=fidelity&TimeZone=Asia/Tokyo&DateStyle=SQL,%20DMY&IntervalStyle=iso_8601&client_encoding=LATIN1"},
 		{name: "options", params: "options=-c%20TimeZone%3DEurope/Paris%20-c%20application_name%3Dvia_options"},
+		// Any settable parameter logs in, as on PostgreSQL (unreported:
+		// only the login itself and the reported ones are compared).
+		{name: "settable params", params: "search_path=fid&client_min_messages=warning&statement_timeout=5s&myapp.tenant=t1&enable_seqscan=off"},
 	}
 	proxies := map[string]*testProxy{}
 	for _, mode := range allModes {
