@@ -158,6 +158,10 @@ type Login struct {
 	ServerPassword string
 }
 
+// loginBindWait is how long a session-mode login waits for a server
+// connection to bind before it goes on without one (see Start).
+const loginBindWait = 2 * time.Second
+
 // StartError is a login that cannot proceed; Code is its SQLSTATE.
 type StartError struct {
 	Code string
@@ -203,22 +207,37 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	s.tracking = s.mode == config.PoolModeTransaction && cfg.Proxy.MaxPreparedStatements > 0
 	s.want = mergeParams(welcome, want)
 	var key *CancelKey
-	if s.mode == config.PoolModeSession && cfg.Proxy.PeerID == 0 {
+	if held, _ := d.Held(); s.mode == config.PoolModeSession && cfg.Proxy.PeerID == 0 && !held {
 		// Session mode is transparent: the session's server connection is
 		// bound now, its parameters are the ones reported, and the client
 		// gets its real BackendKeyData, so pg_backend_pid(), the process
 		// ID of NotificationResponses and pg_terminate_backend() agree
 		// with what the driver holds. Cancels still come through the
 		// proxy, which looks the key up. (With peer_id set, keys carry
-		// the instance's id instead: peers.go.)
-		srv, err := s.bind(ctx)
-		if err != nil {
+		// the instance's id instead: peers.go.) A login does not wait
+		// for a server, though: while the database is held (PAUSE, a
+		// role change) or its pool stays full for loginBindWait, the
+		// client logs in with a key of the proxy's and waits at its
+		// first statement, as before, rather than at its connect timeout.
+		bctx, cancel := context.WithTimeout(ctx, loginBindWait)
+		_, err := s.bind(bctx)
+		cancel()
+		switch {
+		case err == nil:
+		case bctx.Err() != nil && ctx.Err() == nil:
+			// Bound at the first statement instead.
+		default:
 			var pe *pool.Error
 			if errors.As(err, &pe) {
 				return nil, &StartError{Code: pe.Code, Msg: pe.Msg}
 			}
 			return nil, &StartError{Code: "08006", Msg: "pauseproxy: " + err.Error()}
 		}
+	}
+	s.mu.Lock()
+	srv := s.server
+	s.mu.Unlock()
+	if srv != nil {
 		if sk := srv.SecretKey(); len(sk) == 4 {
 			key = &CancelKey{PID: srv.PID(), Secret: binary.BigEndian.Uint32(sk)}
 		}
