@@ -320,3 +320,25 @@ func TestReleaseRule(t *testing.T) {
 		})
 	}
 }
+
+func TestSessionModeLoginDuringPause(t *testing.T) {
+	// A held database (PAUSE, a role change) does not hold a session-mode
+	// login: the client logs in, and its first statement waits.
+	h := newHarness(t, "pool_mode = \"session\"\ndefault_pool_size = 2")
+	a := h.connect(t)
+	if a.phase() != phaseActive {
+		t.Fatalf("session-mode login: %v, want active (bound at login)", a.phase())
+	}
+	h.db.Hold("pause")
+	b := h.connect(t) // fails the test if the login does not complete
+	if b.phase() != phaseIdle {
+		t.Fatalf("login while held: %v, want idle (not bound)", b.phase())
+	}
+	b.send(t, query("SELECT 1"))
+	waitPhase(t, b, phaseWaiting)
+	h.db.Unhold("pause")
+	b.next(t, wire.MsgReadyForQuery)
+	if b.phase() != phaseActive {
+		t.Fatalf("session mode after the first statement: %v, want active", b.phase())
+	}
+}
