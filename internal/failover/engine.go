@@ -59,6 +59,10 @@ type Event struct {
 	Held     time.Duration // how long new transactions were held
 	Outcome  string        // "released", "stopped"
 	Reason   string        // what started the cycle
+	// Planned is set when the cycle began with a planned switchover
+	// announced by the source (Patroni's failover key) rather than with
+	// a change already made.
+	Planned bool
 }
 
 // Options tunes an Engine. The zero value gives the defaults.
@@ -200,6 +204,7 @@ func (e *Engine) needsCycle(snap *discovery.Snapshot) (reason string, planned bo
 // the source to name another primary (see the package doc).
 func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	start := time.Now()
+	wasPlanned := planned
 	e.db.Hold(router.HoldRoleChange)
 	e.src.Hurry()
 	e.mu.Lock()
@@ -236,7 +241,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 		if p := snap.Primary; p != nil && !planned {
 			err := e.verify(ctx, p)
 			if err == nil {
-				e.release(p, from, start, reason)
+				e.release(p, from, start, reason, wasPlanned)
 				return
 			}
 			e.mu.Lock()
@@ -254,7 +259,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			e.mu.Lock()
 			e.cycling = false
 			e.mu.Unlock()
-			e.emit(Event{Database: e.db.Name, From: from, Held: time.Since(start), Outcome: "stopped", Reason: reason})
+			e.emit(Event{Database: e.db.Name, From: from, Held: time.Since(start), Outcome: "stopped", Reason: reason, Planned: wasPlanned})
 			return
 		case <-changed:
 		case <-tick.C:
@@ -285,7 +290,7 @@ func (e *Engine) verify(ctx context.Context, p *discovery.Member) error {
 
 // release points the pools at the verified primary in a new generation
 // and lets the held transactions go.
-func (e *Engine) release(p *discovery.Member, from string, start time.Time, reason string) {
+func (e *Engine) release(p *discovery.Member, from string, start time.Time, reason string, planned bool) {
 	to := p.Addr()
 	// Trouble signalled during the cycle came from connections to the
 	// old primary (none to p exist before Retarget): the cycle handled
@@ -307,7 +312,7 @@ func (e *Engine) release(p *discovery.Member, from string, start time.Time, reas
 	e.db.Unhold(router.HoldRoleChange)
 	held := time.Since(start)
 	e.log.Info("role change: released", slog.String("primary", to), slog.String("from", from), slog.Duration("held", held))
-	e.emit(Event{Database: e.db.Name, From: from, To: to, Held: held, Outcome: "released", Reason: reason})
+	e.emit(Event{Database: e.db.Name, From: from, To: to, Held: held, Outcome: "released", Reason: reason, Planned: planned})
 }
 
 func (e *Engine) emit(ev Event) {

@@ -17,7 +17,9 @@
 package metrics
 
 import (
+	"net"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,10 @@ type Options struct {
 	// Discovery reports discovery errors, last success and retries; nil
 	// until the role-change engine provides it.
 	Discovery Discovery
+	// Topology names each managed database's verified primary
+	// (pauseproxy_primary_verified, pauseproxy_primary_info); nil treats
+	// every database as static.
+	Topology admin.Topology
 	// Clients counts connected clients, logged in or logging in
 	// (proxy.Server.Clients); nil leaves pauseproxy_clients_login out.
 	Clients func() int64
@@ -82,11 +88,11 @@ func NewRegistry(o Options) (*prometheus.Registry, error) {
 
 // Register adds pauseproxy's metrics to reg.
 func Register(reg prometheus.Registerer, o Options) error {
-	c := newCollector(o)
+	ev := newEventMetrics()
+	c := newCollector(o, ev)
 	if err := reg.Register(c); err != nil {
 		return err
 	}
-	ev := newEventMetrics()
 	for _, col := range ev.collectors() {
 		if err := reg.Register(col); err != nil {
 			return err
@@ -104,18 +110,35 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 // collector reads the router's state at scrape time.
 type collector struct {
-	o Options
+	o  Options
+	ev *eventMetrics
 
 	buildInfo, clients, clientsLogin, servers, heldClients, maxWait     *prometheus.Desc
 	paused, pausedAll, held, disabled                                   *prometheus.Desc
 	xacts, queries, received, sent, xactTime, waitTime                  *prometheus.Desc
 	discoveryErrors, discoveryLastSuccess, retries, poolSize, gen, hold *prometheus.Desc
 	listenerReconnects                                                  *prometheus.Desc
+	roleChanges, clientErrors, primaryVerified, primaryInfo             *prometheus.Desc
+	maxClientConn, reservePool, minPoolSize, maxDBConns, maxUserConns   *prometheus.Desc
 }
 
-func newCollector(o Options) *collector {
+// noDatabase labels client errors of logins refused before they named a
+// known database (PgBouncer's "(nodb)" in SHOW CLIENTS).
+const noDatabase = "(nodb)"
+
+func newCollector(o Options, ev *eventMetrics) *collector {
 	return &collector{
 		o:                    o,
+		ev:                   ev,
+		roleChanges:          desc("role_changes_total", "Role-change cycles that ended on a verified primary, by kind: failover (the primary moved), switchover (it moved after a planned switchover was announced), restart (same address: restarted in place). Every database has every kind from the start.", "database", "kind"),
+		clientErrors:         desc("client_errors_total", "ErrorResponses sent to clients, forwarded from a server or made by the proxy (logins refused included), by SQLSTATE: the full code for the common ones (see docs/admin.md), the class as 42XXX otherwise. database is (nodb) for a login refused before it named a known database.", "database", "sqlstate"),
+		primaryVerified:      desc("primary_verified", "1 while the database's primary is verified writable by the role-change engine, 0 while it has none (no primary yet, or a role change under way). Only databases with discovery.", "database"),
+		primaryInfo:          desc("primary_info", "The address (host:port) new server connections of the database go to: the verified primary (discovery) or the configured target (static). Always 1; absent while a managed database has no verified primary.", "database", "address"),
+		maxClientConn:        desc("max_client_conn", "max_client_conn: the most client connections the proxy accepts (0: no limit)."),
+		reservePool:          desc("reserve_pool_size", "The database's reserve_pool_size: extra server connections when clients wait longer than reserve_pool_timeout.", "database"),
+		minPoolSize:          desc("min_pool_size", "The database's min_pool_size.", "database"),
+		maxDBConns:           desc("max_db_connections", "The database's max_db_connections: server connections across its pools (0: no limit).", "database"),
+		maxUserConns:         desc("max_user_connections", "A configured user's max_user_connections: server connections across its pools (0: no limit).", "user"),
 		buildInfo:            desc("build_info", "pauseproxy's version; always 1.", "version"),
 		clients:              desc("clients", "Logged-in client connections by state: active (a server connection is bound), idle, waiting (for a server connection, in a hold or a full pool).", "database", "user", "state"),
 		clientsLogin:         desc("clients_login", "Client connections still logging in (console clients included)."),
@@ -145,7 +168,9 @@ func newCollector(o Options) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.clients, c.clientsLogin, c.servers, c.heldClients, c.maxWait,
 		c.paused, c.pausedAll, c.held, c.disabled, c.poolSize, c.gen, c.hold, c.xacts, c.queries, c.received,
-		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects} {
+		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects,
+		c.roleChanges, c.clientErrors, c.primaryVerified, c.primaryInfo,
+		c.maxClientConn, c.reservePool, c.minPoolSize, c.maxDBConns, c.maxUserConns} {
 		ch <- d
 	}
 }
@@ -161,6 +186,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	cfg := r.Config()
 	gauge(c.buildInfo, 1, c.o.Version)
 	gauge(c.hold, cfg.Proxy.HoldTimeout.Seconds())
+	gauge(c.maxClientConn, float64(cfg.Proxy.MaxClientConn))
+	for name, u := range cfg.Users {
+		gauge(c.maxUserConns, float64(u.MaxUserConns), name)
+	}
+	for code, n := range r.LoginErrors() {
+		counter(c.clientErrors, float64(n), noDatabase, code)
+	}
 
 	// Clients by database, user and state: every state of a pair that has
 	// clients, zeros included, so that a state emptying shows as 0
@@ -211,8 +243,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.held, 1, name, reason)
 		}
 		gauge(c.disabled, b2f(d.Disabled()), name)
-		gauge(c.poolSize, float64(d.Config().PoolSize), name)
-		gauge(c.gen, float64(d.Target().Gen), name)
+		dc := d.Config()
+		gauge(c.poolSize, float64(dc.PoolSize), name)
+		gauge(c.reservePool, float64(dc.ReservePool), name)
+		gauge(c.minPoolSize, float64(dc.MinPoolSize), name)
+		gauge(c.maxDBConns, float64(dc.MaxDBConns), name)
+		t := d.Target()
+		gauge(c.gen, float64(t.Gen), name)
+		c.collectPrimary(ch, d)
+		for _, kind := range changeKinds {
+			counter(c.roleChanges, float64(c.ev.roleChanges(name, kind)), name, kind)
+		}
 
 		st := d.Stats()
 		counter(c.xacts, float64(st.Xacts.Load()), name)
@@ -220,6 +261,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.received, float64(st.Received.Load()), name)
 		counter(c.sent, float64(st.Sent.Load()), name)
 		counter(c.listenerReconnects, float64(st.ListenerReconnects.Load()), name)
+		for code, n := range st.ClientErrors.Snapshot() {
+			counter(c.clientErrors, float64(n), name, code)
+		}
 		ch <- histogram(c.xactTime, st.XactTimes.Snapshot(), name)
 		ch <- histogram(c.waitTime, st.WaitTimes.Snapshot(), name)
 	}
@@ -233,6 +277,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// collectPrimary reports where database d's new server connections go.
+func (c *collector) collectPrimary(ch chan<- prometheus.Metric, d *router.Database) {
+	if c.o.Topology != nil {
+		if _, verified, _, ok := c.o.Topology.Topology(d.Name); ok {
+			ch <- prometheus.MustNewConstMetric(c.primaryVerified, prometheus.GaugeValue, b2f(verified != ""), d.Name)
+			if verified != "" {
+				ch <- prometheus.MustNewConstMetric(c.primaryInfo, prometheus.GaugeValue, 1, d.Name, verified)
+			}
+			return
+		}
+	}
+	t := d.Target()
+	if t.Host == "" {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.primaryInfo, prometheus.GaugeValue, 1, d.Name, net.JoinHostPort(t.Host, strconv.Itoa(t.Port)))
 }
 
 // histogram converts a router histogram to a Prometheus one.

@@ -29,6 +29,8 @@ type Router struct {
 	draining atomic.Bool
 	stmts    stmtRegistry
 
+	loginErrors ErrorCounts // clienterrors.go
+
 	ulMu       sync.Mutex // guards userLimits
 	userLimits map[string]*pool.Limit
 
@@ -191,7 +193,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	s := &Session{
 		ID: r.sessIDs.Add(1), User: l.User, DBName: d.Name, Addr: l.Conn.RemoteAddr(), Start: time.Now(),
 		r: r, db: d, pool: p, mode: d.poolMode(l.User),
-		cc: l.Conn, crd: l.Reader, cw: newClientWriter(l.Conn),
+		cc: l.Conn, crd: l.Reader, cw: newClientWriter(countErrors(l.Conn, d)),
 		tx: wire.TxIdle,
 	}
 	s.self = s
