@@ -178,7 +178,7 @@ dbname = "postgres"
 		}
 	}
 	// The proxy's own: a hold that outlives hold_timeout (57P03).
-	if _, err := p.Pauser.Hold("appdb", "test"); err != nil {
+	if err := p.Pauser.Hold("appdb", "test"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Exec(ctx, "SELECT 1")

@@ -40,7 +40,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		if errors.Is(err, wire.ErrTerminate) && s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.Debug("client closed before its startup packet", slog.String("addr", nc.RemoteAddr().String()))
 		}
-		s.refuse(conn, err)
+		s.refuse(conn, err, loginInfo{})
 		return
 	}
 	switch st.Kind {
@@ -68,20 +68,21 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	user, _ := st.Get("user")
 	if user == "" {
-		s.refuse(conn, &router.StartError{Code: "28000", Msg: "no PostgreSQL user name specified in startup packet"})
+		s.refuse(conn, &router.StartError{Code: "28000", Msg: "no PostgreSQL user name specified in startup packet"}, loginInfo{})
 		return
 	}
 	dbname, ok := st.Get("database")
 	if !ok || dbname == "" {
 		dbname = user
 	}
+	who := loginInfo{user: user, database: dbname}
 	if px.MaxClientConn > 0 && n > int64(px.MaxClientConn) {
-		s.refuse(conn, &router.StartError{Code: "53300", Msg: fmt.Sprintf("pauseproxy: no more connections allowed (max_client_conn %d)", px.MaxClientConn)})
+		s.refuse(conn, &router.StartError{Code: "53300", Msg: fmt.Sprintf("pauseproxy: no more connections allowed (max_client_conn %d)", px.MaxClientConn)}, who)
 		return
 	}
 	mode := px.ClientTLS.SSLMode
 	if !isTLS && (mode == "require" || mode == "verify-ca" || mode == "verify-full") {
-		s.refuse(conn, &router.StartError{Code: "28000", Msg: "pauseproxy: SSL required (client_tls_sslmode " + mode + ")"})
+		s.refuse(conn, &router.StartError{Code: "28000", Msg: "pauseproxy: SSL required (client_tls_sslmode " + mode + ")"}, who)
 		return
 	}
 	// Built only when there is something to log: With formats its
@@ -99,8 +100,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 			err = checkCert(conn, user)
 		}
 		if err != nil {
-			log().Info("client login refused", slog.Any("err", err))
-			s.refuse(conn, err)
+			s.refuse(conn, err, who)
 			return
 		}
 	}
@@ -114,6 +114,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		// database names without any password.
 		db, ok = s.router.Database(dbname)
 		unknownDB = !ok
+		who.db = db
 	}
 	// Most client messages are small, and an idle client should cost
 	// little memory: the reader frames them in a buffer of its own of a
@@ -124,23 +125,17 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
 	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
 	if err != nil {
-		var ae *auth.Error
-		if errors.As(err, &ae) {
-			log().Info("client authentication failed", slog.Any("err", err))
-		}
-		s.refuse(conn, err)
+		s.refuse(conn, err, who)
 		return
 	}
 	if unknownDB {
-		err := &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)}
-		log().Info("client login refused", slog.Any("err", err))
-		s.refuse(conn, err)
+		s.refuse(conn, &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)}, who)
 		return
 	}
 	rd.SetMaxMessageSize(px.MaxMessageSize)
 	if isAdmin {
 		if s.admin == nil {
-			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"})
+			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"}, who)
 			return
 		}
 		conn.SetDeadline(time.Time{})
@@ -152,15 +147,20 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		ServerUser: user, ServerPassword: serverPassword,
 	})
 	if err != nil {
-		log().Info("client login refused", slog.Any("err", err))
-		s.refuse(conn, err)
+		s.refuse(conn, err, who)
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	if s.log.Enabled(ctx, slog.LevelDebug) {
-		log().Debug("client logged in", slog.Uint64("client", sess.ID))
+	if px.LogConnections {
+		// PgBouncer's log_connections: "login attempt: db=... user=...
+		// tls=...".
+		log().Info("client logged in", slog.Uint64("client", sess.ID), slog.Bool("tls", isTLS))
 	}
+	start := time.Now()
 	sess.Run(ctx)
+	if s.conf.Load().Proxy.LogDisconnections {
+		log().Info("client disconnected", slog.Uint64("client", sess.ID), slog.Duration("age", time.Since(start)))
+	}
 }
 
 // clientReadBufs lends client readers their large buffers.
@@ -364,8 +364,18 @@ func (s *Server) authQuery(ctx context.Context, cfg *config.Config, user string,
 	return auth.QuerySecret(qctx, pc, px.AuthQuery, user)
 }
 
-// refuse sends a FATAL ErrorResponse naming the problem and closes.
-func (s *Server) refuse(conn net.Conn, err error) {
+// loginInfo is what the login phase knows of a client when it refuses it:
+// its user and database names once its startup packet is read, and the
+// database once the name was found.
+type loginInfo struct {
+	user, database string
+	db             *router.Database
+}
+
+// refuse sends a FATAL ErrorResponse naming the problem and closes. It
+// logs the refusal once, with the client's address and the reason, and
+// counts it in pauseproxy_client_errors_total (the database's when known).
+func (s *Server) refuse(conn net.Conn, err error, who loginInfo) {
 	defer conn.Close()
 	code, msg := "08P01", ""
 	var (
@@ -390,11 +400,26 @@ func (s *Server) refuse(conn net.Conn, err error) {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				s.log.Info("client login timed out", slog.String("addr", conn.RemoteAddr().String()))
+				if who.db != nil {
+					who.db.CountClientError("08P01")
+				} else {
+					s.router.CountLoginError("08P01")
+				}
 				conn.SetWriteDeadline(time.Now().Add(time.Second))
 				conn.Write(wire.AppendError(nil, wire.SeverityFatal, "08P01", "pauseproxy: client_login_timeout"))
 			}
 			return
 		}
+	}
+	attrs := []any{slog.String("addr", conn.RemoteAddr().String()), slog.String("sqlstate", code), slog.String("reason", msg)}
+	if who.user != "" {
+		attrs = append(attrs, slog.String("user", who.user), slog.String("database", who.database))
+	}
+	s.log.Info("client login refused", attrs...)
+	if who.db != nil {
+		who.db.CountClientError(code)
+	} else {
+		s.router.CountLoginError(code)
 	}
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
