@@ -54,6 +54,8 @@ type Console struct {
 	o     Options
 	ids   atomic.Uint64
 	stats statsWindow
+	// totalsWindow is SHOW TOTALS' window over the sums.
+	totalsWindow statsWindow
 
 	mu    sync.Mutex // guards conns
 	conns map[uint64]*consoleConn
@@ -78,7 +80,8 @@ func New(o Options) *Console {
 	if o.StatsPeriod <= 0 {
 		o.StatsPeriod = 60 * time.Second
 	}
-	return &Console{o: o, conns: make(map[uint64]*consoleConn), stats: statsWindow{period: o.StatsPeriod}}
+	return &Console{o: o, conns: make(map[uint64]*consoleConn), stats: statsWindow{period: o.StatsPeriod},
+		totalsWindow: statsWindow{period: o.StatsPeriod}}
 }
 
 // access is what a console user may do.
