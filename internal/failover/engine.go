@@ -76,6 +76,14 @@ type Options struct {
 	// on the old primary's account before the source names the new one
 	// (default 10s).
 	PlannedTimeout time.Duration
+	// HoldTimeout is the proxy's hold_timeout: a hold without a usable
+	// primary that lasts longer is logged as an ERROR (escalate.go).
+	HoldTimeout time.Duration
+	// WarnAfter is how long a hold without a usable primary is logged
+	// at INFO before WARN (default 10s); NoPrimaryLogInterval how often
+	// it is logged (default 2s).
+	WarnAfter            time.Duration
+	NoPrimaryLogInterval time.Duration
 	// ReadOnly skips the writability check (the target is a replica on
 	// purpose).
 	ReadOnly bool
@@ -110,6 +118,12 @@ func New(db *router.Database, src discovery.Source, opts Options) *Engine {
 	}
 	if opts.VerifyTimeout <= 0 {
 		opts.VerifyTimeout = 2 * time.Second
+	}
+	if opts.WarnAfter <= 0 {
+		opts.WarnAfter = defaultWarnAfter
+	}
+	if opts.NoPrimaryLogInterval <= 0 {
+		opts.NoPrimaryLogInterval = defaultNoPrimaryInterval
 	}
 	if opts.PlannedTimeout <= 0 {
 		opts.PlannedTimeout = 10 * time.Second
@@ -249,10 +263,13 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			e.verifyFail++
 			e.noteSourceLocked(snap)
 			e.mu.Unlock()
-			if time.Since(lastLog) > 2*time.Second {
-				e.log.Info("role change: candidate not writable yet", slog.String("candidate", p.Addr()), slog.Any("err", err))
+			if time.Since(lastLog) > e.opts.NoPrimaryLogInterval {
+				e.logNoPrimary(time.Since(start), p.Addr(), err)
 				lastLog = time.Now()
 			}
+		} else if snap.Primary == nil && time.Since(lastLog) > e.opts.NoPrimaryLogInterval && time.Since(start) > e.opts.NoPrimaryLogInterval {
+			e.logNoPrimary(time.Since(start), "", snap.Err)
+			lastLog = time.Now()
 		}
 		select {
 		case <-ctx.Done():
