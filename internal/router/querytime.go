@@ -22,7 +22,32 @@ func (s *Session) queryStartedLocked() {
 // Called with mu held.
 func (s *Session) queryEndedLocked() {
 	if s.pending <= 0 && !s.queryStart.IsZero() {
-		s.db.stats.QueryNanos.Add(int64(time.Since(s.queryStart)))
+		if s.db != nil {
+			s.db.stats.QueryNanos.Add(int64(time.Since(s.queryStart)))
+		}
 		s.queryStart = time.Time{}
+	}
+}
+
+// Counters of the prepared statements the proxy tracks (SHOW STATS
+// total_client_parse_count, total_server_parse_count, total_bind_count).
+// A nil database (the package's fuzz tests build bare sessions) counts
+// nothing.
+
+func (d *Database) noteClientParse() {
+	if d != nil {
+		d.stats.ClientParses.Add(1)
+	}
+}
+
+func (d *Database) noteServerParse() {
+	if d != nil {
+		d.stats.ServerParses.Add(1)
+	}
+}
+
+func (d *Database) noteBind() {
+	if d != nil {
+		d.stats.Binds.Add(1)
 	}
 }
