@@ -110,7 +110,9 @@ func scramExchange(be *pgproto3.Backend, user string, conv *scram.ServerConversa
 			Err:     fmt.Errorf("mechanism %q", initial.AuthMechanism),
 		})
 	}
-	serverFirst, err = conv.Step(string(initial.Data))
+	// Copied now: the Backend reuses the buffer for the next message.
+	clientFirst = string(initial.Data)
+	serverFirst, err = conv.Step(clientFirst)
 	if err != nil {
 		return fail(malformedSCRAM(err))
 	}
@@ -158,7 +160,7 @@ func scramExchange(be *pgproto3.Backend, user string, conv *scram.ServerConversa
 	if err := be.Flush(); err != nil {
 		return fail(fmt.Errorf("send SASL final: %w", err))
 	}
-	return string(initial.Data), serverFirst, string(response.Data), nil
+	return clientFirst, serverFirst, string(response.Data), nil
 }
 
 // malformedSCRAM is PostgreSQL's answer to a SCRAM message it cannot accept

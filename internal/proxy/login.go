@@ -123,7 +123,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// reads through it too, with a lower limit, so that whatever a client
 	// sends right after its password stays there for the session.
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
-	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
+	serverPassword, serverSCRAM, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
 	if err != nil {
 		s.refuse(conn, err, who)
 		return
@@ -144,7 +144,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	sess, err := s.router.Start(ctx, router.Login{
 		Conn: conn, Reader: rd, Startup: st, DB: db, User: user,
-		ServerUser: user, ServerPassword: serverPassword,
+		ServerUser: user, ServerPassword: serverPassword, ServerSCRAM: serverSCRAM,
 	})
 	if err != nil {
 		s.refuse(conn, err, who)
@@ -292,23 +292,34 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 //
 // method is auth_type, or what auth_hba_file chose; a client that method
 // cert accepted comes here with it, as under trust.
-func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, error) {
+//
+// Besides the password for the server login (when the secret is a
+// clear-text one), it returns the client's SCRAM keys when it logged in
+// with SCRAM against a stored verifier: the server login then answers the
+// server's SCRAM challenge with them (SCRAM pass-through, as PgBouncer).
+func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, router.ServerSCRAM, error) {
 	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB)
 	if err != nil {
-		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
+		return "", nil, &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
 	}
 	if method == auth.MethodTrust || method == auth.MethodCert {
 		if pw, ok := secret.Plain(); ok {
-			return pw, nil
+			return pw, nil, nil
 		}
-		return "", nil
+		return "", nil, nil
 	}
 	be := pgproto3.NewBackend(r, w)
-	if err := auth.Authenticate(be, method, user, secret, found); err != nil {
-		return "", err
+	keys, err := auth.AuthenticateKeys(be, method, user, secret, found)
+	if err != nil {
+		return "", nil, err
 	}
-	pw, _ := secret.Plain()
-	return pw, nil
+	if pw, ok := secret.Plain(); ok {
+		return pw, nil, nil
+	}
+	if keys != nil {
+		return "", keys, nil
+	}
+	return "", nil, nil
 }
 
 // lookup finds a user's secret: a [users.<name>] password, then the

@@ -154,6 +154,7 @@ type Login struct {
 	// entry does not force a user.
 	ServerUser     string
 	ServerPassword string
+	ServerSCRAM    ServerSCRAM // without ServerPassword: SCRAM pass-through (scrampass.go)
 }
 
 // StartError is a login that cannot proceed; Code is its SQLSTATE.
@@ -178,7 +179,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	if d.disabled.Load() {
 		return nil, &StartError{Code: "08P01", Msg: fmt.Sprintf("pauseproxy: database %q is disabled", d.Name)}
 	}
-	p, err := d.poolFor(l.User, serverLogin{User: l.ServerUser, Password: l.ServerPassword})
+	p, err := d.poolFor(l.User, serverLogin{User: l.ServerUser, Password: l.ServerPassword, SCRAM: l.ServerSCRAM})
 	if err != nil {
 		return nil, err
 	}
