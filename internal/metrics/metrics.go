@@ -1,19 +1,27 @@
 // Package metrics exports pauseproxy's state to Prometheus: clients and
 // server connections by state, holds and pauses, transactions, queries and
-// bytes, wait and transaction time histograms, role changes and hold
-// durations, discovery health and retries.
+// bytes, wait and transaction time histograms, role changes by kind and
+// hold durations by reason, errors sent to clients by SQLSTATE, the
+// verified primary, the configured limits, discovery health and retries.
 //
 // Nothing here sits on the path of a transaction. Gauges and counters are
 // read from the router, the pools and the Pauser when Prometheus scrapes
 // (a custom Collector); the two timing histograms are kept by the router
-// itself (router.Histogram, lock-free) and converted at scrape time; what
-// happens once in a while (role changes, holds ending, PAUSE outcomes)
-// arrives through a subscription to admin.Events.
+// itself (router.Histogram, lock-free) and converted at scrape time, and
+// so are the client error counts (router.ErrorCounts); what happens once
+// in a while (role changes, holds ending, PAUSE outcomes) arrives through a
+// subscription to admin.Events.
+//
+// The series an alert is written on exist from the start, at zero: every
+// hold reason, every role change kind of every database, every PAUSE and
+// SWITCHOVER outcome. A counter that appears only at its first increment
+// is invisible to increase() and rate() over that first change.
 //
 // Names follow Prometheus conventions: the pauseproxy_ prefix, _total for
 // counters, _seconds and _bytes units; labels are low-cardinality
-// (database, user, state, reason, outcome). Everything is registered on a
-// registry passed in, never the global one.
+// (database, user, state, reason, kind, outcome, and sqlstate, bounded to
+// a fixed list of codes and the SQLSTATE classes). Everything is
+// registered on a registry passed in, never the global one.
 package metrics
 
 import (
