@@ -103,6 +103,18 @@ func TestShowColumnsMatchPgBouncer(t *testing.T) {
 	if _, err := inOrder(on, tn, nil); err != nil {
 		t.Errorf("SHOW LISTS rows: %v\n ours:      %v\n pgbouncer: %v", err, on, tn)
 	}
+	// SHOW TOTALS: 1.18's row names, in order, among ours.
+	o, th = one(t, ours, "SHOW TOTALS"), one(t, theirs, "SHOW TOTALS")
+	on, tn = nil, nil
+	for _, r := range o.Rows {
+		on = append(on, r[0])
+	}
+	for _, r := range th.Rows {
+		tn = append(tn, r[0])
+	}
+	if _, err := inOrder(on, tn, nil); err != nil {
+		t.Errorf("SHOW TOTALS rows: %v\n ours:      %v\n pgbouncer: %v", err, on, tn)
+	}
 
 	// The open transaction shows in both as an active client bound to an
 	// active server, linked both ways.
