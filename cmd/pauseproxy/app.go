@@ -138,10 +138,14 @@ func (a *App) startHTTP(cfg *config.Config) (func(), error) {
 	if cfg.Proxy.HTTPListen == "" {
 		return func() {}, nil
 	}
-	reg, err := metrics.NewRegistry(metrics.Options{
+	mo := metrics.Options{
 		Router: a.router, Pauser: a.pauser, Events: a.events, Clients: a.clients, Version: appVersion(),
 		Discovery: discoveryStats{a.failover}, Topology: a.failover,
-	})
+	}
+	if a.console != nil {
+		mo.Console = a.console
+	}
+	reg, err := metrics.NewRegistry(mo)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

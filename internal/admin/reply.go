@@ -53,6 +53,9 @@ func cols(specs ...any) []column {
 // reply accumulates the messages answering one Query.
 type reply struct {
 	buf []byte
+	// codes are the SQLSTATEs of the errors in buf, for
+	// pauseproxy_client_errors_total.
+	codes []string
 	// after runs once the reply has been sent (SHUTDOWN answers before
 	// the process goes).
 	after []func()
@@ -140,6 +143,7 @@ func (r *reply) fail(err error) {
 		code, msg = e.Code, e.Msg
 	}
 	r.buf = wire.AppendError(r.buf, wire.SeverityError, code, msg)
+	r.codes = append(r.codes, code)
 }
 
 // empty appends EmptyQueryResponse (a Query with no statement).

@@ -152,7 +152,7 @@ hold_timeout = "200ms"
 port = %d
 dbname = "postgres"
 `, pg.Port), proxytest.WithAdmin(proxytest.AdminOptions{}))
-	reg, err := metrics.NewRegistry(metrics.Options{Router: p.Router, Pauser: p.Pauser, Events: p.Events, Version: "test"})
+	reg, err := metrics.NewRegistry(metrics.Options{Router: p.Router, Pauser: p.Pauser, Events: p.Events, Console: p.Console, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +193,19 @@ dbname = "postgres"
 		t.Fatal("login to an unknown database succeeded")
 	}
 
+	// And the admin console's: a user in neither admin_users nor
+	// stats_users is refused (42501).
+	if adm, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/pgbouncer?sslmode=disable", p.Port)); err == nil {
+		adm.Close(ctx)
+		t.Fatal("console login of a user without access succeeded")
+	}
+
 	m := scrape(t, web.URL)
 	for _, c := range []struct {
 		db, label string
 		want      float64
 	}{
+		{"pgbouncer", "42501", 1},
 		{"appdb", "42601", 1},
 		{"appdb", "22012", 2},
 		{"appdb", "P0XXX", 1},

@@ -58,6 +58,15 @@ type Options struct {
 	Clients func() int64
 	// Version labels pauseproxy_build_info.
 	Version string
+	// Console counts the errors sent to admin console clients
+	// (admin.Console); nil leaves them out of
+	// pauseproxy_client_errors_total.
+	Console ConsoleErrors
+}
+
+// ConsoleErrors is implemented by admin.Console.
+type ConsoleErrors interface {
+	ClientErrors() map[string]uint64
 }
 
 // DiscoveryStats is what discovery and the role-change engine report for
@@ -134,6 +143,10 @@ type collector struct {
 // known database (PgBouncer's "(nodb)" in SHOW CLIENTS).
 const noDatabase = "(nodb)"
 
+// consoleDatabase labels the errors of admin console clients: the name
+// the console has in SHOW DATABASES.
+const consoleDatabase = "pgbouncer"
+
 func newCollector(o Options, ev *eventMetrics) *collector {
 	return &collector{
 		o:                    o,
@@ -200,6 +213,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for code, n := range r.LoginErrors() {
 		counter(c.clientErrors, float64(n), noDatabase, code)
+	}
+	if c.o.Console != nil {
+		for code, n := range c.o.Console.ClientErrors() {
+			counter(c.clientErrors, float64(n), consoleDatabase, code)
+		}
 	}
 
 	// Clients by database, user and state: every state of a pair that has
