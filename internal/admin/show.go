@@ -22,8 +22,9 @@ import (
 // prepared statement counters. Every column of PgBouncer 1.18 (Debian 12's)
 // is still there, in the same relative order (show_test.go compares with
 // the real one); the one 1.18 name 1.25 renamed is reserve_pool (SHOW
-// DATABASES), now reserve_pool_size as in 1.25. Columns pauseproxy adds
-// come after PgBouncer's, never in between.
+// DATABASES), now reserve_pool_size as in 1.25, and also kept under its
+// old name as the last column. Columns pauseproxy adds come after
+// PgBouncer's, never in between.
 //
 // The admin database itself appears where PgBouncer shows it (SHOW
 // DATABASES, POOLS, CLIENTS), as "pgbouncer", and the "*" fallback entry,
@@ -172,15 +173,17 @@ func (c *Console) showDatabases(r *reply) {
 		oidText, "pool_mode", "load_balance_hosts",
 		oidInt4, "max_connections", "current_connections", "max_client_connections", "current_client_connections",
 		"paused", "disabled",
-		// pauseproxy's own:
-		oidText, "held_by", oidInt8, "generation")
+		// pauseproxy's own, then reserve_pool: PgBouncer 1.18's name of
+		// reserve_pool_size, for exporters and scripts that read it by
+		// that name.
+		oidText, "held_by", oidInt8, "generation", oidInt4, "reserve_pool")
 	cfg := c.o.Router.Config()
 	clients := map[string]int{}
 	for _, s := range c.o.Router.Sessions() {
 		clients[s.DBName]++
 	}
 	rows := [][]any{{adminDB, nil, cfg.Proxy.ListenPort, adminDB, adminDB, 2, 0, 0,
-		int(cfg.Proxy.ServerLifetime / time.Second), "statement", nil, 0, 0, 0, len(c.consoleConns()), 0, 0, "", 0}}
+		int(cfg.Proxy.ServerLifetime / time.Second), "statement", nil, 0, 0, 0, len(c.consoleConns()), 0, 0, "", 0, 0}}
 	for _, d := range c.databases() {
 		dc := d.Config()
 		t := d.Target()
@@ -198,7 +201,7 @@ func (c *Console) showDatabases(r *reply) {
 			dc.PoolSize, dc.MinPoolSize, dc.ReservePool, int(cfg.Proxy.ServerLifetime / time.Second),
 			nilIfEmpty(string(dc.PoolMode)), loadBalanceHosts(dc),
 			dc.MaxDBConns, current, 0, clients[d.Name], slices.Contains(reasons, PauseReason), d.Disabled(),
-			strings.Join(reasons, ","), t.Gen,
+			strings.Join(reasons, ","), t.Gen, dc.ReservePool,
 		})
 	}
 	slices.SortFunc(rows, func(a, b []any) int { return cmp.Compare(a[0].(string), b[0].(string)) })
