@@ -16,9 +16,18 @@
 # checks the paths below against the Kubernetes manifests and the systemd
 # unit: keep the go build line on one RUN, without shell pipelines.
 
-ARG GO_VERSION=1.26
+# Both base images are pinned by digest, the tag kept beside it for
+# readers: a rebuild gets the same bytes, and moving to a newer base is a
+# reviewed commit. The digests were read from public Dockerfiles that pin
+# the same tags (not from the registry itself, which this repository's
+# tooling cannot reach): check and refresh them with
+#   docker buildx imagetools inspect golang:1.26 --format '{{json .Manifest.Digest}}'
+#   docker buildx imagetools inspect gcr.io/distroless/static-debian12:nonroot --format '{{json .Manifest.Digest}}'
+# (or crane digest IMAGE). The build stage's Go must stay go.mod's
+# (go test ./deploy checks the tag).
+ARG GO_IMAGE=golang:1.26@sha256:9edf71320ef8a791c4c33ec79f90496d641f306a91fb112d3d060d5c1cee4e20
 
-FROM golang:${GO_VERSION} AS build
+FROM ${GO_IMAGE} AS build
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
 COPY go.mod go.sum ./
@@ -30,7 +39,7 @@ ARG VERSION=dev
 # or DWARF (smaller; stack traces keep function names).
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/pauseproxy ./cmd/pauseproxy
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639
 ARG VERSION=dev
 LABEL org.opencontainers.image.title="pauseproxy" \
       org.opencontainers.image.description="PostgreSQL pooler that holds traffic, instead of failing it, while the primary changes" \
@@ -45,5 +54,10 @@ EXPOSE 6432 9930
 # SIGTERM drains: stop accepting, let transactions in flight finish within
 # shutdown_timeout, exit. A second SIGTERM or a SIGINT closes at once.
 STOPSIGNAL SIGTERM
+# Docker's health check (Kubernetes uses the probes of deploy/kubernetes/
+# instead). There is no shell or curl in the image: the binary probes its
+# own /healthz on the http_listen of the mounted configuration, exit 0 or 1.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/pauseproxy", "health", "--config", "/etc/pauseproxy/pauseproxy.toml"]
 ENTRYPOINT ["/pauseproxy"]
 CMD ["--config", "/etc/pauseproxy/pauseproxy.toml"]

@@ -499,7 +499,7 @@ func renderMarkdown(r *Results, charts []chartFile) string {
 	}
 	p := r.Settings.Pool
 	w("| Rounds × duration | %d × %s per run |\n| pgbench scale | %d |\n| Network | %s |\n", r.Settings.Rounds, secs(r.Settings.DurationSeconds), r.Settings.Scale, cell(r.Settings.Network))
-	w("| Pooler settings (both) | pool_mode=%s, default_pool_size=%d, max_client_conn=%d, auth_type=%s (auth_file with clear-text password), client_tls_sslmode=%s, server_tls_sslmode=%s; PgBouncer log_connections=0 and log_disconnections=0 (pauseproxy logs no line per connection); everything else default |\n",
+	w("| Pooler settings (both) | pool_mode=%s, default_pool_size=%d, max_client_conn=%d, auth_type=%s (auth_file with clear-text password), client_tls_sslmode=%s, server_tls_sslmode=%s; log_connections=0 and log_disconnections=0 in both; everything else default |\n",
 		p.PoolMode, p.PoolSize, p.MaxClientConn, p.AuthType, p.ClientTLSMode, p.ServerTLSMode)
 	var pgs []string
 	for _, k := range sortedKeys(r.Settings.PostgreSQL) {

@@ -246,8 +246,8 @@ max_client_conn = %d
 client_tls_sslmode = %s
 server_tls_sslmode = %s
 admin_users = %s
-; pauseproxy logs no line per client connection; PgBouncer's default
-; (1) would make it write two per transaction in the -C scenario.
+; Both poolers have log_connections and log_disconnections off: their
+; default (1) writes two lines per transaction in the -C scenario.
 log_connections = 0
 log_disconnections = 0
 logfile =
@@ -273,6 +273,8 @@ max_client_conn = %d
 client_tls_sslmode = %q
 server_tls_sslmode = %q
 admin_users = [%q]
+log_connections = false
+log_disconnections = false
 
 [databases.%s]
 %s`, port, s.AuthType, s.PoolMode, s.PoolSize, s.MaxClientConn, s.ClientTLSMode, s.ServerTLSMode, benchUser, benchDB, database)

@@ -309,6 +309,9 @@ func TestDockerfileBuildsTheCommand(t *testing.T) {
 	}
 }
 
+// pinnedImage is an image named by tag and digest.
+var pinnedImage = regexp.MustCompile(`^[^@\s]+:[^@\s]+@sha256:[0-9a-f]{64}$`)
+
 func TestDockerfileImage(t *testing.T) {
 	df := image.df
 	// The builder's Go must be the one go.mod asks for (GOTOOLCHAIN=local
@@ -325,13 +328,44 @@ func TestDockerfileImage(t *testing.T) {
 	if builder == nil {
 		t.Fatal("Dockerfile: no stage named build")
 	}
-	if want := "golang:" + string(m[1]); builder.base != want && !strings.HasPrefix(builder.base, want+".") && !strings.HasPrefix(builder.base, want+"-") {
+	builderTag, _, _ := strings.Cut(builder.base, "@")
+	if want := "golang:" + string(m[1]); builderTag != want && !strings.HasPrefix(builderTag, want+".") && !strings.HasPrefix(builderTag, want+"-") {
 		t.Errorf("build stage FROM %s, want %s (go.mod's go %s)", builder.base, want, m[1])
 	}
 
 	final := df.final()
 	if !strings.Contains(final.base, "distroless/static") && final.base != "scratch" {
 		t.Errorf("final stage FROM %s: want a distroless static image or scratch", final.base)
+	}
+	// Both bases pinned by digest, tag kept for readers.
+	for _, base := range []string{builder.base, final.base} {
+		if !pinnedImage.MatchString(base) {
+			t.Errorf("FROM %s: want NAME:TAG@sha256:<64 hex digits> (pinned by digest)", base)
+		}
+	}
+
+	// HEALTHCHECK runs the binary's own probe: a command it knows, with
+	// flags it accepts, on the configuration the image reads.
+	hcs := final.all("HEALTHCHECK")
+	if len(hcs) != 1 {
+		t.Fatalf("want one HEALTHCHECK, got %d", len(hcs))
+	}
+	_, cmdPart, ok := strings.Cut(hcs[0].args, "CMD ")
+	if !ok {
+		t.Fatalf("HEALTHCHECK %s: no CMD", hcs[0].args)
+	}
+	hc, err := execForm(instruction{cmd: "HEALTHCHECK", args: strings.TrimSpace(cmdPart), line: hcs[0].line})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hc) < 2 || hc[0] != image.inImage || hc[1] != "health" {
+		t.Fatalf("HEALTHCHECK CMD %q, want [%q health ...]", hc, image.inImage)
+	}
+	if i := slices.Index(hc, "--config"); i < 0 || i+1 >= len(hc) || hc[i+1] != imageConfigPath(t) {
+		t.Errorf("HEALTHCHECK CMD %q: want --config %s (the configuration CMD serves)", hc, imageConfigPath(t))
+	}
+	if out, err := exec.Command(image.binary, append(hc[1:], "--help")...).CombinedOutput(); err != nil {
+		t.Errorf("the HEALTHCHECK's flags: %s %v --help: %v\n%s", image.binary, hc[1:], err, out)
 	}
 	if uid := imageUser(t); uid == "" || uid == "0" || strings.Trim(uid, "0123456789") != "" {
 		t.Errorf("USER %q: want a numeric non-root uid (Kubernetes runAsNonRoot checks numbers)", uid)

@@ -78,9 +78,13 @@ func (a *App) roleChanged(ev failover.Event) {
 	if ev.From != ev.To {
 		detail = fmt.Sprintf("%s -> %s (%s)", orNone(ev.From), orNone(ev.To), ev.Reason)
 	}
+	reason := router.HoldRoleChange
+	if ev.Planned {
+		reason = admin.HoldSwitchover
+	}
 	a.events.Add(admin.Event{
-		Time: time.Now(), Kind: admin.EventRoleChange, Database: ev.Database, Reason: router.HoldRoleChange,
-		Duration: ev.Held, Outcome: ev.Outcome, Detail: detail,
+		Time: time.Now(), Kind: admin.EventRoleChange, Database: ev.Database, Reason: reason,
+		Duration: ev.Held, Outcome: ev.Outcome, Detail: detail, From: ev.From, To: ev.To,
 	})
 }
 
@@ -134,10 +138,14 @@ func (a *App) startHTTP(cfg *config.Config) (func(), error) {
 	if cfg.Proxy.HTTPListen == "" {
 		return func() {}, nil
 	}
-	reg, err := metrics.NewRegistry(metrics.Options{
+	mo := metrics.Options{
 		Router: a.router, Pauser: a.pauser, Events: a.events, Clients: a.clients, Version: appVersion(),
-		Discovery: discoveryStats{a.failover},
-	})
+		Discovery: discoveryStats{a.failover}, Topology: a.failover,
+	}
+	if a.console != nil {
+		mo.Console = a.console
+	}
+	reg, err := metrics.NewRegistry(mo)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

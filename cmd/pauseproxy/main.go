@@ -6,6 +6,7 @@
 //	pauseproxy --pgbouncer-ini FILE.ini    run from an existing pgbouncer.ini
 //	pauseproxy check-config FILE           validate a config (TOML or .ini)
 //	pauseproxy convert FILE.ini            print the equivalent TOML
+//	pauseproxy health [--ready]            probe /healthz (/readyz): exit 0 or 1
 //	pauseproxy version                     (also -V, --version)
 //	pauseproxy help [COMMAND]              (also -h, --help; COMMAND --help)
 //
@@ -43,6 +44,7 @@ func init() {
 		"switchover":   switchoverCmd,
 		"exec":         execCmd,
 		"ctl":          ctlCmd,
+		"health":       healthCmd,
 	}
 }
 
@@ -134,6 +136,9 @@ func usage(w io.Writer) {
                                         validate a config (.toml, or .ini for pgbouncer.ini); exit 1 on problems;
                                         --no-secrets: secrets it names need not exist (warnings), for CI
   pauseproxy convert FILE.ini           print the TOML equivalent of a pgbouncer.ini
+  pauseproxy health [--ready] [--addr HOST:PORT | --config FILE] [--timeout 3s]
+                                        GET /healthz (--ready: /readyz) on http_listen; exit 0 on 200, 1 otherwise
+                                        (a distroless image's HEALTHCHECK)
   pauseproxy version                    print the version (also -V, --version)
   pauseproxy help [COMMAND]             this text, or a command's (also -h, --help, COMMAND --help)
 `)

@@ -54,6 +54,10 @@ type Console struct {
 	o     Options
 	ids   atomic.Uint64
 	stats statsWindow
+	// totalsWindow is SHOW TOTALS' window over the sums.
+	totalsWindow statsWindow
+	// errors counts the ErrorResponses console clients got (ClientErrors).
+	errors router.ErrorCounts
 
 	mu    sync.Mutex // guards conns
 	conns map[uint64]*consoleConn
@@ -78,7 +82,8 @@ func New(o Options) *Console {
 	if o.StatsPeriod <= 0 {
 		o.StatsPeriod = 60 * time.Second
 	}
-	return &Console{o: o, conns: make(map[uint64]*consoleConn), stats: statsWindow{period: o.StatsPeriod}}
+	return &Console{o: o, conns: make(map[uint64]*consoleConn), stats: statsWindow{period: o.StatsPeriod},
+		totalsWindow: statsWindow{period: o.StatsPeriod}}
 }
 
 // access is what a console user may do.
@@ -116,6 +121,7 @@ func (c *Console) Serve(ctx context.Context, conn net.Conn, rd *wire.Reader, use
 		// PgBouncer answers "not allowed"; 42501 is insufficient_privilege.
 		c.o.Log.Info("admin console login refused", slog.String("user", user), slog.String("addr", conn.RemoteAddr().String()))
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		c.errors.Add("42501")
 		conn.Write(wire.AppendError(nil, wire.SeverityFatal, "42501",
 			fmt.Sprintf("not allowed: user %q is in neither admin_users nor stats_users", user)))
 		return
@@ -144,6 +150,7 @@ func (c *Console) Serve(ctx context.Context, conn net.Conn, rd *wire.Reader, use
 		if err != nil {
 			var fe *wire.FrameError
 			if errors.As(err, &fe) {
+				c.errors.Add("08P01")
 				w.Write(wire.AppendError(nil, wire.SeverityFatal, "08P01", "invalid message: "+fe.Error()))
 				w.Flush()
 			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -175,11 +182,15 @@ func (c *Console) Serve(ctx context.Context, conn net.Conn, rd *wire.Reader, use
 			r.fail(errorf("0A000", "function calls are not supported by the admin console"))
 			r.ready()
 		default:
+			c.errors.Add("08P01")
 			w.Write(wire.AppendError(nil, wire.SeverityFatal, "08P01", fmt.Sprintf("unsupported message type %q for the admin console", m.Type())))
 			w.Flush()
 			return
 		}
 		w.Write(r.buf)
+		for _, code := range r.codes {
+			c.errors.Add(code)
+		}
 		err = w.Flush()
 		for _, f := range r.after {
 			f()
@@ -323,3 +334,8 @@ func (c *Console) consoleConns() []*consoleConn {
 	slices.SortFunc(out, func(a, b *consoleConn) int { return cmp.Compare(a.id, b.id) })
 	return out
 }
+
+// ClientErrors returns the ErrorResponses sent to console clients by
+// SQLSTATE label (router.SQLStateLabel), for
+// pauseproxy_client_errors_total{database="pgbouncer"}.
+func (c *Console) ClientErrors() map[string]uint64 { return c.errors.Snapshot() }

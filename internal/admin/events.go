@@ -19,8 +19,12 @@ const (
 	// EventHold is the end of another hold (Reason names it, for example
 	// "role-change"): Duration is how long traffic was held.
 	EventHold = "hold"
-	// EventRoleChange is a change of primary: Detail says from where to
-	// where, Duration how long the database had no writable primary.
+	// EventRoleChange is the end of a role-change cycle: From and To are
+	// the primary's addresses before and after ("" when none; equal after
+	// a restart in place), Duration how long new transactions were held,
+	// Reason the hold's reason (HoldRoleChange, or HoldSwitchover when
+	// the cycle began with a planned switchover), Outcome "released" or
+	// "stopped", Detail a summary for SHOW EVENTS.
 	EventRoleChange = "role_change"
 	// EventSwitchover is a SWITCHOVER that finished, well or not.
 	EventSwitchover = "switchover"
@@ -39,7 +43,16 @@ type Event struct {
 	Duration time.Duration
 	Outcome  string
 	Detail   string
+	From, To string // EventRoleChange: the primary's addresses
 }
+
+// Hold reasons besides PauseReason (admin) and router.HoldRoleChange
+// ("role-change"), as the hold duration metric labels them.
+const (
+	// HoldSwitchover is a role-change hold that began with a planned
+	// switchover announced by the discovery source.
+	HoldSwitchover = "switchover"
+)
 
 // Events is a bounded log of recent events, oldest dropped first. Anything
 // may Add to it (the console, the pause logic, the role-change engine);

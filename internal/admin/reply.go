@@ -10,10 +10,11 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/wire"
 )
 
-// Type OIDs of the console's columns. PgBouncer 1.18 uses text and int4
-// for its lists and numeric for its statistics (measured with pgx against
-// Debian's pgbouncer); the console sends the same, so that drivers scan the
-// same Go or Python types from both.
+// Type OIDs of the console's columns. PgBouncer uses text and int4 for its
+// lists, int8 for a few, and numeric for its statistics (measured with pgx
+// against Debian's pgbouncer 1.18, and read from 1.25's format letters in
+// src/admin.c: s, i, q, N); the console sends the same, so that drivers
+// scan the same Go or Python types from both.
 const (
 	oidText    uint32 = 25
 	oidInt4    uint32 = 23
@@ -52,6 +53,9 @@ func cols(specs ...any) []column {
 // reply accumulates the messages answering one Query.
 type reply struct {
 	buf []byte
+	// codes are the SQLSTATEs of the errors in buf, for
+	// pauseproxy_client_errors_total.
+	codes []string
 	// after runs once the reply has been sent (SHUTDOWN answers before
 	// the process goes).
 	after []func()
@@ -139,6 +143,7 @@ func (r *reply) fail(err error) {
 		code, msg = e.Code, e.Msg
 	}
 	r.buf = wire.AppendError(r.buf, wire.SeverityError, code, msg)
+	r.codes = append(r.codes, code)
 }
 
 // empty appends EmptyQueryResponse (a Query with no statement).

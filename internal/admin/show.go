@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,10 +15,16 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
-// The SHOW commands. Column names, order and types are PgBouncer 1.18's
-// (doc/usage.rst, src/admin.c; compared against Debian's pgbouncer in
-// show_test.go); columns pauseproxy adds come after PgBouncer's, never in
-// between, so that tools reading columns by position keep working.
+// The SHOW commands. Column names, order and types are PgBouncer 1.25's
+// (doc/usage.md, src/admin.c and src/stats.c; columns1_25_test.go), so
+// that scripts and exporters written for 1.25 find prepared_statements,
+// reserve_pool_size, load_balance_hosts, the client-limit columns and the
+// prepared statement counters. Every column of PgBouncer 1.18 (Debian 12's)
+// is still there, in the same relative order (show_test.go compares with
+// the real one); the one 1.18 name 1.25 renamed is reserve_pool (SHOW
+// DATABASES), now reserve_pool_size as in 1.25, and also kept under its
+// old name as the last column. Columns pauseproxy adds come after
+// PgBouncer's, never in between.
 //
 // The admin database itself appears where PgBouncer shows it (SHOW
 // DATABASES, POOLS, CLIENTS), as "pgbouncer", and the "*" fallback entry,
@@ -162,11 +169,21 @@ func (c *Console) databases() []*router.Database {
 
 func (c *Console) showDatabases(r *reply) {
 	columns := cols(oidText, "name", "host", oidInt4, "port", oidText, "database", "force_user",
-		oidInt4, "pool_size", "min_pool_size", "reserve_pool", oidText, "pool_mode",
-		oidInt4, "max_connections", "current_connections", "paused", "disabled",
-		// pauseproxy's own:
-		oidText, "held_by", oidInt8, "generation")
-	rows := [][]any{{adminDB, nil, c.o.Router.Config().Proxy.ListenPort, adminDB, adminDB, 2, 0, 0, "statement", 0, 0, 0, 0, "", 0}}
+		oidInt4, "pool_size", "min_pool_size", "reserve_pool_size", "server_lifetime",
+		oidText, "pool_mode", "load_balance_hosts",
+		oidInt4, "max_connections", "current_connections", "max_client_connections", "current_client_connections",
+		"paused", "disabled",
+		// pauseproxy's own, then reserve_pool: PgBouncer 1.18's name of
+		// reserve_pool_size, for exporters and scripts that read it by
+		// that name.
+		oidText, "held_by", oidInt8, "generation", oidInt4, "reserve_pool")
+	cfg := c.o.Router.Config()
+	clients := map[string]int{}
+	for _, s := range c.o.Router.Sessions() {
+		clients[s.DBName]++
+	}
+	rows := [][]any{{adminDB, nil, cfg.Proxy.ListenPort, adminDB, adminDB, 2, 0, 0,
+		int(cfg.Proxy.ServerLifetime / time.Second), "statement", nil, 0, 0, 0, len(c.consoleConns()), 0, 0, "", 0, 0}}
 	for _, d := range c.databases() {
 		dc := d.Config()
 		t := d.Target()
@@ -181,13 +198,26 @@ func (c *Console) showDatabases(r *reply) {
 		}
 		rows = append(rows, []any{
 			d.Name, nilIfEmpty(t.Host), t.Port, dbname, nilIfEmpty(dc.User),
-			dc.PoolSize, dc.MinPoolSize, dc.ReservePool, nilIfEmpty(string(dc.PoolMode)),
-			dc.MaxDBConns, current, slices.Contains(reasons, PauseReason), d.Disabled(),
-			strings.Join(reasons, ","), t.Gen,
+			dc.PoolSize, dc.MinPoolSize, dc.ReservePool, int(cfg.Proxy.ServerLifetime / time.Second),
+			nilIfEmpty(string(dc.PoolMode)), loadBalanceHosts(dc),
+			dc.MaxDBConns, current, 0, clients[d.Name], slices.Contains(reasons, PauseReason), d.Disabled(),
+			strings.Join(reasons, ","), t.Gen, dc.ReservePool,
 		})
 	}
 	slices.SortFunc(rows, func(a, b []any) int { return cmp.Compare(a[0].(string), b[0].(string)) })
 	r.rows("SHOW", columns, rows)
+}
+
+// loadBalanceHosts is SHOW DATABASES' and SHOW POOLS' load_balance_hosts:
+// NULL for a single host, as in PgBouncer. With a list of hosts
+// pauseproxy does not spread connections over them: it connects to the
+// one that is the writable primary, which is what PgBouncer calls
+// "disable" (the first host that works).
+func loadBalanceHosts(dc *config.Database) any {
+	if len(dc.Hosts) > 1 {
+		return "disable"
+	}
+	return nil
 }
 
 // poolEntry is one pool with its database and user.
@@ -227,7 +257,7 @@ func (c *Console) showPools(r *reply) {
 	columns := cols(oidText, "database", "user",
 		oidInt4, "cl_active", "cl_waiting", "cl_active_cancel_req", "cl_waiting_cancel_req",
 		"sv_active", "sv_active_cancel", "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login",
-		"maxwait", "maxwait_us", oidText, "pool_mode",
+		"maxwait", "maxwait_us", oidText, "pool_mode", "load_balance_hosts",
 		// pauseproxy's own: 1 while the pool holds new transactions.
 		oidInt4, "held")
 	type counts struct{ active, waiting int }
@@ -245,7 +275,7 @@ func (c *Console) showPools(r *reply) {
 			n.active++
 		}
 	}
-	rows := [][]any{{adminDB, adminDB, len(c.consoleConns()), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "statement", 0}}
+	rows := [][]any{{adminDB, adminDB, len(c.consoleConns()), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "statement", nil, 0}}
 	for _, e := range c.pools() {
 		st := e.pool.Stats()
 		n := byPool[e.pool]
@@ -256,7 +286,7 @@ func (c *Console) showPools(r *reply) {
 			e.db.Name, e.user, n.active, n.waiting, 0, 0,
 			st.Active, 0, 0, st.Idle, 0, 0, st.Dialing,
 			int(st.MaxWait / time.Second), int(st.MaxWait % time.Second / time.Microsecond),
-			c.poolMode(e.db, e.user), st.Held,
+			c.poolMode(e.db, e.user), loadBalanceHosts(e.db.Config()), st.Held,
 		})
 	}
 	slices.SortStableFunc(rows, func(a, b []any) int {
@@ -265,13 +295,19 @@ func (c *Console) showPools(r *reply) {
 	r.rows("SHOW", columns, rows)
 }
 
-// socketColumns are the columns of SHOW CLIENTS and SHOW SERVERS.
+// socketColumns are the columns of SHOW CLIENTS and SHOW SERVERS
+// (PgBouncer 1.25's socket_header): replication since 1.23,
+// prepared_statements since 1.21, id since 1.22.
 func socketColumns(extra ...any) []column {
-	return cols(append([]any{oidText, "type", "user", "database", "state", "addr", oidInt4, "port",
+	return cols(append([]any{oidText, "type", "user", "database", "replication", "state", "addr", oidInt4, "port",
 		oidText, "local_addr", oidInt4, "local_port", oidText, "connect_time", "request_time",
 		oidInt4, "wait", "wait_us", "close_needed", oidText, "ptr", "link", oidInt4, "remote_pid",
-		oidText, "tls", "application_name"}, extra...)...)
+		oidText, "tls", "application_name", oidInt4, "prepared_statements", "id"}, extra...)...)
 }
+
+// noReplication is the replication column: pauseproxy serves no
+// replication connections.
+const noReplication = "none"
 
 // clientPtr and serverPtr stand for PgBouncer's object addresses (ptr and
 // link): unique, and a client's link is its server's ptr and back.
@@ -279,14 +315,14 @@ func clientPtr(id uint64) string { return fmt.Sprintf("c%d", id) }
 func serverPtr(id uint64) string { return fmt.Sprintf("s%d", id) }
 
 func (c *Console) showClients(r *reply) {
-	columns := socketColumns(oidInt8, "id")
+	columns := socketColumns()
 	listenPort := c.o.Router.Config().Proxy.ListenPort
 	var rows [][]any
 	for _, cc := range c.consoleConns() {
 		addr, port := splitAddr(cc.remote, listenPort)
 		laddr, lport := splitAddr(cc.local, listenPort)
-		rows = append(rows, []any{"C", cc.user, adminDB, "active", addr, port, laddr, lport,
-			cc.start, time.Unix(0, cc.lastRequest.Load()), 0, 0, 0, fmt.Sprintf("a%d", cc.id), "", 0, "", "", nil})
+		rows = append(rows, []any{"C", cc.user, adminDB, noReplication, "active", addr, port, laddr, lport,
+			cc.start, time.Unix(0, cc.lastRequest.Load()), 0, 0, 0, fmt.Sprintf("a%d", cc.id), "", 0, "", "", 0, nil})
 	}
 	for _, s := range c.o.Router.Sessions() {
 		info := s.Info()
@@ -306,14 +342,15 @@ func (c *Console) showClients(r *reply) {
 			wait = time.Since(info.WaitStart)
 			request = info.WaitStart
 		}
-		rows = append(rows, []any{"C", s.User, s.DBName, info.State, addr, port, laddr, lport,
-			s.Start, request, int(wait / time.Second), int(wait % time.Second / time.Microsecond), 0, clientPtr(s.ID), link, 0, tlsText(info.TLS), app, s.ID})
+		rows = append(rows, []any{"C", s.User, s.DBName, noReplication, info.State, addr, port, laddr, lport,
+			s.Start, request, int(wait / time.Second), int(wait % time.Second / time.Microsecond), 0, clientPtr(s.ID), link, 0,
+			tlsText(info.TLS), app, s.PreparedStatements(), s.ID})
 	}
 	r.rows("SHOW", columns, rows)
 }
 
 func (c *Console) showServers(r *reply) {
-	columns := socketColumns(oidInt8, "id", "generation")
+	columns := socketColumns(oidInt8, "generation")
 	var rows [][]any
 	for _, e := range c.pools() {
 		for _, ci := range e.pool.Conns() {
@@ -331,9 +368,11 @@ func (c *Console) showServers(r *reply) {
 				link = clientPtr(s.ID)
 				app, _ = ci.Conn.Param("application_name")
 			}
-			rows = append(rows, []any{"S", e.user, e.db.Name, state, addr, t.Port, laddr, lport,
+			// prepared_statements is 0: a server connection's statements
+			// belong to the session bound to it, not readable from here.
+			rows = append(rows, []any{"S", e.user, e.db.Name, noReplication, state, addr, t.Port, laddr, lport,
 				ci.Conn.Created(), ci.LastUsed, 0, 0, ci.CloseNeeded, serverPtr(ci.Conn.ID), link,
-				int64(ci.Conn.PID()), tlsText(ci.TLS), app, ci.Conn.ID, t.Gen})
+				int64(ci.Conn.PID()), tlsText(ci.TLS), app, 0, ci.Conn.ID, t.Gen})
 		}
 	}
 	r.rows("SHOW", columns, rows)
@@ -395,7 +434,9 @@ func (c *Console) showLists(r *reply) {
 	rows := [][]any{
 		{"databases", len(c.databases()) + 1},
 		{"users", len(c.users())},
+		{"peers", len(c.o.Router.Config().Proxy.Peers)},
 		{"pools", pools},
+		{"peer_pools", 0},
 		{"free_clients", 0},
 		{"used_clients", used},
 		{"login_clients", login},
@@ -439,17 +480,43 @@ func (c *Console) users() []string {
 	return out
 }
 
+// showUsers answers with PgBouncer 1.25's columns: the user's overrides
+// (NULL when not set; pool_size and reserve_pool_size are text, as in
+// PgBouncer), its max_user_connections (the [proxy] default when not
+// set), and its current server and client connections.
+// max_user_client_connections is 0: pauseproxy has no per-user client
+// limit.
 func (c *Console) showUsers(r *reply) {
 	cfg := c.o.Router.Config()
+	servers, clients := map[string]int{}, map[string]int{}
+	for _, e := range c.pools() {
+		servers[e.user] += e.pool.Stats().Total
+	}
+	for _, s := range c.o.Router.Sessions() {
+		clients[s.User]++
+	}
+	for _, cc := range c.consoleConns() {
+		clients[cc.user]++
+	}
 	var rows [][]any
 	for _, name := range c.users() {
-		var mode any
-		if u, ok := cfg.Users[name]; ok && u.PoolMode != "" {
-			mode = string(u.PoolMode)
+		var mode, size any
+		maxConns := cfg.Proxy.MaxUserConnections
+		if u, ok := cfg.Users[name]; ok {
+			if u.PoolMode != "" {
+				mode = string(u.PoolMode)
+			}
+			if u.PoolSize > 0 {
+				size = strconv.Itoa(u.PoolSize)
+			}
+			if u.MaxUserConns > 0 {
+				maxConns = u.MaxUserConns
+			}
 		}
-		rows = append(rows, []any{name, mode})
+		rows = append(rows, []any{name, size, nil, mode, maxConns, servers[name], 0, clients[name]})
 	}
-	r.rows("SHOW", cols(oidText, "name", "pool_mode"), rows)
+	r.rows("SHOW", cols(oidText, "name", "pool_size", "reserve_pool_size", "pool_mode",
+		oidInt4, "max_user_connections", "current_connections", "max_user_client_connections", "current_client_connections"), rows)
 }
 
 // showState answers as PgBouncer 1.19+ does: the proxy-wide pause state as

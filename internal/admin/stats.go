@@ -5,26 +5,48 @@ import (
 	"time"
 )
 
-// SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS. Totals count since
-// the proxy started; averages are per second (counts, bytes) or per
-// transaction (times, in microseconds) over the last stats period, as in
+// SHOW STATS, STATS_TOTALS, STATS_AVERAGES and TOTALS, with PgBouncer
+// 1.25's columns (src/stats.c). Totals count since the proxy started;
+// averages are per second (counts, bytes) or per unit (times, in
+// microseconds: xact_time per transaction, query_time per query,
+// wait_time per server assignment) over the last stats period, as in
 // PgBouncer.
 //
-// Differences from PgBouncer, documented in docs/admin.md: query_time is
-// not measured (0); wait_time is the time clients waited for a server
-// connection (in a hold or a full pool) per transaction; the averages are
-// computed when asked, over the last window of at least StatsPeriod
-// between two SHOW commands, rather than by a timer.
+// What the figures measure, documented in docs/admin.md:
+//   - server_assignment_count: server connections given to a client;
+//   - xact_time: time a client held a server connection in a transaction;
+//   - query_time: time a server had a client's work outstanding, from the
+//     Query or Sync that gave it work to the ReadyForQuery that ended it
+//     (idle in transaction excluded);
+//   - wait_time: time clients waited for a server connection (in a hold
+//     or a full pool);
+//   - client_parse_count, server_parse_count, bind_count: named prepared
+//     statements tracked in transaction mode (max_prepared_statements).
+//
+// The averages are computed when asked, over the last window of at least
+// StatsPeriod between two SHOW commands, rather than by a timer.
 
 // dbCounters are one database's totals.
 type dbCounters struct {
-	xacts, queries, received, sent int64
-	xactUS, waitUS                 int64
+	assignments, xacts, queries, received, sent int64
+	xactUS, queryUS, waitUS                     int64
+	clientParses, serverParses, binds           int64
 }
 
 func (a dbCounters) minus(b dbCounters) dbCounters {
-	return dbCounters{a.xacts - b.xacts, a.queries - b.queries, a.received - b.received,
-		a.sent - b.sent, a.xactUS - b.xactUS, a.waitUS - b.waitUS}
+	return dbCounters{
+		a.assignments - b.assignments, a.xacts - b.xacts, a.queries - b.queries, a.received - b.received, a.sent - b.sent,
+		a.xactUS - b.xactUS, a.queryUS - b.queryUS, a.waitUS - b.waitUS,
+		a.clientParses - b.clientParses, a.serverParses - b.serverParses, a.binds - b.binds,
+	}
+}
+
+func (a dbCounters) plus(b dbCounters) dbCounters {
+	return dbCounters{
+		a.assignments + b.assignments, a.xacts + b.xacts, a.queries + b.queries, a.received + b.received, a.sent + b.sent,
+		a.xactUS + b.xactUS, a.queryUS + b.queryUS, a.waitUS + b.waitUS,
+		a.clientParses + b.clientParses, a.serverParses + b.serverParses, a.binds + b.binds,
+	}
 }
 
 // statsWindow keeps two samples of the totals at least period apart.
@@ -56,21 +78,36 @@ func (w *statsWindow) averages(now time.Time, totals map[string]dbCounters) map[
 	}
 	secs := w.curAt.Sub(w.prevAt).Seconds()
 	for name, cur := range w.cur {
-		d := cur.minus(w.prev[name])
-		var a dbCounters
-		if secs > 0 {
-			a.xacts = int64(float64(d.xacts) / secs)
-			a.queries = int64(float64(d.queries) / secs)
-			a.received = int64(float64(d.received) / secs)
-			a.sent = int64(float64(d.sent) / secs)
-		}
-		if d.xacts > 0 {
-			a.xactUS = d.xactUS / d.xacts
-			a.waitUS = d.waitUS / d.xacts
-		}
-		out[name] = a
+		out[name] = average(cur.minus(w.prev[name]), secs)
 	}
 	return out
+}
+
+// average turns the growth d over secs seconds into PgBouncer's averages
+// (stats.c calc_average).
+func average(d dbCounters, secs float64) dbCounters {
+	var a dbCounters
+	if secs > 0 {
+		rate := func(n int64) int64 { return int64(float64(n) / secs) }
+		a.assignments = rate(d.assignments)
+		a.xacts = rate(d.xacts)
+		a.queries = rate(d.queries)
+		a.received = rate(d.received)
+		a.sent = rate(d.sent)
+		a.clientParses = rate(d.clientParses)
+		a.serverParses = rate(d.serverParses)
+		a.binds = rate(d.binds)
+	}
+	if d.xacts > 0 {
+		a.xactUS = d.xactUS / d.xacts
+	}
+	if d.queries > 0 {
+		a.queryUS = d.queryUS / d.queries
+	}
+	if d.assignments > 0 {
+		a.waitUS = d.waitUS / d.assignments
+	}
+	return a
 }
 
 // totals reads every database's counters.
@@ -81,50 +118,64 @@ func (c *Console) totals() ([]string, map[string]dbCounters) {
 		st := d.Stats()
 		names = append(names, d.Name)
 		out[d.Name] = dbCounters{
-			xacts:    st.Xacts.Load(),
-			queries:  st.Queries.Load(),
-			received: st.Received.Load(),
-			sent:     st.Sent.Load(),
-			xactUS:   st.XactNanos.Load() / 1000,
-			waitUS:   st.WaitNanos.Load() / 1000,
+			assignments:  st.Assignments.Load(),
+			xacts:        st.Xacts.Load(),
+			queries:      st.Queries.Load(),
+			received:     st.Received.Load(),
+			sent:         st.Sent.Load(),
+			xactUS:       st.XactNanos.Load() / 1000,
+			queryUS:      st.QueryNanos.Load() / 1000,
+			waitUS:       st.WaitNanos.Load() / 1000,
+			clientParses: st.ClientParses.Load(),
+			serverParses: st.ServerParses.Load(),
+			binds:        st.Binds.Load(),
 		}
 	}
 	return names, out
+}
+
+// statsValues are a database's counters in PgBouncer 1.25's column order.
+func statsValues(v dbCounters) []any {
+	return []any{v.assignments, v.xacts, v.queries, v.received, v.sent, v.xactUS, v.queryUS, v.waitUS,
+		v.clientParses, v.serverParses, v.binds}
 }
 
 func (c *Console) showStats(r *reply) {
 	names, tot := c.totals()
 	avg := c.stats.averages(time.Now(), tot)
 	columns := cols(oidText, "database", oidNumeric,
-		"total_xact_count", "total_query_count", "total_received", "total_sent",
+		"total_server_assignment_count", "total_xact_count", "total_query_count", "total_received", "total_sent",
 		"total_xact_time", "total_query_time", "total_wait_time",
-		"avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
-		"avg_xact_time", "avg_query_time", "avg_wait_time")
+		"total_client_parse_count", "total_server_parse_count", "total_bind_count",
+		"avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
+		"avg_xact_time", "avg_query_time", "avg_wait_time",
+		"avg_client_parse_count", "avg_server_parse_count", "avg_bind_count")
 	var rows [][]any
 	for _, name := range names {
-		t, a := tot[name], avg[name]
-		rows = append(rows, []any{name,
-			t.xacts, t.queries, t.received, t.sent, t.xactUS, 0, t.waitUS,
-			a.xacts, a.queries, a.received, a.sent, a.xactUS, 0, a.waitUS})
+		row := append([]any{name}, statsValues(tot[name])...)
+		rows = append(rows, append(row, statsValues(avg[name])...))
 	}
 	r.rows("SHOW", columns, rows)
 }
 
-// statsPairColumns are the columns of STATS_TOTALS and STATS_AVERAGES.
-var statsPairColumns = cols(oidText, "database", oidNumeric,
-	"xact_count", "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time", "wait_time")
-
-func statsRow(name string, v dbCounters) []any {
-	return []any{name, v.xacts, v.queries, v.received, v.sent, v.xactUS, 0, v.waitUS}
-}
+// STATS_TOTALS and STATS_AVERAGES have the same columns but the last
+// three, named as in PgBouncer 1.25.
+var (
+	statsTotalsColumns = cols(oidText, "database", oidNumeric,
+		"server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent",
+		"xact_time", "query_time", "wait_time", "client_parse_count", "server_parse_count", "bind_count")
+	statsAveragesColumns = cols(oidText, "database", oidNumeric,
+		"server_assignment_count", "xact_count", "query_count", "bytes_received", "bytes_sent",
+		"xact_time", "query_time", "wait_time", "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count")
+)
 
 func (c *Console) showStatsTotals(r *reply) {
 	names, tot := c.totals()
 	var rows [][]any
 	for _, name := range names {
-		rows = append(rows, statsRow(name, tot[name]))
+		rows = append(rows, append([]any{name}, statsValues(tot[name])...))
 	}
-	r.rows("SHOW", statsPairColumns, rows)
+	r.rows("SHOW", statsTotalsColumns, rows)
 }
 
 func (c *Console) showStatsAverages(r *reply) {
@@ -132,35 +183,33 @@ func (c *Console) showStatsAverages(r *reply) {
 	avg := c.stats.averages(time.Now(), tot)
 	var rows [][]any
 	for _, name := range names {
-		rows = append(rows, statsRow(name, avg[name]))
+		rows = append(rows, append([]any{name}, statsValues(avg[name])...))
 	}
-	r.rows("SHOW", statsPairColumns, rows)
+	r.rows("SHOW", statsAveragesColumns, rows)
 }
 
+// totalsNames are SHOW TOTALS' row names, in PgBouncer 1.25's order
+// (stats.c show_stat_totals: "total_" or "avg_" and the field name).
+var totalsNames = []string{"server_assignment_count", "xact_count", "query_count", "client_bytes", "server_bytes",
+	"xact_time", "query_time", "wait_time", "ps_client_parse_count", "ps_server_parse_count", "ps_bind_count"}
+
 // showTotals is SHOW STATS summed over the databases, as rows of name and
-// value.
+// value. The averages are those of the sums, as in PgBouncer.
 func (c *Console) showTotals(r *reply) {
 	names, tot := c.totals()
-	avg := c.stats.averages(time.Now(), tot)
-	var t, a dbCounters
-	var xactUS, waitUS int64 // per-transaction averages weighted by rate
+	now := time.Now()
+	c.stats.averages(now, tot) // keep the window moving
+	var t dbCounters
 	for _, name := range names {
-		x, y := tot[name], avg[name]
-		t = dbCounters{t.xacts + x.xacts, t.queries + x.queries, t.received + x.received, t.sent + x.sent, t.xactUS + x.xactUS, t.waitUS + x.waitUS}
-		a = dbCounters{a.xacts + y.xacts, a.queries + y.queries, a.received + y.received, a.sent + y.sent, 0, 0}
-		xactUS += y.xactUS * y.xacts
-		waitUS += y.waitUS * y.xacts
+		t = t.plus(tot[name])
 	}
-	if a.xacts > 0 {
-		a.xactUS, a.waitUS = xactUS/a.xacts, waitUS/a.xacts
+	a := c.totalsWindow.averages(now, map[string]dbCounters{"": t})[""]
+	var rows [][]any
+	for i, v := range statsValues(t) {
+		rows = append(rows, []any{"total_" + totalsNames[i], v})
 	}
-	rows := [][]any{
-		{"total_xact_count", t.xacts}, {"total_query_count", t.queries},
-		{"total_client_bytes", t.received}, {"total_server_bytes", t.sent},
-		{"total_xact_time", t.xactUS}, {"total_query_time", 0}, {"total_wait_time", t.waitUS},
-		{"avg_xact_count", a.xacts}, {"avg_query_count", a.queries},
-		{"avg_client_bytes", a.received}, {"avg_server_bytes", a.sent},
-		{"avg_xact_time", a.xactUS}, {"avg_query_time", 0}, {"avg_wait_time", a.waitUS},
+	for i, v := range statsValues(a) {
+		rows = append(rows, []any{"avg_" + totalsNames[i], v})
 	}
 	r.rows("SHOW", cols(oidText, "name", oidNumeric, "value"), rows)
 }

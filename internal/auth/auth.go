@@ -136,6 +136,12 @@ const maxAuthMessageLen = 65535
 // with be.SetMaxBodyLen and leaves that limit set; a caller wanting another
 // limit for the session sets its own afterwards.
 func Authenticate(be *pgproto3.Backend, method Method, user string, secret Secret, found bool) error {
+	return authenticate(be, method, user, secret, found, nil)
+}
+
+// authenticate is Authenticate; when keys is not nil, a SCRAM exchange
+// against a SCRAM verifier stores the client's keys there.
+func authenticate(be *pgproto3.Backend, method Method, user string, secret Secret, found bool, keys **SCRAMKeys) error {
 	if !found {
 		secret = Secret{}
 	}
@@ -160,11 +166,11 @@ func Authenticate(be *pgproto3.Backend, method Method, user string, secret Secre
 			// An MD5 exchange needs the MD5 hash, which a SCRAM verifier
 			// cannot give: PgBouncer and PostgreSQL (CheckPWChallengeAuth)
 			// switch such users to SCRAM.
-			return authSCRAM(be, user, secret, found)
+			return authSCRAM(be, user, secret, found, keys)
 		}
 		return authMD5(be, user, secret, found)
 	case MethodSCRAM:
-		return authSCRAM(be, user, secret, found)
+		return authSCRAM(be, user, secret, found, keys)
 	default:
 		return &Error{
 			Code:    CodeInvalidAuthorization,

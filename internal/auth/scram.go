@@ -22,7 +22,7 @@ const saltLen = 16
 
 // authSCRAM runs a SCRAM-SHA-256 exchange (PostgreSQL docs, "Frontend/Backend
 // Protocol", section "SASL Authentication").
-func authSCRAM(be *pgproto3.Backend, user string, secret Secret, found bool) error {
+func authSCRAM(be *pgproto3.Backend, user string, secret Secret, found bool, keys **SCRAMKeys) error {
 	creds, reason := storedCredentials(user, secret, found)
 	srv, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) {
 		// The user name inside the SCRAM message is ignored, as PostgreSQL
@@ -33,7 +33,11 @@ func authSCRAM(be *pgproto3.Backend, user string, secret Secret, found bool) err
 	if err != nil {
 		return fmt.Errorf("new SCRAM server: %w", err) // cannot happen: NewServer only stores its arguments
 	}
-	return scramExchange(be, user, srv.NewConversation(), reason)
+	clientFirst, serverFirst, clientFinal, err := scramExchange(be, user, srv.NewConversation(), reason)
+	if err == nil && keys != nil && reason == nil {
+		*keys = recoverSCRAMKeys(secret, clientFirst, serverFirst, clientFinal)
+	}
+	return err
 }
 
 // storedCredentials returns the SCRAM credentials to check the client
@@ -78,56 +82,61 @@ func storedCredentials(user string, secret Secret, found bool) (creds scram.Stor
 // binding was offered. One difference: it rejects a user name with an '='
 // not followed by "2C" or "3D" (RFC 5802 section 5.1), which PostgreSQL
 // ignores; no known client sends one.
-func scramExchange(be *pgproto3.Backend, user string, conv *scram.ServerConversation, reason error) error {
+// It returns the three messages of the exchange that make the AuthMessage
+// (client-first, server-first, client-final), for SCRAM pass-through.
+func scramExchange(be *pgproto3.Backend, user string, conv *scram.ServerConversation, reason error) (clientFirst, serverFirst, clientFinal string, err error) {
+	fail := func(e error) (string, string, string, error) { return "", "", "", e }
 	if err := be.SetAuthType(pgproto3.AuthTypeSASL); err != nil {
-		return fmt.Errorf("set auth type: %w", err) // cannot happen
+		return fail(fmt.Errorf("set auth type: %w", err)) // cannot happen
 	}
 	be.Send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{mechanismSCRAM}})
 	if err := be.Flush(); err != nil {
-		return fmt.Errorf("send SASL request: %w", err)
+		return fail(fmt.Errorf("send SASL request: %w", err))
 	}
 
 	msg, err := receive(be, "SASL initial response")
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	initial, ok := msg.(*pgproto3.SASLInitialResponse)
 	if !ok {
-		return unexpected("SASL", msg)
+		return fail(unexpected("SASL", msg))
 	}
 	if initial.AuthMechanism != mechanismSCRAM {
 		// PostgreSQL's message and code (CheckSASLAuth in auth.c).
-		return &Error{
+		return fail(&Error{
 			Code:    CodeProtocolViolation,
 			Message: "client selected an invalid SASL authentication mechanism",
 			Err:     fmt.Errorf("mechanism %q", initial.AuthMechanism),
-		}
+		})
 	}
-	serverFirst, err := conv.Step(string(initial.Data))
+	// Copied now: the Backend reuses the buffer for the next message.
+	clientFirst = string(initial.Data)
+	serverFirst, err = conv.Step(clientFirst)
 	if err != nil {
-		return malformedSCRAM(err)
+		return fail(malformedSCRAM(err))
 	}
 	if conv.AuthzID() != "" {
 		// PostgreSQL's message and code (read_client_first_message in
 		// auth-scram.c).
-		return &Error{Code: CodeFeatureNotSupported, Message: "client uses authorization identity, but it is not supported"}
+		return fail(&Error{Code: CodeFeatureNotSupported, Message: "client uses authorization identity, but it is not supported"})
 	}
 
 	if err := be.SetAuthType(pgproto3.AuthTypeSASLContinue); err != nil {
-		return fmt.Errorf("set auth type: %w", err) // cannot happen
+		return fail(fmt.Errorf("set auth type: %w", err)) // cannot happen
 	}
 	be.Send(&pgproto3.AuthenticationSASLContinue{Data: []byte(serverFirst)})
 	if err := be.Flush(); err != nil {
-		return fmt.Errorf("send SASL continue: %w", err)
+		return fail(fmt.Errorf("send SASL continue: %w", err))
 	}
 
 	msg, err = receive(be, "SASL response")
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	response, ok := msg.(*pgproto3.SASLResponse)
 	if !ok {
-		return unexpected("SASL", msg)
+		return fail(unexpected("SASL", msg))
 	}
 	serverFinal, err := conv.Step(string(response.Data))
 	switch {
@@ -135,23 +144,23 @@ func scramExchange(be *pgproto3.Backend, user string, conv *scram.ServerConversa
 		if reason == nil {
 			reason = errWrongPassword
 		}
-		return passwordFailed(user, reason)
+		return fail(passwordFailed(user, reason))
 	case err != nil:
-		return malformedSCRAM(err)
+		return fail(malformedSCRAM(err))
 	case reason != nil || !conv.Valid():
 		// Cannot happen: mock keys come from a secret key, so no proof
 		// matches them. Fail closed all the same.
 		if reason == nil {
 			reason = errWrongPassword
 		}
-		return passwordFailed(user, reason)
+		return fail(passwordFailed(user, reason))
 	}
 
 	be.Send(&pgproto3.AuthenticationSASLFinal{Data: []byte(serverFinal)})
 	if err := be.Flush(); err != nil {
-		return fmt.Errorf("send SASL final: %w", err)
+		return fail(fmt.Errorf("send SASL final: %w", err))
 	}
-	return nil
+	return clientFirst, serverFirst, string(response.Data), nil
 }
 
 // malformedSCRAM is PostgreSQL's answer to a SCRAM message it cannot accept

@@ -49,17 +49,15 @@ func (u unsupported) why() string {
 var pgbouncerOnlySettings = map[string]unsupported{
 	// Process and logging plumbing: pauseproxy runs in the foreground and
 	// logs to stderr through log/slog, one line per connection event.
-	"logfile":            {reason: "pauseproxy logs to stderr"},
-	"pidfile":            {reason: "pauseproxy does not daemonize"},
-	"user":               {reason: "run pauseproxy as the intended user"},
-	"syslog":             {sameAs: []string{"0"}, reason: "pauseproxy logs to stderr"},
-	"syslog_ident":       {},
-	"syslog_facility":    {},
-	"log_connections":    {sameAs: []string{"1"}, reason: "pauseproxy always logs logins"},
-	"log_disconnections": {sameAs: []string{"1"}, reason: "pauseproxy always logs disconnections"},
-	"log_pooler_errors":  {sameAs: []string{"1"}, reason: "pauseproxy always logs errors sent to clients"},
-	"log_stats":          {sameAs: []string{"0"}, reason: "pauseproxy exports Prometheus metrics instead"},
-	"stats_period":       {reason: "pauseproxy exports Prometheus metrics instead"},
+	"logfile":           {reason: "pauseproxy logs to stderr"},
+	"pidfile":           {reason: "pauseproxy does not daemonize"},
+	"user":              {reason: "run pauseproxy as the intended user"},
+	"syslog":            {sameAs: []string{"0"}, reason: "pauseproxy logs to stderr"},
+	"syslog_ident":      {},
+	"syslog_facility":   {},
+	"log_pooler_errors": {sameAs: []string{"1"}, reason: "pauseproxy always logs errors sent to clients"},
+	"log_stats":         {sameAs: []string{"0"}, reason: "pauseproxy exports Prometheus metrics instead"},
+	"stats_period":      {reason: "pauseproxy exports Prometheus metrics instead"},
 	// PgBouncer's own record of its config file, and Windows service names.
 	"conffile":     {sameAs: []string{"*"}},
 	"service_name": {sameAs: []string{"*"}},

@@ -102,7 +102,6 @@ func TestLoadPgBouncerINI(t *testing.T) {
 		"testdata/pgbouncer-users.ini: users.report.query_timeout: not supported by pauseproxy, ignored (set query_timeout in [pgbouncer])",
 		"testdata/pgbouncer.ini: pgbouncer.logfile: not supported by pauseproxy, ignored (pauseproxy logs to stderr)",
 		"testdata/pgbouncer.ini: pgbouncer.pidfile: not supported by pauseproxy, ignored (pauseproxy does not daemonize)",
-		"testdata/pgbouncer.ini: pgbouncer.log_disconnections: not supported by pauseproxy, ignored (pauseproxy always logs disconnections)",
 		"testdata/pgbouncer.ini: pgbouncer.so_reuseport: not supported by pauseproxy, ignored (pauseproxy uses every core in one process)",
 		"testdata/pgbouncer.ini: pgbouncer.tcp_keepalive: not supported by pauseproxy, ignored (pauseproxy always enables TCP keepalive on client connections, with the operating system's timings)",
 		"testdata/pgbouncer.ini: pgbouncer.pkt_buf: not supported by pauseproxy, ignored",
@@ -112,6 +111,11 @@ func TestLoadPgBouncerINI(t *testing.T) {
 	}
 	if !reflect.DeepEqual(c.Warnings, wantWarnings) {
 		t.Errorf("Warnings:\n%s\nwant:\n%s", strings.Join(c.Warnings, "\n"), strings.Join(wantWarnings, "\n"))
+	}
+	// log_connections = 1 and log_disconnections = 0 carry PgBouncer's
+	// meaning.
+	if !c.Proxy.LogConnections || c.Proxy.LogDisconnections {
+		t.Errorf("log_connections %v, log_disconnections %v; want true, false", c.Proxy.LogConnections, c.Proxy.LogDisconnections)
 	}
 }
 

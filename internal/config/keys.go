@@ -108,6 +108,8 @@ var proxyFields = []field[Proxy]{
 	{"shutdown_timeout", func(p *Proxy) any { return &p.ShutdownTimeout }},
 	{"log_level", func(p *Proxy) any { return &p.LogLevel }},
 	{"log_format", func(p *Proxy) any { return &p.LogFormat }},
+	{"log_connections", func(p *Proxy) any { return &p.LogConnections }},
+	{"log_disconnections", func(p *Proxy) any { return &p.LogDisconnections }},
 	{"allow_root", func(p *Proxy) any { return &p.AllowRoot }},
 	{"http_token", func(p *Proxy) any { return &p.HTTPToken }},
 	{"http_token_env", func(p *Proxy) any { return &p.HTTPTokenEnv }},
@@ -267,6 +269,8 @@ func defaultProxy() Proxy {
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
 		LogFormat:          LogFormatText,
+		LogConnections:     true,
+		LogDisconnections:  true,
 
 		ConsulRegisterAddr:    "127.0.0.1:8500",
 		ConsulRegisterScheme:  "http",

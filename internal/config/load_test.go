@@ -246,7 +246,7 @@ pool_size = 2
 		ClientTLS:   TLS{SSLMode: "verify-full", CertFile: abs("server.crt"), KeyFile: abs("server.key"), CAFile: abs("ca.crt")},
 		ServerTLS:   TLS{SSLMode: "verify-ca", CAFile: abs("ca.crt")},
 		HoldTimeout: 10 * time.Second, DrainTimeout: 20 * time.Second, ShutdownTimeout: 45 * time.Second,
-		LogLevel: "debug", LogFormat: LogFormatJSON, PauseTimeoutAction: PauseTimeoutCancel, OnSplitBrain: SplitBrainHold, HTTPToken: "s3cret",
+		LogLevel: "debug", LogFormat: LogFormatJSON, LogConnections: true, LogDisconnections: true, PauseTimeoutAction: PauseTimeoutCancel, OnSplitBrain: SplitBrainHold, HTTPToken: "s3cret",
 		Peers:          []string{"10.0.1.5:6432", "[::1]:7432", "proxy-b.internal:6432"},
 		ConsulRegister: true, ConsulRegisterAddr: "consul.local:8501", ConsulRegisterScheme: "https",
 		ConsulRegisterCAFile: abs("ca.crt"), ConsulRegisterToken: "reg-token", ConsulRegisterService: "pauseproxy-main",

@@ -146,6 +146,13 @@ type Proxy struct {
 	// key=value lines) or "json" (one JSON object per line, for log
 	// collectors). Read at start; a reload that changes it warns.
 	LogFormat string
+	// LogConnections and LogDisconnections are PgBouncer's
+	// log_connections and log_disconnections (default true): one INFO
+	// line per client login (user, database, address, TLS) and per
+	// client that leaves (with how long it stayed). Refusals are logged
+	// whatever these say.
+	LogConnections    bool
+	LogDisconnections bool
 
 	// AllowRoot is allow_root (default false): serve even when started as
 	// root. pauseproxy refuses otherwise, as PgBouncer does ("PgBouncer

@@ -58,7 +58,6 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/discovery"
-	"github.com/pauseproxy/pauseproxy/internal/logagg"
 	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
@@ -69,6 +68,10 @@ type Event struct {
 	Held     time.Duration // how long new transactions were held
 	Outcome  string        // "released", "stopped"
 	Reason   string        // what started the cycle
+	// Planned is set when the cycle began with a planned switchover
+	// announced by the source (Patroni's failover key) rather than with
+	// a change already made.
+	Planned bool
 }
 
 // Options tunes an Engine. The zero value gives the defaults.
@@ -82,6 +85,14 @@ type Options struct {
 	// on the old primary's account before the source names the new one
 	// (default 10s).
 	PlannedTimeout time.Duration
+	// HoldTimeout is the proxy's hold_timeout: a hold without a usable
+	// primary that lasts longer is logged as an ERROR (escalate.go).
+	HoldTimeout time.Duration
+	// WarnAfter is how long a hold without a usable primary is logged
+	// at INFO before WARN (default 10s); NoPrimaryLogInterval how often
+	// it is logged (default 2s).
+	WarnAfter            time.Duration
+	NoPrimaryLogInterval time.Duration
 	// ReadOnly skips the writability check (the target is a replica on
 	// purpose).
 	ReadOnly bool
@@ -99,9 +110,6 @@ type Engine struct {
 	src  discovery.Source
 	opts Options
 	log  *slog.Logger
-	// logs folds the lines a long cycle repeats (a candidate checked
-	// every fast interval) into one per interval with a count.
-	logs *logagg.Aggregator
 
 	mu         sync.Mutex // guards the fields below
 	verified   string     // address verified writable in the current generation ("" none)
@@ -130,6 +138,12 @@ func New(db *router.Database, src discovery.Source, opts Options) *Engine {
 	if opts.VerifyTimeout <= 0 {
 		opts.VerifyTimeout = 2 * time.Second
 	}
+	if opts.WarnAfter <= 0 {
+		opts.WarnAfter = defaultWarnAfter
+	}
+	if opts.NoPrimaryLogInterval <= 0 {
+		opts.NoPrimaryLogInterval = defaultNoPrimaryInterval
+	}
 	if opts.PlannedTimeout <= 0 {
 		opts.PlannedTimeout = 10 * time.Second
 	}
@@ -137,7 +151,6 @@ func New(db *router.Database, src discovery.Source, opts Options) *Engine {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{db: db, src: src, opts: opts, log: opts.Log.With(slog.String("database", db.Name))}
-	e.logs = logagg.New(e.log, logagg.DefaultInterval)
 	e.SetOnSplitBrain(opts.OnSplitBrain)
 	return e
 }
@@ -179,7 +192,6 @@ func (e *Engine) Status() Status {
 // must have been handed over with db.Manage() (held until the first
 // primary is verified).
 func (e *Engine) Run(ctx context.Context) {
-	defer e.logs.Close()
 	go e.src.Run(ctx)
 	e.cycle(ctx, "startup", false)
 	for ctx.Err() == nil {
@@ -241,6 +253,7 @@ func (e *Engine) needsCycle(snap *discovery.Snapshot) (reason string, planned bo
 // the source to name another primary (see the package doc).
 func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	start := time.Now()
+	wasPlanned := planned
 	e.db.Hold(router.HoldRoleChange)
 	e.src.Hurry()
 	e.mu.Lock()
@@ -258,6 +271,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 	defer tick.Stop()
 	var refusedAt time.Time // when a check last found a refusal that waiting cannot heal
 	var splitAt time.Time   // when a check last found the previous primary still writable
+	lastLog := time.Time{}  // when the held database was last logged (escalating)
 	plannedUntil := start.Add(e.opts.PlannedTimeout)
 	for {
 		snap := e.src.Snapshot()
@@ -292,7 +306,7 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 				splitAt = time.Now()
 				err = fmt.Errorf("split brain: the previous primary %s still accepts writes (on_split_brain = hold)", addrOf(e.splitBrainOld()))
 			} else if err == nil {
-				e.release(p, from, start, reason)
+				e.release(p, from, start, reason, wasPlanned)
 				return
 			}
 			e.mu.Lock()
@@ -300,17 +314,20 @@ func (e *Engine) cycle(ctx context.Context, reason string, planned bool) {
 			e.verifyFail++
 			e.noteSourceLocked(snap)
 			e.mu.Unlock()
-			if !refused {
-				e.logs.Log(slog.LevelInfo, "candidate "+p.Addr(), "role change: candidate not released yet",
-					slog.String("candidate", p.Addr()), slog.Any("err", err))
+			if !refused && time.Since(lastLog) > e.opts.NoPrimaryLogInterval {
+				e.logNoPrimary(time.Since(start), p.Addr(), err)
+				lastLog = time.Now()
 			}
+		} else if snap.Primary == nil && time.Since(lastLog) > e.opts.NoPrimaryLogInterval && time.Since(start) > e.opts.NoPrimaryLogInterval {
+			e.logNoPrimary(time.Since(start), "", snap.Err)
+			lastLog = time.Now()
 		}
 		select {
 		case <-ctx.Done():
 			e.mu.Lock()
 			e.cycling = false
 			e.mu.Unlock()
-			e.emit(Event{Database: e.db.Name, From: from, Held: time.Since(start), Outcome: "stopped", Reason: reason})
+			e.emit(Event{Database: e.db.Name, From: from, Held: time.Since(start), Outcome: "stopped", Reason: reason, Planned: wasPlanned})
 			return
 		case <-changed:
 		case <-tick.C:
@@ -366,7 +383,7 @@ func (e *Engine) verify(ctx context.Context, p *discovery.Member) error {
 
 // release points the pools at the verified primary in a new generation
 // and lets the held transactions go.
-func (e *Engine) release(p *discovery.Member, from string, start time.Time, reason string) {
+func (e *Engine) release(p *discovery.Member, from string, start time.Time, reason string, planned bool) {
 	to := p.Addr()
 	// Trouble signalled during the cycle came from connections to the
 	// old primary (none to p exist before Retarget): the cycle handled
@@ -391,7 +408,7 @@ func (e *Engine) release(p *discovery.Member, from string, start time.Time, reas
 	e.db.Unhold(router.HoldRoleChange)
 	held := time.Since(start)
 	e.log.Info("role change: released", slog.String("primary", to), slog.String("from", from), slog.Duration("held", held))
-	e.emit(Event{Database: e.db.Name, From: from, To: to, Held: held, Outcome: "released", Reason: reason})
+	e.emit(Event{Database: e.db.Name, From: from, To: to, Held: held, Outcome: "released", Reason: reason, Planned: planned})
 }
 
 func (e *Engine) emit(ev Event) {

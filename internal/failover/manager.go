@@ -85,6 +85,7 @@ func (m *Manager) Sync(cfg *config.Config) {
 			// A planned switchover's early hold must end well before
 			// the held transactions' own limit.
 			PlannedTimeout: min(10*time.Second, cfg.Proxy.HoldTimeout/2),
+			HoldTimeout:    cfg.Proxy.HoldTimeout,
 			Log:            m.log, OnEvent: m.onEvent,
 		})
 		ctx, cancel := context.WithCancel(context.Background())

@@ -57,6 +57,16 @@ func TestFakePlannedSwitchoverHoldsAhead(t *testing.T) {
 	if addr := <-done; addr != "unix" {
 		t.Fatalf("the held transaction ran on %q, want the new primary (unix)", addr)
 	}
+	// The cycle's event says it began with a planned switchover (the
+	// switchover hold reason and role change kind of the metrics); the
+	// first one, at start, does not.
+	var evs []failover.Event
+	for len(env.events) > 0 {
+		evs = append(evs, <-env.events)
+	}
+	if len(evs) != 2 || evs[0].Planned || !evs[1].Planned || evs[1].From != a.Addr() || evs[1].To != b.Addr() {
+		t.Fatalf("events %+v: want the start (not planned), then %s -> %s planned", evs, a.Addr(), b.Addr())
+	}
 }
 
 // A request that Patroni drops (refused, withdrawn) releases the hold on

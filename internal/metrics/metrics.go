@@ -1,23 +1,33 @@
 // Package metrics exports pauseproxy's state to Prometheus: clients and
 // server connections by state, holds and pauses, transactions, queries and
-// bytes, wait and transaction time histograms, role changes and hold
-// durations, discovery health and retries.
+// bytes, wait and transaction time histograms, role changes by kind and
+// hold durations by reason, errors sent to clients by SQLSTATE, the
+// verified primary, the configured limits, discovery health and retries.
 //
 // Nothing here sits on the path of a transaction. Gauges and counters are
 // read from the router, the pools and the Pauser when Prometheus scrapes
 // (a custom Collector); the two timing histograms are kept by the router
-// itself (router.Histogram, lock-free) and converted at scrape time; what
-// happens once in a while (role changes, holds ending, PAUSE outcomes)
-// arrives through a subscription to admin.Events.
+// itself (router.Histogram, lock-free) and converted at scrape time, and
+// so are the client error counts (router.ErrorCounts); what happens once
+// in a while (role changes, holds ending, PAUSE outcomes) arrives through a
+// subscription to admin.Events.
+//
+// The series an alert is written on exist from the start, at zero: every
+// hold reason, every role change kind of every database, every PAUSE and
+// SWITCHOVER outcome. A counter that appears only at its first increment
+// is invisible to increase() and rate() over that first change.
 //
 // Names follow Prometheus conventions: the pauseproxy_ prefix, _total for
 // counters, _seconds and _bytes units; labels are low-cardinality
-// (database, user, state, reason, outcome). Everything is registered on a
-// registry passed in, never the global one.
+// (database, user, state, reason, kind, outcome, and sqlstate, bounded to
+// a fixed list of codes and the SQLSTATE classes). Everything is
+// registered on a registry passed in, never the global one.
 package metrics
 
 import (
+	"net"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,11 +49,24 @@ type Options struct {
 	// Discovery reports discovery errors, last success and retries; nil
 	// until the role-change engine provides it.
 	Discovery Discovery
+	// Topology names each managed database's verified primary
+	// (pauseproxy_primary_verified, pauseproxy_primary_info); nil treats
+	// every database as static.
+	Topology admin.Topology
 	// Clients counts connected clients, logged in or logging in
 	// (proxy.Server.Clients); nil leaves pauseproxy_clients_login out.
 	Clients func() int64
 	// Version labels pauseproxy_build_info.
 	Version string
+	// Console counts the errors sent to admin console clients
+	// (admin.Console); nil leaves them out of
+	// pauseproxy_client_errors_total.
+	Console ConsoleErrors
+}
+
+// ConsoleErrors is implemented by admin.Console.
+type ConsoleErrors interface {
+	ClientErrors() map[string]uint64
 }
 
 // DiscoveryStats is what discovery and the role-change engine report for
@@ -85,11 +108,11 @@ func NewRegistry(o Options) (*prometheus.Registry, error) {
 
 // Register adds pauseproxy's metrics to reg.
 func Register(reg prometheus.Registerer, o Options) error {
-	c := newCollector(o)
+	ev := newEventMetrics()
+	c := newCollector(o, ev)
 	if err := reg.Register(c); err != nil {
 		return err
 	}
-	ev := newEventMetrics()
 	for _, col := range ev.collectors() {
 		if err := reg.Register(col); err != nil {
 			return err
@@ -107,7 +130,8 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 // collector reads the router's state at scrape time.
 type collector struct {
-	o Options
+	o  Options
+	ev *eventMetrics
 
 	buildInfo, clients, clientsLogin, servers, heldClients, maxWait     *prometheus.Desc
 	paused, pausedAll, held, disabled                                   *prometheus.Desc
@@ -115,11 +139,31 @@ type collector struct {
 	discoveryErrors, discoveryLastSuccess, retries, poolSize, gen, hold *prometheus.Desc
 	listenerReconnects                                                  *prometheus.Desc
 	splitBrain                                                          *prometheus.Desc
+	roleChanges, clientErrors, primaryVerified, primaryInfo             *prometheus.Desc
+	maxClientConn, reservePool, minPoolSize, maxDBConns, maxUserConns   *prometheus.Desc
 }
 
-func newCollector(o Options) *collector {
+// noDatabase labels client errors of logins refused before they named a
+// known database (PgBouncer's "(nodb)" in SHOW CLIENTS).
+const noDatabase = "(nodb)"
+
+// consoleDatabase labels the errors of admin console clients: the name
+// the console has in SHOW DATABASES.
+const consoleDatabase = "pgbouncer"
+
+func newCollector(o Options, ev *eventMetrics) *collector {
 	return &collector{
 		o:                    o,
+		ev:                   ev,
+		roleChanges:          desc("role_changes_total", "Role-change cycles that ended on a verified primary, by kind: failover (the primary moved), switchover (it moved after a planned switchover was announced), restart (same address: restarted in place). Every database has every kind from the start.", "database", "kind"),
+		clientErrors:         desc("client_errors_total", "ErrorResponses sent to clients, forwarded from a server or made by the proxy (logins refused included), by SQLSTATE: the full code for the common ones (see docs/admin.md), the class as 42XXX otherwise. database is (nodb) for a login refused before it named a known database.", "database", "sqlstate"),
+		primaryVerified:      desc("primary_verified", "1 while the database's primary is verified writable by the role-change engine, 0 while it has none (no primary yet, or a role change under way). Only databases with discovery.", "database"),
+		primaryInfo:          desc("primary_info", "The address (host:port) new server connections of the database go to: the verified primary (discovery) or the configured target (static). Always 1; absent while a managed database has no verified primary.", "database", "address"),
+		maxClientConn:        desc("max_client_conn", "max_client_conn: the most client connections the proxy accepts (0: no limit)."),
+		reservePool:          desc("reserve_pool_size", "The database's reserve_pool_size: extra server connections when clients wait longer than reserve_pool_timeout.", "database"),
+		minPoolSize:          desc("min_pool_size", "The database's min_pool_size.", "database"),
+		maxDBConns:           desc("max_db_connections", "The database's max_db_connections: server connections across its pools (0: no limit).", "database"),
+		maxUserConns:         desc("max_user_connections", "A configured user's max_user_connections: server connections across its pools (0: no limit).", "user"),
 		buildInfo:            desc("build_info", "pauseproxy's version; always 1.", "version"),
 		clients:              desc("clients", "Logged-in client connections by state: active (a server connection is bound), idle, waiting (for a server connection, in a hold or a full pool).", "database", "user", "state"),
 		clientsLogin:         desc("clients_login", "Client connections still logging in (console clients included)."),
@@ -150,7 +194,9 @@ func newCollector(o Options) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.clients, c.clientsLogin, c.servers, c.heldClients, c.maxWait,
 		c.paused, c.pausedAll, c.held, c.disabled, c.poolSize, c.gen, c.hold, c.xacts, c.queries, c.received,
-		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects, c.splitBrain} {
+		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects, c.splitBrain,
+		c.roleChanges, c.clientErrors, c.primaryVerified, c.primaryInfo,
+		c.maxClientConn, c.reservePool, c.minPoolSize, c.maxDBConns, c.maxUserConns} {
 		ch <- d
 	}
 }
@@ -166,6 +212,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	cfg := r.Config()
 	gauge(c.buildInfo, 1, c.o.Version)
 	gauge(c.hold, cfg.Proxy.HoldTimeout.Seconds())
+	gauge(c.maxClientConn, float64(cfg.Proxy.MaxClientConn))
+	for name, u := range cfg.Users {
+		gauge(c.maxUserConns, float64(u.MaxUserConns), name)
+	}
+	for code, n := range r.LoginErrors() {
+		counter(c.clientErrors, float64(n), noDatabase, code)
+	}
+	if c.o.Console != nil {
+		for code, n := range c.o.Console.ClientErrors() {
+			counter(c.clientErrors, float64(n), consoleDatabase, code)
+		}
+	}
 
 	// Clients by database, user and state: every state of a pair that has
 	// clients, zeros included, so that a state emptying shows as 0
@@ -216,8 +274,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.held, 1, name, reason)
 		}
 		gauge(c.disabled, b2f(d.Disabled()), name)
-		gauge(c.poolSize, float64(d.Config().PoolSize), name)
-		gauge(c.gen, float64(d.Target().Gen), name)
+		dc := d.Config()
+		gauge(c.poolSize, float64(dc.PoolSize), name)
+		gauge(c.reservePool, float64(dc.ReservePool), name)
+		gauge(c.minPoolSize, float64(dc.MinPoolSize), name)
+		gauge(c.maxDBConns, float64(dc.MaxDBConns), name)
+		t := d.Target()
+		gauge(c.gen, float64(t.Gen), name)
+		c.collectPrimary(ch, d)
+		for _, kind := range changeKinds {
+			counter(c.roleChanges, float64(c.ev.roleChanges(name, kind)), name, kind)
+		}
 
 		st := d.Stats()
 		counter(c.xacts, float64(st.Xacts.Load()), name)
@@ -225,6 +292,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.received, float64(st.Received.Load()), name)
 		counter(c.sent, float64(st.Sent.Load()), name)
 		counter(c.listenerReconnects, float64(st.ListenerReconnects.Load()), name)
+		for code, n := range st.ClientErrors.Snapshot() {
+			counter(c.clientErrors, float64(n), name, code)
+		}
 		ch <- histogram(c.xactTime, st.XactTimes.Snapshot(), name)
 		ch <- histogram(c.waitTime, st.WaitTimes.Snapshot(), name)
 	}
@@ -243,6 +313,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// collectPrimary reports where database d's new server connections go.
+func (c *collector) collectPrimary(ch chan<- prometheus.Metric, d *router.Database) {
+	if c.o.Topology != nil {
+		if _, verified, _, ok := c.o.Topology.Topology(d.Name); ok {
+			ch <- prometheus.MustNewConstMetric(c.primaryVerified, prometheus.GaugeValue, b2f(verified != ""), d.Name)
+			if verified != "" {
+				ch <- prometheus.MustNewConstMetric(c.primaryInfo, prometheus.GaugeValue, 1, d.Name, verified)
+			}
+			return
+		}
+	}
+	t := d.Target()
+	if t.Host == "" {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.primaryInfo, prometheus.GaugeValue, 1, d.Name, net.JoinHostPort(t.Host, strconv.Itoa(t.Port)))
 }
 
 // histogram converts a router histogram to a Prometheus one.

@@ -146,13 +146,13 @@ dbname = "postgres"
 	if err := <-held; err != nil {
 		t.Fatal(err)
 	}
-	events.Add(admin.Event{Kind: admin.EventRoleChange, Database: "appdb", Detail: "pg1 -> pg2"})
+	events.Add(admin.Event{Kind: admin.EventRoleChange, Database: "appdb", Reason: "role-change", Outcome: "released", From: "pg1:5432", To: "pg2:5432", Detail: "pg1 -> pg2"})
 	events.Add(admin.Event{Kind: admin.EventHold, Database: "appdb", Reason: "role-change", Duration: 1500 * time.Millisecond})
 	m = scrape(t, web.URL)
 	if got := value(m, "pauseproxy_paused", "database", "appdb"); got != 0 {
 		t.Errorf("paused after RESUME = %v", got)
 	}
-	if got := value(m, "pauseproxy_role_changes_total", "database", "appdb"); got != 1 {
+	if got := value(m, "pauseproxy_role_changes_total", "database", "appdb", "kind", "failover"); got != 1 {
 		t.Errorf("role_changes_total = %v", got)
 	}
 	if got := histCount(m, "pauseproxy_hold_duration_seconds", "reason", "pause"); got != 1 {

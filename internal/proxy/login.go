@@ -40,7 +40,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		if errors.Is(err, wire.ErrTerminate) && s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.Debug("client closed before its startup packet", slog.String("addr", nc.RemoteAddr().String()))
 		}
-		s.refuse(conn, err)
+		s.refuse(conn, err, loginInfo{})
 		return
 	}
 	switch st.Kind {
@@ -68,20 +68,21 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	user, _ := st.Get("user")
 	if user == "" {
-		s.refuse(conn, &router.StartError{Code: "28000", Msg: "no PostgreSQL user name specified in startup packet"})
+		s.refuse(conn, &router.StartError{Code: "28000", Msg: "no PostgreSQL user name specified in startup packet"}, loginInfo{})
 		return
 	}
 	dbname, ok := st.Get("database")
 	if !ok || dbname == "" {
 		dbname = user
 	}
+	who := loginInfo{user: user, database: dbname}
 	if px.MaxClientConn > 0 && n > int64(px.MaxClientConn) {
-		s.refuse(conn, &router.StartError{Code: "53300", Msg: fmt.Sprintf("pauseproxy: no more connections allowed (max_client_conn %d)", px.MaxClientConn)})
+		s.refuse(conn, &router.StartError{Code: "53300", Msg: fmt.Sprintf("pauseproxy: no more connections allowed (max_client_conn %d)", px.MaxClientConn)}, who)
 		return
 	}
 	mode := px.ClientTLS.SSLMode
 	if !isTLS && (mode == "require" || mode == "verify-ca" || mode == "verify-full") {
-		s.refuse(conn, &router.StartError{Code: "28000", Msg: "pauseproxy: SSL required (client_tls_sslmode " + mode + ")"})
+		s.refuse(conn, &router.StartError{Code: "28000", Msg: "pauseproxy: SSL required (client_tls_sslmode " + mode + ")"}, who)
 		return
 	}
 	// Built only when there is something to log: With formats its
@@ -99,8 +100,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 			err = checkCert(conn, user)
 		}
 		if err != nil {
-			s.logRefusal(conn, user, dbname, err)
-			s.refuse(conn, err)
+			s.refuse(conn, err, who)
 			return
 		}
 	}
@@ -114,6 +114,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		// database names without any password.
 		db, ok = s.router.Database(dbname)
 		unknownDB = !ok
+		who.db = db
 	}
 	// Most client messages are small, and an idle client should cost
 	// little memory: the reader frames them in a buffer of its own of a
@@ -122,27 +123,20 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// reads through it too, with a lower limit, so that whatever a client
 	// sends right after its password stays there for the session.
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
-	serverPassword, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
+	serverPassword, serverSCRAM, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
 	if err != nil {
-		var ae *auth.Error
-		if errors.As(err, &ae) {
-			s.logs.Log(slog.LevelInfo, "auth failed "+dbname, "client authentication failed",
-				slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()), slog.Any("err", err))
-		}
-		s.refuse(conn, err)
+		s.refuse(conn, err, who)
 		return
 	}
 	if unknownDB {
-		err := &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)}
-		s.logRefusal(conn, user, dbname, err)
-		s.refuse(conn, err)
+		s.refuse(conn, &router.StartError{Code: "3D000", Msg: fmt.Sprintf("pauseproxy: no such database: %s", dbname)}, who)
 		return
 	}
 	rd.SetMaxMessageSize(px.MaxMessageSize)
 	rd.SetBudget(s.budget)
 	if isAdmin {
 		if s.admin == nil {
-			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"})
+			s.refuse(conn, &router.StartError{Code: "08P01", Msg: "pauseproxy: admin console not available"}, who)
 			return
 		}
 		conn.SetDeadline(time.Time{})
@@ -151,18 +145,23 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	}
 	sess, err := s.router.Start(ctx, router.Login{
 		Conn: conn, Reader: rd, Startup: st, DB: db, User: user,
-		ServerUser: user, ServerPassword: serverPassword,
+		ServerUser: user, ServerPassword: serverPassword, ServerSCRAM: serverSCRAM,
 	})
 	if err != nil {
-		s.logRefusal(conn, user, dbname, err)
-		s.refuse(conn, err)
+		s.refuse(conn, err, who)
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	if s.log.Enabled(ctx, slog.LevelDebug) {
-		log().Debug("client logged in", slog.Uint64("client", sess.ID))
+	if px.LogConnections {
+		// PgBouncer's log_connections: "login attempt: db=... user=...
+		// tls=...".
+		log().Info("client logged in", slog.Uint64("client", sess.ID), slog.Bool("tls", isTLS))
 	}
+	start := time.Now()
 	sess.Run(ctx)
+	if s.conf.Load().Proxy.LogDisconnections {
+		log().Info("client disconnected", slog.Uint64("client", sess.ID), slog.Duration("age", time.Since(start)))
+	}
 }
 
 // clientReadBufs lends client readers their large buffers.
@@ -294,25 +293,36 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 //
 // method is auth_type, or what auth_hba_file chose; a client that method
 // cert accepted comes here with it, as under trust.
-func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, error) {
+//
+// Besides the password for the server login (when the secret is a
+// clear-text one), it returns the client's SCRAM keys when it logged in
+// with SCRAM against a stored verifier: the server login then answers the
+// server's SCRAM challenge with them (SCRAM pass-through, as PgBouncer).
+func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, router.ServerSCRAM, error) {
 	// With auth_dbname, auth_query has a database to run in even for a
 	// database that does not exist.
 	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB || cfg.Proxy.AuthDBName != "")
 	if err != nil {
-		return "", &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
+		return "", nil, &router.StartError{Code: "08006", Msg: "pauseproxy: auth_query failed: " + err.Error()}
 	}
 	if method == auth.MethodTrust || method == auth.MethodCert {
 		if pw, ok := secret.Plain(); ok {
-			return pw, nil
+			return pw, nil, nil
 		}
-		return "", nil
+		return "", nil, nil
 	}
 	be := pgproto3.NewBackend(r, w)
-	if err := auth.Authenticate(be, method, user, secret, found); err != nil {
-		return "", err
+	keys, err := auth.AuthenticateKeys(be, method, user, secret, found)
+	if err != nil {
+		return "", nil, err
 	}
-	pw, _ := secret.Plain()
-	return pw, nil
+	if pw, ok := secret.Plain(); ok {
+		return pw, nil, nil
+	}
+	if keys != nil {
+		return "", keys, nil
+	}
+	return "", nil, nil
 }
 
 // lookup finds a user's secret: a [users.<name>] password, then the
@@ -399,8 +409,18 @@ func (s *Server) authQuery(ctx context.Context, cfg *config.Config, user string,
 	return auth.QuerySecret(qctx, pc, px.AuthQuery, user)
 }
 
-// refuse sends a FATAL ErrorResponse naming the problem and closes.
-func (s *Server) refuse(conn net.Conn, err error) {
+// loginInfo is what the login phase knows of a client when it refuses it:
+// its user and database names once its startup packet is read, and the
+// database once the name was found.
+type loginInfo struct {
+	user, database string
+	db             *router.Database
+}
+
+// refuse sends a FATAL ErrorResponse naming the problem and closes. It
+// logs the refusal once, with the client's address and the reason, and
+// counts it in pauseproxy_client_errors_total (the database's when known).
+func (s *Server) refuse(conn net.Conn, err error, who loginInfo) {
 	defer conn.Close()
 	code, msg := "08P01", ""
 	var (
@@ -425,11 +445,29 @@ func (s *Server) refuse(conn net.Conn, err error) {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				s.logs.Log(slog.LevelInfo, "login timeout", "client login timed out", slog.String("addr", conn.RemoteAddr().String()))
+				if who.db != nil {
+					who.db.CountClientError("08P01")
+				} else {
+					s.router.CountLoginError("08P01")
+				}
 				conn.SetWriteDeadline(time.Now().Add(time.Second))
 				conn.Write(wire.AppendError(nil, wire.SeverityFatal, "08P01", "pauseproxy: client_login_timeout"))
 			}
 			return
 		}
+	}
+	attrs := []slog.Attr{slog.String("addr", conn.RemoteAddr().String()), slog.String("sqlstate", code), slog.String("reason", msg)}
+	if who.user != "" {
+		attrs = append(attrs, slog.String("user", who.user), slog.String("database", who.database))
+	}
+	// The first of its kind (database and SQLSTATE) at once, then one
+	// line per interval with the count (logagg): ten thousand refusals of
+	// one kind do not make ten thousand lines.
+	s.logs.Log(slog.LevelInfo, "refused "+who.database+" "+code, "client login refused", attrs...)
+	if who.db != nil {
+		who.db.CountClientError(code)
+	} else {
+		s.router.CountLoginError(code)
 	}
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
@@ -468,18 +506,4 @@ func loadSecrets(cfg *config.Config) (*secretStore, error) {
 // quote quotes a value for a libpq keyword/value connection string.
 func quote(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-// logRefusal logs a refused login, folded with the same refusals of the
-// same database (logagg): ten thousand clients refused for one reason make
-// one line per interval, with their count.
-func (s *Server) logRefusal(conn net.Conn, user, dbname string, err error) {
-	code := ""
-	var se *router.StartError
-	if errors.As(err, &se) {
-		code = se.Code
-	}
-	s.logs.Log(slog.LevelInfo, "refused "+dbname+" "+code, "client login refused",
-		slog.String("user", user), slog.String("database", dbname), slog.String("addr", conn.RemoteAddr().String()),
-		slog.String("sqlstate", code), slog.Any("err", err))
 }

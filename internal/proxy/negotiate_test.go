@@ -49,6 +49,7 @@ func expectQuietClose(t *testing.T, c net.Conn) {
 // A client that gives up before it starts (node-postgres' connect() then
 // end() sends Terminate first) or that connects and closes at once (a TCP
 // health check) is closed quietly: no ErrorResponse, no line in the log.
+// One that sends garbage is refused, and that refusal is logged once.
 func TestQuietCloseBeforeStartup(t *testing.T) {
 	var logBuf proxytest.SyncBuffer
 	p := startProxy(t, proxyOptions{Opts: []proxytest.Option{
@@ -79,8 +80,10 @@ func TestQuietCloseBeforeStartup(t *testing.T) {
 			t.Fatalf("got %s %q", e.Code, e.Message)
 		}
 	})
-	if out := logBuf.String(); out != "" {
-		t.Fatalf("the proxy logged:\n%s", out)
+	out := logBuf.String()
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 ||
+		!strings.Contains(lines[0], `msg="client login refused"`) || !strings.Contains(lines[0], "invalid startup packet length") {
+		t.Fatalf("the proxy logged:\n%s\nwant one line, for the refused garbage", out)
 	}
 }
 

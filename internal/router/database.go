@@ -355,6 +355,15 @@ type dbStats struct {
 	Sent      atomic.Int64 // bytes to clients
 	XactTimes Histogram
 	WaitTimes Histogram
+
+	// PgBouncer 1.25's SHOW STATS counters (admin) and the client errors
+	// (metrics; clienterrors.go).
+	QueryNanos   atomic.Int64 // time servers spent with a client's work outstanding (querytime.go)
+	Assignments  atomic.Int64 // server connections given to a client
+	ClientParses atomic.Int64 // named statements prepared by clients
+	ServerParses atomic.Int64 // named statements the proxy prepared on a server
+	Binds        atomic.Int64 // Binds of named statements forwarded to a server
+	ClientErrors ErrorCounts
 }
 
 func (s *dbStats) xact(d time.Duration) {
@@ -366,6 +375,7 @@ func (s *dbStats) xact(d time.Duration) {
 func (s *dbStats) query() { s.Queries.Add(1) }
 
 func (s *dbStats) waited(d time.Duration) {
+	s.Assignments.Add(1)
 	s.WaitNanos.Add(int64(d))
 	s.WaitTimes.Observe(d)
 }

@@ -23,6 +23,7 @@ type serverLogin struct {
 	User     string
 	Password string
 	DBName   string
+	SCRAM    ServerSCRAM // scrampass.go
 }
 
 // pgconnConfig builds the pgconn configuration for one target. It goes
@@ -61,6 +62,7 @@ func pgconnConfig(t pool.Target, login serverLogin, tlsCfg config.TLS, appName s
 		return nil, fmt.Errorf("server connection settings for %s:%d: %w", t.Host, t.Port, err)
 	}
 	cfg.Password = login.Password
+	scramPassThrough(cfg, login)
 	cfg.RuntimeParams = map[string]string{}
 	if appName != "" {
 		cfg.RuntimeParams["application_name"] = appName

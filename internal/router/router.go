@@ -29,6 +29,8 @@ type Router struct {
 	draining atomic.Bool
 	stmts    stmtRegistry
 
+	loginErrors ErrorCounts // clienterrors.go
+
 	ulMu       sync.Mutex // guards userLimits
 	userLimits map[string]*pool.Limit
 
@@ -156,6 +158,7 @@ type Login struct {
 	// entry does not force a user.
 	ServerUser     string
 	ServerPassword string
+	ServerSCRAM    ServerSCRAM // without ServerPassword: SCRAM pass-through (scrampass.go)
 }
 
 // loginBindWait is how long a session-mode login waits for a server
@@ -184,7 +187,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	if d.disabled.Load() {
 		return nil, &StartError{Code: "08P01", Msg: fmt.Sprintf("pauseproxy: database %q is disabled", d.Name)}
 	}
-	p, err := d.poolFor(l.User, serverLogin{User: l.ServerUser, Password: l.ServerPassword})
+	p, err := d.poolFor(l.User, serverLogin{User: l.ServerUser, Password: l.ServerPassword, SCRAM: l.ServerSCRAM})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +202,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 	s := &Session{
 		ID: r.sessIDs.Add(1), User: l.User, DBName: d.Name, Addr: l.Conn.RemoteAddr(), Start: time.Now(),
 		r: r, db: d, pool: p, mode: d.poolMode(l.User),
-		cc: l.Conn, crd: l.Reader, cw: newClientWriter(l.Conn),
+		cc: l.Conn, crd: l.Reader, cw: newClientWriter(countErrors(l.Conn, d)),
 		tx: wire.TxIdle,
 	}
 	s.self = s

@@ -126,6 +126,7 @@ type Session struct {
 	fatalReason     string                  // message of a FATAL error the bound server sent before closing
 	xactStart       time.Time
 	waitStart       time.Time
+	queryStart      time.Time
 	phase           phase // see phase.go; set only by setPhaseLocked
 
 	wmu sync.Mutex // serializes writes to the client (cw)
@@ -601,6 +602,7 @@ func (s *Session) end() {
 // query is cancelled (57014 to the client, who keeps its connection)
 // instead of both connections being closed. Called with mu held.
 func (s *Session) armQueryTimeoutLocked() {
+	s.queryStartedLocked()
 	d := s.r.cfg().QueryTimeout
 	if d <= 0 || s.pending != 1 {
 		return
@@ -615,6 +617,7 @@ func (s *Session) armQueryTimeoutLocked() {
 // stopQueryTimeoutLocked stops query_timeout once nothing is outstanding.
 // Called with mu held.
 func (s *Session) stopQueryTimeoutLocked() {
+	s.queryEndedLocked()
 	if s.queryTimer != nil && s.pending <= 0 {
 		s.queryTimer.Stop()
 	}

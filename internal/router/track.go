@@ -27,6 +27,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			return m, false
 		}
 		def := s.r.stmts.intern(rest)
+		s.db.noteClientParse()
 		if cur, ok := s.stmts[string(name)]; ok {
 			return s.duplicateParse(cs, cur, string(name), out), false
 		}
@@ -44,6 +45,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		}
 		out = s.evict(cs, out)
 		cs.stmts.add(def)
+		s.db.noteServerParse()
 		s.exps.push(exp{kind: expParse, def: def, name: created})
 		return append(out, def.parse...), false
 
@@ -74,6 +76,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 			return s.appendBindRenamed(out, m, portal, end, staleName), false
 		}
 		out = s.ensure(cs, def, out)
+		s.db.noteBind()
 		s.exps.push(exp{kind: expBind, def: def})
 		return s.appendBindRenamed(out, m, portal, end, def.name), false
 
@@ -149,6 +152,7 @@ func (s *Session) ensure(cs *connState, def *stmtDef, out []byte) []byte {
 	}
 	out = s.evict(cs, out)
 	cs.stmts.add(def)
+	s.db.noteServerParse()
 	s.exps.push(exp{kind: expInjectParse, def: def})
 	return append(out, def.parse...)
 }
