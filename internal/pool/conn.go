@@ -74,6 +74,13 @@ type Conn struct {
 	params   map[string]string
 	lastUsed time.Time
 	inIdle   bool // on the pool's idle list (guarded by pool.mu, not mu)
+	// cancels counts CancelRequests in flight for this connection and
+	// parked says Put was called meanwhile (both guarded by pool.mu): the
+	// connection goes back to the pool only once they are done, so a
+	// cancel meant for a statement that just ended cannot reach the next
+	// client's (PgBouncer does the same).
+	cancels int
+	parked  bool
 	closed   bool
 
 	// Session-owned state that lives with the server connection, such as
@@ -165,6 +172,8 @@ func (c *Conn) Write(p []byte) error {
 // Cancel sends a CancelRequest for this connection's backend on a new
 // connection to the same server, over TLS when this connection uses it.
 func (c *Conn) Cancel(timeout time.Duration) error {
+	c.pool.cancelStarted(c)
+	defer c.pool.cancelEnded(c)
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.Dial(c.srv.Network, c.srv.Address)
 	if err != nil {

@@ -393,6 +393,12 @@ func (p *Pool) newConnLocked(srv *Server, t Target) *Conn {
 // server_lifetime, or exceed a shrunk pool size are closed.
 func (p *Pool) Put(c *Conn) {
 	p.mu.Lock()
+	if c.cancels > 0 {
+		// Back once the cancel is done (cancelEnded).
+		c.parked = true
+		p.mu.Unlock()
+		return
+	}
 	p.active--
 	now := time.Now()
 	discard := c.dead.Load() || c.retire.Load() || p.closed || c.target.Gen != p.target.Gen ||
@@ -418,6 +424,28 @@ func (p *Pool) Put(c *Conn) {
 	c.inIdle = true
 	p.idle = append(p.idle, c)
 	p.mu.Unlock()
+}
+
+// cancelStarted notes a CancelRequest in flight for c.
+func (p *Pool) cancelStarted(c *Conn) {
+	p.mu.Lock()
+	c.cancels++
+	p.mu.Unlock()
+}
+
+// cancelEnded notes the end of a CancelRequest for c, and puts c back if
+// it was released meanwhile.
+func (p *Pool) cancelEnded(c *Conn) {
+	p.mu.Lock()
+	c.cancels--
+	back := c.cancels == 0 && c.parked
+	if back {
+		c.parked = false
+	}
+	p.mu.Unlock()
+	if back {
+		p.Put(c)
+	}
 }
 
 // popIdleLocked takes the most recently used live idle connection.

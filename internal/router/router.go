@@ -437,10 +437,23 @@ func (r *Router) Cancel(k CancelKey) {
 		// change): it leaves the queue and is never sent.
 		s.waitCancel(errClientCancel)
 	}
+	later := srv != nil && s.swallow.Load() > 0
+	if later {
+		// The server is running the proxy's own query (the SETs of a
+		// fresh binding), ahead of the client's statement: cancelling now
+		// would cancel that one. The cancel goes once it is answered.
+		s.cancelAfterSync = true
+	}
 	s.mu.Unlock()
-	if srv == nil {
+	if srv == nil || later {
 		return
 	}
+	r.cancelServer(s, srv)
+}
+
+// cancelServer sends a CancelRequest for srv's backend. The pool keeps srv
+// from the next client until it is done (pool.Conn.Cancel).
+func (r *Router) cancelServer(s *Session, srv *pool.Conn) {
 	if err := srv.Cancel(5 * time.Second); err != nil {
 		r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
 	}

@@ -120,6 +120,7 @@ type Session struct {
 	discardErr      []byte
 	endAfterSwallow bool // session end: release once the reset query is answered
 	closing         bool
+	cancelAfterSync bool                    // a client cancel waits for the proxy's own query to end (Router.Cancel)
 	waitCtx         context.Context         // bind's wait; cancelled by the client's CancelRequest
 	waitCancel      context.CancelCauseFunc // cancels waitCtx
 	deadline        bool                    // a client read deadline is set (idleDeadlineLocked)
