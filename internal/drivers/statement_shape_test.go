@@ -18,7 +18,8 @@ import (
 // Bind and Execute it (those drivers cache the row description; pgjdbc
 // also sends one result format per described column). After an ALTER
 // TABLE ... ADD COLUMN, PostgreSQL answers every Bind of the statement
-// with 0A000 "cached plan must not change result type" until the client
+// with 0A000 "cached plan must not change result type" (routine
+// RevalidateCachedQuery, which the drivers look for) until the client
 // prepares it again; a statement whose result type did not change goes on
 // working. Through the proxy, where the clients share one statement, each
 // must see the same as directly.
@@ -88,7 +89,9 @@ func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
 			case *pgproto3.DataRow:
 				got = append(got, fmt.Sprintf("DataRow(%d columns)", len(m.Values)))
 			case *pgproto3.ErrorResponse:
-				got = append(got, fmt.Sprintf("ErrorResponse(%s %s)", m.Code, m.Message))
+				// The routine too: asyncpg, pgjdbc and postgres.js
+				// re-prepare only when it is RevalidateCachedQuery.
+				got = append(got, fmt.Sprintf("ErrorResponse(%s %s, routine %s)", m.Code, m.Message, m.Routine))
 			case *pgproto3.ReadyForQuery:
 				log = append(log, what+": "+strings.Join(got, ", "))
 				return
