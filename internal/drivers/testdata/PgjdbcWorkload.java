@@ -239,6 +239,27 @@ public class PgjdbcWorkload {
                 checkSettings(c, conn, tMs, "after rollback");
             }
 
+            // A statement cancelled by pgjdbc's query timeout (a
+            // CancelRequest from its timer thread), most of them while
+            // waiting for one of the 3 server connections: only that
+            // statement ends.
+            long cancelStart = System.nanoTime();
+            String cancelState = null;
+            try (PreparedStatement ps = conn.prepareStatement("SELECT pg_sleep(20)")) {
+                ps.setQueryTimeout(1);
+                ps.executeQuery().close();
+            } catch (SQLException e) {
+                cancelState = e.getSQLState();
+            }
+            expect(c, "pg_sleep(20) cancelled", cancelState, "57014");
+            double cancelTook = (System.nanoTime() - cancelStart) / 1e9;
+            if (cancelTook > 15) {
+                throw new AssertionError("client " + c + ": the cancel ended pg_sleep(20) only after " + cancelTook + "s");
+            }
+            expect(c, "prepared select after a cancel", query(conn, "SELECT ?::int * 1000 + ?::int, ?::text", c, 98, "c" + c),
+                    rows(new Object[] {c * 1000 + 98, "c" + c}));
+            checkSettings(c, conn, tMs, "after a cancel");
+
             // setReadOnly(true) makes pgjdbc send BEGIN READ ONLY; a write
             // in it fails with 25006, which is not a demoted primary.
             conn.setAutoCommit(false);
