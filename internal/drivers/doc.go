@@ -25,7 +25,11 @@
 //  3. Inserts in explicit transactions, each client reading back exactly
 //     its own rows.
 //  4. An error inside a transaction, ROLLBACK, and reuse of the connection
-//     (psycopg 3 then sends DEALLOCATE ALL over the extended protocol).
+//     (psycopg 3 then sends DEALLOCATE ALL over the extended protocol);
+//     a pg_sleep cancelled by the driver after a second (a CancelRequest,
+//     most of them for clients still waiting for one of the 3 server
+//     connections), then the connection used again. node-postgres has no
+//     cancel API and skips that step.
 //  5. ALTER TABLE ... ADD COLUMN while all clients have SELECT * cached,
 //     once by a client through the proxy and once behind the proxy's back
 //     (a migration run straight on PostgreSQL): PostgreSQL's 0A000 "cached

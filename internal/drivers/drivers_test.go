@@ -33,7 +33,7 @@ const (
 	// few seconds to a few tens of seconds on a busy 2-core machine.
 	scriptTimeout = 3 * time.Minute
 
-	// What every workload leaves in its schema (see testdata/README.md):
+	// What every workload leaves in its schema (testdata/README.md):
 	// insertRows rows per client in items, copyRows per client in copied.
 	insertRows = 12
 	copyRows   = 500
@@ -122,6 +122,8 @@ func run(t *testing.T, w workload) {
 	checkTables(t, schema)
 }
 
+// startProxy serves appdb on pg in transaction mode with a pool of
+// poolSize until the test ends.
 func startProxy(t *testing.T) *proxytest.Proxy {
 	t.Helper()
 	return proxytest.Start(t, fmt.Sprintf(`

@@ -18,7 +18,8 @@ import (
 // Bind and Execute it (those drivers cache the row description; pgjdbc
 // also sends one result format per described column). After an ALTER
 // TABLE ... ADD COLUMN, PostgreSQL answers every Bind of the statement
-// with 0A000 "cached plan must not change result type" until the client
+// with 0A000 "cached plan must not change result type" (routine
+// RevalidateCachedQuery, which the drivers look for) until the client
 // prepares it again; a statement whose result type did not change goes on
 // working. Through the proxy, where the clients share one statement, each
 // must see the same as directly.
@@ -54,8 +55,8 @@ func TestStatementKeepsResultType(t *testing.T) {
 // statementAcrossAlter recreates table rtc; two clients connected to
 // dsn (a and b, which share the statement in the proxy) prepare query as
 // statement s and run it; a column is added to rtc through alterDSN; then
-// each runs s twice more, in turns, with Bind and Execute only. It returns
-// what the clients received, one line per Sync.
+// they run s with Bind and Execute only, and prepare the query again, in
+// turns. It returns what the clients received, one line per Sync.
 func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -88,7 +89,9 @@ func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
 			case *pgproto3.DataRow:
 				got = append(got, fmt.Sprintf("DataRow(%d columns)", len(m.Values)))
 			case *pgproto3.ErrorResponse:
-				got = append(got, fmt.Sprintf("ErrorResponse(%s %s)", m.Code, m.Message))
+				// The routine too: asyncpg, pgjdbc and postgres.js
+				// re-prepare only when it is RevalidateCachedQuery.
+				got = append(got, fmt.Sprintf("ErrorResponse(%s %s, routine %s)", m.Code, m.Message, m.Routine))
 			case *pgproto3.ReadyForQuery:
 				log = append(log, what+": "+strings.Join(got, ", "))
 				return
@@ -117,10 +120,27 @@ func statementAcrossAlter(t *testing.T, dsn, alterDSN, query string) []string {
 	if _, err := connect(alterDSN).Exec(ctx, "ALTER TABLE rtc ADD COLUMN b int DEFAULT 2").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 2; i++ {
-		for _, c := range clients {
-			roundTrip(c.conn, fmt.Sprintf("%s Bind+Execute after ALTER (%d)", c.name, i), bindExecute...)
-		}
+	// Interleaved as concurrent drivers do: a meets the change and
+	// prepares the query again (under a new name, as asyncpg, postgres.js
+	// and pgjdbc do) while b still holds the old statement; then b closes
+	// it and prepares it again under the same name.
+	a, b := clients[0].conn, clients[1].conn
+	parse2 := []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Name: "s2", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s2"},
+		&pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{},
 	}
+	bind2 := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s2"}, &pgproto3.Execute{}}
+	roundTrip(a, "a Bind+Execute s after ALTER", bindExecute...)
+	roundTrip(a, "a Parse s2 (same query)+Describe+Bind+Execute", parse2...)
+	roundTrip(b, "b Bind+Execute s after ALTER", bindExecute...)
+	roundTrip(a, "a Bind+Execute s2", bind2...)
+	roundTrip(b, "b Bind+Execute s again", bindExecute...)
+	roundTrip(a, "a Bind+Execute s again", bindExecute...)
+	roundTrip(b, "b Close s, Parse s+Describe+Bind+Execute",
+		&pgproto3.Close{ObjectType: 'S', Name: "s"},
+		&pgproto3.Parse{Name: "s", Query: query}, &pgproto3.Describe{ObjectType: 'S', Name: "s"},
+		&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{})
+	roundTrip(a, "a Bind+Execute s2 again", bind2...)
+	roundTrip(b, "b Bind+Execute s", bindExecute...)
 	return log
 }

@@ -20,8 +20,9 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Objects;
 import java.util.Properties;
-import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.BrokenBarrierException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicInteger;
 
 import org.postgresql.PGConnection;
@@ -38,8 +39,51 @@ public class PgjdbcWorkload {
     static final int DIRECT_PORT = Integer.parseInt(System.getenv("PP_DIRECT_PORT"));
     static final int CLIENTS = Integer.parseInt(System.getenv("PP_CLIENTS"));
     static final int SELECTS = 20, INSERT_TX = 4, ROWS_PER_TX = 3, COPY_ROWS = 500, BIG = 100_000;
-    static final CyclicBarrier barrier = new CyclicBarrier(CLIENTS);
+    static final Barrier barrier = new Barrier(CLIENTS);
     static final AtomicInteger cachedPlanErrors = new AtomicInteger();
+
+    // Barrier is a reusable barrier for all clients that, unlike
+    // CyclicBarrier.reset, stays broken once a client fails, so no client
+    // arriving later waits for the ones that are gone.
+    static final class Barrier {
+        private final int parties;
+        private int waiting, generation;
+        private boolean broken;
+
+        Barrier(int parties) {
+            this.parties = parties;
+        }
+
+        synchronized void await() throws BrokenBarrierException, InterruptedException, TimeoutException {
+            if (broken) {
+                throw new BrokenBarrierException();
+            }
+            int gen = generation;
+            if (++waiting == parties) {
+                waiting = 0;
+                generation++;
+                notifyAll();
+                return;
+            }
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            while (gen == generation) {
+                if (broken) {
+                    throw new BrokenBarrierException();
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    abort();
+                    throw new TimeoutException("barrier: the other clients did not arrive in 120s");
+                }
+                TimeUnit.NANOSECONDS.timedWait(this, left);
+            }
+        }
+
+        synchronized void abort() {
+            broken = true;
+            notifyAll();
+        }
+    }
 
     static Connection connect(int timeoutMs) throws SQLException {
         Properties p = new Properties();
@@ -115,7 +159,7 @@ public class PgjdbcWorkload {
         for (int i = 0; i < 2; i++) {
             expect(c, "SELECT * before adding " + column, query(conn, "SELECT * FROM wide WHERE id = ?", wid), before);
         }
-        barrier.await(120, TimeUnit.SECONDS);
+        barrier.await();
         if (c == 0) {
             String alter = "ALTER TABLE wide ADD COLUMN " + column;
             if (direct) {
@@ -132,7 +176,7 @@ public class PgjdbcWorkload {
                 exec(conn, alter);
             }
         }
-        barrier.await(120, TimeUnit.SECONDS);
+        barrier.await();
         boolean tolerated = false;
         for (int i = 0; i < 3; i++) {
             List<List<Object>> got;
@@ -194,6 +238,27 @@ public class PgjdbcWorkload {
                         rows(new Object[] {c * 1000 + 99, "c" + c}));
                 checkSettings(c, conn, tMs, "after rollback");
             }
+
+            // A statement cancelled by pgjdbc's query timeout (a
+            // CancelRequest from its timer thread), most of them while
+            // waiting for one of the 3 server connections: only that
+            // statement ends.
+            long cancelStart = System.nanoTime();
+            String cancelState = null;
+            try (PreparedStatement ps = conn.prepareStatement("SELECT pg_sleep(20)")) {
+                ps.setQueryTimeout(1);
+                ps.executeQuery().close();
+            } catch (SQLException e) {
+                cancelState = e.getSQLState();
+            }
+            expect(c, "pg_sleep(20) cancelled", cancelState, "57014");
+            double cancelTook = (System.nanoTime() - cancelStart) / 1e9;
+            if (cancelTook > 15) {
+                throw new AssertionError("client " + c + ": the cancel ended pg_sleep(20) only after " + cancelTook + "s");
+            }
+            expect(c, "prepared select after a cancel", query(conn, "SELECT ?::int * 1000 + ?::int, ?::text", c, 98, "c" + c),
+                    rows(new Object[] {c * 1000 + 98, "c" + c}));
+            checkSettings(c, conn, tMs, "after a cancel");
 
             // setReadOnly(true) makes pgjdbc send BEGIN READ ONLY; a write
             // in it fails with 25006, which is not a demoted primary.
@@ -301,7 +366,7 @@ public class PgjdbcWorkload {
                     e.printStackTrace(new java.io.PrintWriter(sw));
                     String state = sqlState(e);
                     failures.add("client " + client + " failed" + (state != null ? " (SQLSTATE " + state + ")" : "") + ": " + sw);
-                    barrier.reset(); // the others get BrokenBarrierException
+                    barrier.abort(); // the others get BrokenBarrierException
                 }
             }, "client-" + c);
             threads.add(t);

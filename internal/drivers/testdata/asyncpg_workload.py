@@ -27,7 +27,7 @@ DIRECT_HOST, DIRECT_PORT = os.environ["PP_DIRECT_HOST"], int(os.environ["PP_DIRE
 SELECTS, INSERT_TX, ROWS_PER_TX, COPY_ROWS, BIG = 20, 4, 3, 500, 100_000
 POOL_CYCLES = 5
 BARRIER_TIMEOUT = 120
-stats = {"cached_plan_errors": 0}
+stats = {"cached_plan_errors": 0, "slowest_cancel": 0.0}
 
 
 def settings(timeout_ms):
@@ -117,6 +117,23 @@ async def client(c, barrier):
             row = await conn.fetchrow("SELECT $1::int * 1000 + $2::int, $3::text", c, 99, f"c{c}")
             expect(c, "prepared select after rollback", tuple(row), (c * 1000 + 99, f"c{c}"))
             await check_settings(c, conn, t_ms, "after rollback")
+
+        # A statement cancelled by the driver on its own timeout (asyncpg
+        # sends a CancelRequest), most of them while waiting for one of
+        # the 3 server connections: only that statement ends.
+        start = time.monotonic()
+        try:
+            await conn.fetchval("SELECT pg_sleep(20)", timeout=1)
+            raise AssertionError(f"client {c}: pg_sleep(20) was not cancelled")
+        except asyncio.TimeoutError:
+            pass
+        took = time.monotonic() - start
+        if took > 15:
+            raise AssertionError(f"client {c}: the cancel ended pg_sleep(20) only after {took:.1f}s")
+        stats["slowest_cancel"] = max(stats["slowest_cancel"], took)
+        row = await conn.fetchrow("SELECT $1::int * 1000 + $2::int, $3::text", c, 98, f"c{c}")
+        expect(c, "prepared select after a cancel", tuple(row), (c * 1000 + 98, f"c{c}"))
+        await check_settings(c, conn, t_ms, "after a cancel")
 
         async with conn.transaction():
             await conn.execute("SET LOCAL statement_timeout = '1234ms'")
@@ -220,7 +237,8 @@ async def main():
         print(f"FAIL asyncpg {asyncpg.__version__}: {len(failures)} failure(s)", file=sys.stderr)
         sys.exit(1)
     print(f"OK asyncpg {asyncpg.__version__}: {CLIENTS} clients, pool of 10 for {CLIENTS} workers x {POOL_CYCLES} cycles, "
-          f"cached_plan_errors={stats['cached_plan_errors']}, {time.monotonic() - start:.1f}s")
+          f"cached_plan_errors={stats['cached_plan_errors']}, slowest cancel {stats['slowest_cancel']:.1f}s, "
+          f"{time.monotonic() - start:.1f}s")
 
 
 asyncio.run(main())

@@ -6,7 +6,7 @@
 // Exits 1 with the failing client and check on the first wrong answer.
 'use strict'
 
-const { Client } = require('pg')
+const { Client, Query } = require('pg')
 const { from: copyFrom, to: copyTo } = require('pg-copy-streams')
 const { pipeline } = require('stream/promises')
 const { Readable } = require('stream')
@@ -159,6 +159,34 @@ async function runClient(c, barrier) {
       expect(c, 'rolled-back rows', n.rows, [[0]])
       expect(c, 'prepared select after rollback', (await client.query(sel(c, 99))).rows, [[c * 1000 + 99, `c${c}`]])
       await checkSettings(c, client, tMs, 'after rollback')
+    }
+
+    // A statement cancelled after a second (pg's Client#cancel sends a
+    // CancelRequest on a connection of its own), most of them while
+    // waiting for one of the 3 server connections: only that statement
+    // ends.
+    {
+      const start = Date.now()
+      const q = new Query('SELECT pg_sleep(20)')
+      const done = new Promise((resolve, reject) => {
+        q.on('end', resolve)
+        q.on('error', reject)
+      })
+      client.query(q)
+      const timer = setTimeout(() => new Client({ host: env.PP_HOST, port: Number(env.PP_PORT) }).cancel(client, q), 1000)
+      let code = null
+      try {
+        await done
+      } catch (e) {
+        code = e.code
+      } finally {
+        clearTimeout(timer)
+      }
+      expect(c, 'pg_sleep(20) cancelled', code, '57014')
+      const took = (Date.now() - start) / 1000
+      if (took > 15) throw new Error(`client ${c}: the cancel ended pg_sleep(20) only after ${took}s`)
+      expect(c, 'prepared select after a cancel', (await client.query(sel(c, 98))).rows, [[c * 1000 + 98, `c${c}`]])
+      await checkSettings(c, client, tMs, 'after a cancel')
     }
 
     await client.query('BEGIN')

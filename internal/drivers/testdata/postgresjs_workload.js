@@ -153,6 +153,29 @@ async function runClient(c, barrier) {
       await checkSettings(c, sql, tMs, 'after rollback')
     }
 
+    // A statement cancelled by the application (query.cancel() sends a
+    // CancelRequest), most of them while waiting for one of the 3 server
+    // connections: only that statement ends.
+    {
+      const start = Date.now()
+      const q = sql`SELECT pg_sleep(20)`
+      const timer = setTimeout(() => q.cancel(), 1000)
+      let code = null
+      try {
+        await q
+      } catch (e) {
+        code = e.code
+      } finally {
+        clearTimeout(timer)
+      }
+      expect(c, 'pg_sleep(20) cancelled', code, '57014')
+      const took = (Date.now() - start) / 1000
+      if (took > 15) throw new Error(`client ${c}: the cancel ended pg_sleep(20) only after ${took}s`)
+      const row = await sql`SELECT ${c}::int * 1000 + ${98}::int, ${'c' + c}::text`.values()
+      expect(c, 'prepared select after a cancel', arrays(row), [[c * 1000 + 98, `c${c}`]])
+      await checkSettings(c, sql, tMs, 'after a cancel')
+    }
+
     await sql.begin(async (sql) => {
       await sql`SET LOCAL statement_timeout = '1234ms'`
       const v = await sql`SELECT current_setting('statement_timeout')`.values()

@@ -27,6 +27,7 @@ DIRECT_HOST, DIRECT_PORT = os.environ["PP_DIRECT_HOST"], int(os.environ["PP_DIRE
 SELECTS, INSERT_TX, ROWS_PER_TX, COPY_ROWS, BIG = 20, 4, 3, 500, 100_000
 barrier = threading.Barrier(CLIENTS, timeout=120)
 lock = threading.Lock()
+stats = {"slowest_cancel": 0.0}
 
 
 def connect(timeout_ms):
@@ -135,6 +136,34 @@ def client(c):
             prepared_selects(c, conn, 100)
             check_settings(c, conn, t_ms, "after rollback")
 
+        # A statement cancelled by the driver (from another thread, as an
+        # application's timeout does), most of them while waiting for one
+        # of the 3 server connections: only that statement ends. In
+        # autocommit, so that the statement is all there is to cancel: in
+        # a transaction the BEGIN the driver sends first may wait for a
+        # server connection until the very moment the cancel comes, and a
+        # cancel that lands between the BEGIN and the statement cancels
+        # nothing, directly as through the proxy.
+        conn.autocommit = True
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        start = time.monotonic()
+        try:
+            one(conn, "SELECT pg_sleep(20)")
+            raise AssertionError(f"client {c}: pg_sleep(20) was not cancelled")
+        except errors.QueryCanceled:
+            pass
+        finally:
+            timer.cancel()
+        conn.autocommit = False
+        took = time.monotonic() - start
+        if took > 15:
+            raise AssertionError(f"client {c}: the cancel ended pg_sleep(20) only after {took:.1f}s")
+        stats["slowest_cancel"] = max(stats["slowest_cancel"], took)
+        expect(c, "select after a cancel", one(conn, "SELECT %s * 1000 + %s, %s", (c, 98, f"c{c}")), (c * 1000 + 98, f"c{c}"))
+        conn.commit()
+        check_settings(c, conn, t_ms, "after a cancel")
+
         with conn.cursor() as cur:
             cur.execute("SET LOCAL statement_timeout = '1234ms'")
             cur.execute("SELECT current_setting('statement_timeout')")
@@ -232,7 +261,8 @@ def main():
             print(f if i < 3 else brief(f), file=sys.stderr)
         print(f"FAIL psycopg2 {psycopg2.__version__}: {len(failures)} failure(s)", file=sys.stderr)
         sys.exit(1)
-    print(f"OK psycopg2 {psycopg2.__version__}: {CLIENTS} clients, {time.monotonic() - start:.1f}s")
+    print(f"OK psycopg2 {psycopg2.__version__}: {CLIENTS} clients, slowest cancel {stats['slowest_cancel']:.1f}s, "
+          f"{time.monotonic() - start:.1f}s")
 
 
 main()

@@ -26,7 +26,7 @@ SELECTS, INSERT_TX, ROWS_PER_TX, COPY_ROWS, BIG = 20, 4, 3, 500, 100_000
 BARRIER_TIMEOUT = 120
 barrier = threading.Barrier(CLIENTS, timeout=BARRIER_TIMEOUT)
 lock = threading.Lock()
-stats = {"cached_plan_errors": 0}
+stats = {"cached_plan_errors": 0, "slowest_cancel": 0.0}
 
 
 def timeout_of(c):
@@ -131,6 +131,39 @@ def client(c):
             conn.commit()
             check_settings(c, conn, t_ms, "after rollback")
 
+        # A statement cancelled by the driver (from another thread, as an
+        # application's timeout does), most of them while waiting for one
+        # of the 3 server connections: only that statement ends. In
+        # autocommit, so that the statement is all there is to cancel: in
+        # a transaction the BEGIN the driver sends first may wait for a
+        # server connection until the very moment the cancel comes, and a
+        # cancel that lands between the BEGIN and the statement cancels
+        # nothing, directly as through the proxy. For the same reason the
+        # statement is prepared first: psycopg sends its Parse and its
+        # Bind in two round trips, and the Parse of a statement new to the
+        # proxy waits for a server connection too.
+        conn.autocommit = True
+        conn.execute("SELECT pg_sleep(%s)", (0,))
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        start = time.monotonic()
+        try:
+            conn.execute("SELECT pg_sleep(%s)", (20,))
+            raise AssertionError(f"client {c}: pg_sleep(20) was not cancelled")
+        except errors.QueryCanceled:
+            pass
+        finally:
+            timer.cancel()
+        conn.autocommit = False
+        took = time.monotonic() - start
+        if took > 15:
+            raise AssertionError(f"client {c}: the cancel ended pg_sleep(20) only after {took:.1f}s")
+        stats["slowest_cancel"] = max(stats["slowest_cancel"], took)
+        row = conn.execute("SELECT %s::int * 1000 + %s::int, %s::text", (c, 98, f"c{c}")).fetchone()
+        expect(c, "prepared select after a cancel", row, (c * 1000 + 98, f"c{c}"))
+        conn.commit()
+        check_settings(c, conn, t_ms, "after a cancel")
+
         # SET LOCAL ends with its transaction; RESET ALL goes back to the
         # startup values.
         with conn.transaction():
@@ -230,7 +263,8 @@ def main():
         print(f"FAIL psycopg {psycopg.__version__}: {len(failures)} failure(s)", file=sys.stderr)
         sys.exit(1)
     print(f"OK psycopg {psycopg.__version__} (libpq {psycopg.pq.version()}): {CLIENTS} clients, "
-          f"cached_plan_errors={stats['cached_plan_errors']}, {time.monotonic() - start:.1f}s")
+          f"cached_plan_errors={stats['cached_plan_errors']}, slowest cancel {stats['slowest_cancel']:.1f}s, "
+          f"{time.monotonic() - start:.1f}s")
 
 
 main()
