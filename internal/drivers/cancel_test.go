@@ -24,8 +24,13 @@ import (
 // tries many times with the cancel a few tens of microseconds apart.
 func TestCancelAfterWaitingForServer(t *testing.T) {
 	if os.Getenv("PAUSEPROXY_KNOWN_BUGS") != "1" {
-		t.Skip("known proxy bug: a CancelRequest that arrives while the proxy syncs a client's startup parameters " +
-			"on its newly bound server connection is lost (about 1 trial in 25 here); set PAUSEPROXY_KNOWN_BUGS=1 to run")
+		// Narrowed, not closed: the cancel now waits until the proxy's
+		// SETs are answered and the statement is on the server, but
+		// PostgreSQL ignores a cancel that lands while the backend reads
+		// the next statement (it is "between statements"), which the
+		// timing of this test still hits about 1 trial in 20.
+		t.Skip("known proxy limitation: a CancelRequest that arrives while the proxy syncs a client's startup parameters " +
+			"on its newly bound server connection may land between the SETs and the statement (about 1 trial in 20 here); set PAUSEPROXY_KNOWN_BUGS=1 to run")
 	}
 	p := startProxyOne(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -82,15 +87,14 @@ func TestCancelAfterWaitingForServer(t *testing.T) {
 // asyncpg workload met it once: a QueryCanceledError before its own
 // timeout had fired.
 func TestCancelOfEndingStatement(t *testing.T) {
-	if os.Getenv("PAUSEPROXY_KNOWN_BUGS") != "1" {
-		t.Skip("known proxy bug: a cancel for a statement that is just ending cancels the next client's statement " +
-			"on the same server connection (about 1 trial in 2 here); set PAUSEPROXY_KNOWN_BUGS=1 to run")
-	}
+	// Fixed: a server connection with a cancel in flight goes back to the
+	// pool only once the cancel is done (pool.Conn.Cancel). Before, about
+	// 1 trial in 2 hit; 12 trials catch that almost surely.
 	p := startProxyOne(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dsn := fmt.Sprintf("postgres://app:apppass@127.0.0.1:%d/appdb?sslmode=disable", p.Port)
-	const trials = 40
+	const trials = 12
 	hit := 0
 	for trial := 0; trial < trials; trial++ {
 		a, err := pgconn.Connect(ctx, dsn)

@@ -437,18 +437,16 @@ func (r *Router) Cancel(k CancelKey) {
 		// change): it leaves the queue and is never sent.
 		s.waitCancel(errClientCancel)
 	}
-	later := srv != nil && s.swallow.Load() > 0
-	if later {
-		// The server is running the proxy's own query (the SETs of a
-		// fresh binding), ahead of the client's statement: cancelling now
-		// would cancel that one. The cancel goes once it is answered.
-		s.cancelAfterSync = true
-	}
 	s.mu.Unlock()
-	if srv == nil || later {
+	if srv == nil {
 		return
 	}
-	r.cancelServer(s, srv)
+	// Now, or once the client's statement has reached the server
+	// (cancel.go).
+	s.cancelWanted.Store(true)
+	if s.written.Load() && s.swallow.Load() == 0 && s.cancelWanted.CompareAndSwap(true, false) {
+		r.cancelServer(s, srv)
+	}
 }
 
 // cancelServer sends a CancelRequest for srv's backend. The pool keeps srv

@@ -221,12 +221,10 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 			if end {
 				s.server = nil
 			}
-			cancel := s.cancelAfterSync && !end
-			s.cancelAfterSync = false
 			s.mu.Unlock()
-			if cancel {
+			if !end && s.written.Load() && s.cancelWanted.CompareAndSwap(true, false) {
 				// The client's cancel came while the proxy's own query ran
-				// (Router.Cancel): its statement runs now.
+				// (cancel.go): its statement runs now.
 				go s.r.cancelServer(s, c)
 			}
 			return end

@@ -106,6 +106,13 @@ type Session struct {
 
 	swallow atomic.Int32 // internal queries whose responses the client must not see
 
+	// A client's CancelRequest must reach the client's statement, not the
+	// proxy's own SETs ahead of it nor a server that has received nothing
+	// yet (cancel.go): written says bytes of this binding reached the
+	// server, cancelWanted that a cancel waits for that.
+	written      atomic.Bool
+	cancelWanted atomic.Bool
+
 	mu       sync.Mutex // guards the fields below
 	server   *pool.Conn
 	pending  int  // Query/Sync/FunctionCall forwarded whose ReadyForQuery has not arrived
@@ -120,7 +127,6 @@ type Session struct {
 	discardErr      []byte
 	endAfterSwallow bool // session end: release once the reset query is answered
 	closing         bool
-	cancelAfterSync bool                    // a client cancel waits for the proxy's own query to end (Router.Cancel)
 	waitCtx         context.Context         // bind's wait; cancelled by the client's CancelRequest
 	waitCancel      context.CancelCauseFunc // cancels waitCtx
 	deadline        bool                    // a client read deadline is set (idleDeadlineLocked)
@@ -364,9 +370,11 @@ func (s *Session) queue(srv *pool.Conn, b []byte) {
 		if len(s.sbuf) > 0 {
 			srv.Write(s.sbuf)
 			s.sbuf = s.sbuf[:0]
+			s.wrote(srv)
 		}
 		if len(b) > maxQueued {
 			srv.Write(b)
+			s.wrote(srv)
 			return
 		}
 	}
@@ -403,6 +411,16 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 			return nil, err
 		}
 		s.mu.Lock()
+		if errors.Is(context.Cause(wctx), errClientCancel) {
+			// The cancel came as the wait ended: the statement is not
+			// sent, as if the wait had ended first.
+			s.setPhaseLocked(phaseIdle)
+			s.mu.Unlock()
+			s.pool.Put(c)
+			return nil, &pool.Error{Code: "57014", Msg: "canceling statement due to user request"}
+		}
+		s.written.Store(false)
+		s.cancelWanted.Store(false)
 		s.server = c
 		s.pending, s.unsynced, s.sinceExe, s.copyIn = 0, 0, 0, false
 		s.binding++
@@ -443,6 +461,7 @@ func (s *Session) flushServer() {
 	s.mu.Unlock()
 	if srv != nil {
 		srv.Write(s.sbuf)
+		s.wrote(srv)
 	}
 	s.sbuf = s.sbuf[:0]
 }
