@@ -126,7 +126,7 @@ var pgbouncerOnlySettings = map[string]unsupported{
 var iniDatabaseParams = []string{
 	"host", "port", "dbname", "user", "password", "pool_size", "pool_mode",
 	"min_pool_size", "reserve_pool", "max_db_connections", "connect_query",
-	"auth_user", "application_name",
+	"auth_user", "application_name", "target_session_attrs",
 }
 
 // pgbouncerOnlyDatabaseParams are PgBouncer's other [databases]
@@ -138,7 +138,6 @@ var pgbouncerOnlyDatabaseParams = map[string]string{
 	"auth_dbname":               "",
 	"auth_query":                " (set auth_query in [pgbouncer])",
 	"load_balance_hosts":        "",
-	"target_session_attrs":      " (pauseproxy finds the primary through discovery)",
 	"max_db_client_connections": "",
 	"server_lifetime":           " (set server_lifetime in [pgbouncer])",
 	"query_wait_timeout":        " (set query_wait_timeout in [pgbouncer])",
