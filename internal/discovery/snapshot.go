@@ -56,6 +56,14 @@ type Member struct {
 	Timeline int64
 	// LagBytes is the replication lag in bytes when known, -1 otherwise.
 	LagBytes int64
+	// ReplayDelay is how far a replica's replay is behind, in time: now()
+	// - pg_last_xact_replay_timestamp() while received WAL waits to be
+	// replayed, 0 when it has replayed everything or when unknown. Only a
+	// static source with a RoleProbe measures it.
+	ReplayDelay time.Duration
+	// NoLoadBalance and NoFailover are Patroni's member tags of those
+	// names: a replica tagged either takes no reads.
+	NoLoadBalance, NoFailover bool
 }
 
 // Addr is host:port.

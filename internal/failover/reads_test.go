@@ -1,0 +1,250 @@
+package failover_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/patronitest"
+	"github.com/pauseproxy/pauseproxy/internal/pgtest"
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
+)
+
+// whereAmI runs sql (which must return the server's port and
+// pg_is_in_recovery()) on conn.
+func whereAmI(ctx context.Context, conn *pgx.Conn, sql string) (port int, recovery bool, err error) {
+	err = conn.QueryRow(ctx, sql).Scan(&port, &recovery)
+	return port, recovery, err
+}
+
+const whereSQL = "SELECT inet_server_port(), pg_is_in_recovery()"
+
+func connectDB(t *testing.T, p *proxytest.Proxy, db string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/%s?sslmode=disable", p.Port, db))
+	if err != nil {
+		t.Fatalf("connect %s: %v", db, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// TestReadsOnPatroniReplicas runs the read paths against a real Patroni
+// cluster (a primary and a streaming replica):
+//
+//   - a pgbouncer.ini entry pointing at the standby, converted as
+//     `pauseproxy convert` does, serves reads at once (target any);
+//   - a target_session_attrs = "read-only" database answers from the
+//     replica;
+//   - with read_only_routing = "replica", BEGIN READ ONLY (and a session
+//     with default_transaction_read_only on) lands on the replica while
+//     writes go to the primary; with the replica stopped, read-only
+//     transactions run on the primary, and once it is back they return
+//     to it.
+func TestReadsOnPatroniReplicas(t *testing.T) {
+	c := patronitest.Require(t, patronitest.Options{})
+	ctx := context.Background()
+	leader, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replicas, err := c.Replicas(ctx)
+	if err != nil || len(replicas) == 0 {
+		t.Fatalf("no replica: %v", err)
+	}
+	replica := replicas[0]
+
+	t.Run("pgbouncer.ini entry on the standby", func(t *testing.T) {
+		dir := t.TempDir()
+		ini := filepath.Join(dir, "pgbouncer.ini")
+		body := fmt.Sprintf(`[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = 6432
+unix_socket_dir =
+auth_type = trust
+pool_mode = transaction
+[databases]
+app_ro = host=127.0.0.1 port=%d dbname=postgres user=%s password=%s
+`, replica.PGPort, c.SuperUser, c.SuperPassword)
+		if err := os.WriteFile(ini, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.LoadPgBouncerINI(ini)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// listen_port 6432 is the default, left out of the TOML.
+		toml := strings.Replace(config.ToTOML(cfg), "[proxy]\n", "[proxy]\nlisten_port = {{port}}\n", 1)
+		if !strings.Contains(toml, `target_session_attrs = "any"`) {
+			t.Fatalf("convert did not carry target_session_attrs = any:\n%s", toml)
+		}
+		p := proxytest.Start(t, toml, proxytest.WithFailover(nil))
+		conn := connectDB(t, p, "app_ro")
+		// At once: the first query is answered well before the 30 s a
+		// held database would wait.
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		port, recovery, err := whereAmI(qctx, conn, whereSQL)
+		if err != nil || port != replica.PGPort || !recovery {
+			t.Fatalf("app_ro answered port %d recovery %v (%v), want the standby %d", port, recovery, err, replica.PGPort)
+		}
+	})
+
+	urls := make([]string, len(c.PatroniURLs()))
+	for i, u := range c.PatroniURLs() {
+		urls[i] = fmt.Sprintf("%q", u)
+	}
+	login := fmt.Sprintf("dbname = \"postgres\"\nuser = %q\npassword = %q\ndiscovery = \"patroni\"\npatroni_urls = [%s]\n",
+		c.SuperUser, c.SuperPassword, strings.Join(urls, ", "))
+	p := proxytest.Start(t, fmt.Sprintf(`[proxy]
+listen_addr = "127.0.0.1"
+listen_port = {{port}}
+unix_socket_dir = ""
+auth_type = "trust"
+default_pool_size = 4
+hold_timeout = "30s"
+
+[databases.ro]
+target_session_attrs = "read-only"
+%[1]s
+[databases.app]
+read_only_routing = "replica"
+%[1]s`, login), proxytest.WithFailover(nil))
+
+	t.Run("read-only database", func(t *testing.T) {
+		conn := connectDB(t, p, "ro")
+		port, recovery, err := whereAmI(ctx, conn, whereSQL)
+		if err != nil || port != replica.PGPort || !recovery {
+			t.Fatalf("ro answered port %d recovery %v (%v), want the replica %d", port, recovery, err, replica.PGPort)
+		}
+	})
+
+	app := connectDB(t, p, "app")
+	// readOnlyOn runs one BEGIN READ ONLY transaction and reports where.
+	readOnlyOn := func() (int, bool, error) {
+		tx, err := app.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return 0, false, err
+		}
+		defer tx.Rollback(ctx)
+		var port int
+		var recovery bool
+		if err := tx.QueryRow(ctx, whereSQL).Scan(&port, &recovery); err != nil {
+			return 0, false, err
+		}
+		return port, recovery, tx.Commit(ctx)
+	}
+	requireReadsOn := func(t *testing.T, want int) {
+		t.Helper()
+		var port int
+		var recovery bool
+		var err error
+		proxytest.Eventually(t, 30*time.Second, fmt.Sprintf("BEGIN READ ONLY on port %d", want), func() bool {
+			port, recovery, err = readOnlyOn()
+			return err == nil && port == want
+		})
+		if recovery != (want == replica.PGPort) {
+			t.Fatalf("read-only transaction on %d: pg_is_in_recovery() = %v", port, recovery)
+		}
+	}
+	requireWritesOnPrimary := func(t *testing.T) {
+		t.Helper()
+		if _, err := app.Exec(ctx, "CREATE TABLE IF NOT EXISTS reads_probe (x int); INSERT INTO reads_probe VALUES (1)"); err != nil {
+			t.Fatalf("write through app: %v", err)
+		}
+		port, recovery, err := whereAmI(ctx, app, whereSQL)
+		if err != nil || port != leader.PGPort || recovery {
+			t.Fatalf("autocommit answered port %d recovery %v (%v), want the primary %d", port, recovery, err, leader.PGPort)
+		}
+		tx, err := app.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var port2 int
+		if err := tx.QueryRow(ctx, "SELECT inet_server_port()").Scan(&port2); err != nil || port2 != leader.PGPort {
+			t.Fatalf("BEGIN (read write) on port %d (%v), want the primary %d", port2, err, leader.PGPort)
+		}
+		tx.Rollback(ctx)
+	}
+
+	t.Run("read/write split", func(t *testing.T) {
+		requireReadsOn(t, replica.PGPort)
+		requireWritesOnPrimary(t)
+		// default_transaction_read_only on: every transaction is read-only.
+		if _, err := app.Exec(ctx, "SET default_transaction_read_only = on"); err != nil {
+			t.Fatal(err)
+		}
+		port, recovery, err := whereAmI(ctx, app, whereSQL)
+		if err != nil || port != replica.PGPort || !recovery {
+			t.Fatalf("with default_transaction_read_only on: port %d recovery %v (%v), want the replica", port, recovery, err)
+		}
+		if _, err := app.Exec(ctx, "SET default_transaction_read_only = off"); err != nil {
+			t.Fatal(err)
+		}
+		requireWritesOnPrimary(t)
+	})
+
+	t.Run("replica stopped, taken out, put back", func(t *testing.T) {
+		ro := connectDB(t, p, "ro")
+		if _, _, err := whereAmI(ctx, ro, whereSQL); err != nil {
+			t.Fatal(err)
+		}
+		// Patroni (3.0.2, even paused) starts a stopped replica again
+		// within seconds: read-only transactions run all along, none may
+		// fail, some must land on the primary while the replica is out,
+		// and later ones on the replica again.
+		pgctl(t, "stop", "-m", "fast", "-D", replica.DataDir)
+		stopped := time.Now()
+		var onPrimary, backOnReplica, failed int
+		var lastErr error
+		for time.Since(stopped) < 90*time.Second && backOnReplica < 5 {
+			port, _, err := readOnlyOn()
+			switch {
+			case err != nil:
+				failed++
+				lastErr = err
+			case port == leader.PGPort:
+				onPrimary++
+			case port == replica.PGPort && onPrimary > 0:
+				backOnReplica++
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("replica stopped: %d read-only transactions on the primary, then %d back on the replica, %d failed (%v), in %s",
+			onPrimary, backOnReplica, failed, lastErr, time.Since(stopped).Round(time.Millisecond))
+		if failed > 0 || onPrimary == 0 || backOnReplica == 0 {
+			t.Fatalf("want read-only transactions on the primary while the replica is out, then on the replica, none failed")
+		}
+		requireWritesOnPrimary(t)
+		port, recovery, err := whereAmI(ctx, ro, whereSQL)
+		if err != nil || port != replica.PGPort || !recovery {
+			t.Fatalf("ro after the replica came back: port %d recovery %v (%v)", port, recovery, err)
+		}
+	})
+}
+
+// pgctl runs pg_ctl as the postgres OS user.
+func pgctl(t *testing.T, args ...string) {
+	t.Helper()
+	bin, err := pgtest.BinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "pg_ctl"), args...)
+	if err := pgtest.RunAsPostgres(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_ctl %v: %v\n%s", args, err, out)
+	}
+}
