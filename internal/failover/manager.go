@@ -35,8 +35,8 @@ type Manager struct {
 }
 
 type managed struct {
-	eng    *Engine      // nil for a database whose target is not the primary
-	reads  *ReadWatcher // nil unless the database reads from replicas
+	eng    *Engine         // nil for a database whose target is not the primary
+	reads  *ReadWatcher    // nil unless the database reads from replicas
 	dc     config.Database // the settings it was started with
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -28,7 +28,7 @@ type Database struct {
 	pools  map[string]*pool.Pool // by server login user
 	rpools map[string]*pool.Pool // replica-mode pools for read-only transactions, by server login user (reads.go)
 	logins map[string]serverLogin
-	holds  map[string]bool       // reasons the database is held ("pause", "role-change", ...)
+	holds  map[string]bool // reasons the database is held ("pause", "role-change", ...)
 	target pool.Target
 	login  *serverLogin // the last server login a pool was made for (for Probe)
 	limit  *pool.Limit  // max_db_connections across the pools
