@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -32,6 +31,9 @@ type Manager struct {
 	bg       sync.WaitGroup
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
+
+	reachMu    sync.Mutex // guards reachCache (ready.go)
+	reachCache map[string]reachResult
 }
 
 type managed struct {
@@ -170,42 +172,19 @@ func (m *Manager) Engine(db string) (*Engine, bool) {
 // writable ("" during a cycle) and when its primary last changed (admin
 // SHOW TOPOLOGY).
 func (m *Manager) Topology(db string) (*discovery.Snapshot, string, time.Time, bool) {
-	e, ok := m.Engine(db)
-	if !ok {
-		return nil, "", time.Time{}, false
-	}
-	st := e.Status()
-	return st.Snapshot, st.Verified, st.LastChange, true
-}
-
-// Ready reports whether every managed database has a verified writable
-// primary (/readyz).
-func (m *Manager) Ready(ctx context.Context) (bool, []string) {
 	m.mu.Lock()
-	names := make([]string, 0, len(m.engines))
-	for n := range m.engines {
-		names = append(names, n)
-	}
+	me, ok := m.engines[db]
 	m.mu.Unlock()
-	sort.Strings(names)
-	var problems []string
-	for _, n := range names {
-		e, ok := m.Engine(n)
-		if !ok {
-			continue
-		}
-		st := e.Status()
-		if st.Verified == "" {
-			msg := fmt.Sprintf("database %s: no verified writable primary", n)
-			if st.LastErr != nil {
-				msg += ": " + st.LastErr.Error()
-			} else if st.Snapshot != nil && st.Snapshot.Err != nil {
-				msg += ": " + st.Snapshot.Err.Error()
-			}
-			problems = append(problems, msg)
-		}
+	switch {
+	case !ok:
+		return nil, "", time.Time{}, false
+	case me.eng == nil:
+		// A replica-only database: what discovery says, no primary of
+		// its own to verify.
+		return me.reads.src.Snapshot(), "", time.Time{}, true
 	}
-	return len(problems) == 0, problems
+	st := me.eng.Status()
+	return st.Snapshot, st.Verified, st.LastChange, true
 }
 
 // WaitVerified blocks until database db has a verified primary other than

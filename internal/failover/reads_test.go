@@ -3,6 +3,9 @@ package failover_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pauseproxy/pauseproxy/internal/admin"
 	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/patronitest"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
@@ -104,6 +108,10 @@ app_ro = host=127.0.0.1 port=%d dbname=postgres user=%s password=%s
 	for i, u := range c.PatroniURLs() {
 		urls[i] = fmt.Sprintf("%q", u)
 	}
+	deadPort, err := pgtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	login := fmt.Sprintf("dbname = \"postgres\"\nuser = %q\npassword = %q\ndiscovery = \"patroni\"\npatroni_urls = [%s]\n",
 		c.SuperUser, c.SuperPassword, strings.Join(urls, ", "))
 	p := proxytest.Start(t, fmt.Sprintf(`[proxy]
@@ -119,7 +127,49 @@ target_session_attrs = "read-only"
 %[1]s
 [databases.app]
 read_only_routing = "replica"
-%[1]s`, login), proxytest.WithFailover(nil))
+%[1]s
+[databases.nowhere]
+host = "127.0.0.1"
+port = %[2]d
+user = "x"
+`, login, deadPort), proxytest.WithFailover(nil))
+
+	t.Run("readiness and topology", func(t *testing.T) {
+		web := httptest.NewServer(admin.NewHTTPHandler(admin.HTTPOptions{Router: p.Router, Readiness: p.Manager}))
+		defer web.Close()
+		get := func(path string) (int, string) {
+			resp, err := http.Get(web.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		// One database without a primary does not make the proxy
+		// unready while the others serve; it is listed.
+		proxytest.Eventually(t, 30*time.Second, "app and ro ready", func() bool {
+			a, _ := get("/readyz?database=app")
+			r, _ := get("/readyz?database=ro")
+			return a == 200 && r == 200
+		})
+		if code, body := get("/readyz"); code != 200 || !strings.Contains(body, "degraded: database nowhere") {
+			t.Fatalf("/readyz: %d %q", code, body)
+		}
+		for db, want := range map[string]int{"ro": 200, "app": 200, "nowhere": 503, "nosuch": 404} {
+			if code, body := get("/readyz?database=" + db); code != want {
+				t.Errorf("/readyz?database=%s: %d %q, want %d", db, code, body, want)
+			}
+		}
+		snap, _, _, ok := p.Manager.Topology("ro")
+		if !ok || snap == nil || snap.Primary == nil {
+			t.Fatalf("topology of ro: %v %+v", ok, snap)
+		}
+		db, _ := p.Router.Database("ro")
+		if rs := db.Reads(); len(rs.Replicas) != 1 || rs.Replicas[0] != replica.PGAddr() {
+			t.Fatalf("ro reads from %v, want [%s]", rs.Replicas, replica.PGAddr())
+		}
+	})
 
 	t.Run("read-only database", func(t *testing.T) {
 		conn := connectDB(t, p, "ro")

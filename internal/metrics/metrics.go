@@ -115,6 +115,7 @@ type collector struct {
 	discoveryErrors, discoveryLastSuccess, retries, poolSize, gen, hold *prometheus.Desc
 	listenerReconnects                                                  *prometheus.Desc
 	splitBrain                                                          *prometheus.Desc
+	targetRole, readReplicas                                            *prometheus.Desc
 }
 
 func newCollector(o Options) *collector {
@@ -131,6 +132,8 @@ func newCollector(o Options) *collector {
 		held:                 desc("held", "1 for each reason holding the database's new transactions (pause, role-change, ...).", "database", "reason"),
 		disabled:             desc("disabled", "1 while the database refuses new clients (DISABLE).", "database"),
 		poolSize:             desc("pool_size", "The database's pool_size: server connections per user.", "database"),
+		targetRole:           desc("database_target", "1, labelled with the database's target_session_attrs (read-write, read-only, any, ...) and read_only_routing.", "database", "target_session_attrs", "read_only_routing"),
+		readReplicas:         desc("read_replicas", "Replicas the database's reads use now (usable: role, state, lag and tags allow); only for databases that read from replicas.", "database"),
 		gen:                  desc("target_generation", "Generation of the database's target; it moves each time the pools are pointed elsewhere (or RECONNECT).", "database"),
 		hold:                 desc("hold_timeout_seconds", "hold_timeout: the longest one transaction waits in a hold."),
 		xacts:                desc("transactions_total", "Transactions (in session mode, sessions) that got a server connection and ended.", "database"),
@@ -149,6 +152,7 @@ func newCollector(o Options) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.clients, c.clientsLogin, c.servers, c.heldClients, c.maxWait,
+		c.targetRole, c.readReplicas,
 		c.paused, c.pausedAll, c.held, c.disabled, c.poolSize, c.gen, c.hold, c.xacts, c.queries, c.received,
 		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects, c.splitBrain} {
 		ch <- d
@@ -218,6 +222,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.disabled, b2f(d.Disabled()), name)
 		gauge(c.poolSize, float64(d.Config().PoolSize), name)
 		gauge(c.gen, float64(d.Target().Gen), name)
+		dc := d.Config()
+		gauge(c.targetRole, 1, name, dc.TargetSessionAttrs, dc.ReadOnlyRouting)
+		if d.UsesReplicas() {
+			gauge(c.readReplicas, float64(len(d.Reads().Replicas)), name)
+		}
 
 		st := d.Stats()
 		counter(c.xacts, float64(st.Xacts.Load()), name)
