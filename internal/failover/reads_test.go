@@ -298,3 +298,86 @@ func pgctl(t *testing.T, args ...string) {
 		t.Fatalf("pg_ctl %v: %v\n%s", args, err, out)
 	}
 }
+
+// pgbenchOn runs pgbench through p against database db with extra
+// environment (PGOPTIONS) and returns its output.
+func pgbenchOn(p *proxytest.Proxy, db string, env []string, args ...string) string {
+	cmd := exec.Command("pgbench", append(args, fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=%s sslmode=disable", p.Port, db))...)
+	cmd.Env = append(os.Environ(), env...)
+	out, _ := cmd.CombinedOutput()
+	return string(out)
+}
+
+// TestReadsFlowThroughSwitchover runs a Patroni switchover on a 3-node
+// cluster under three pgbench runs side by side: select-only on a
+// read-only database, select-only on a read-write database whose
+// sessions are read-only (default_transaction_read_only on, routed to
+// replicas) and TPC-B on that database. Only work bound for the primary
+// is held: the read-only clients, served by the replica that stays a
+// replica, see no error at all. TPC-B may see the switchover's own
+// errors (an explicit transaction cut when the old primary stops, see
+// README "A switchover nobody told the proxy about").
+func TestReadsFlowThroughSwitchover(t *testing.T) {
+	c := patronitest.Require(t, patronitest.Options{Nodes: 3})
+	ctx := context.Background()
+	urls := make([]string, len(c.PatroniURLs()))
+	for i, u := range c.PatroniURLs() {
+		urls[i] = fmt.Sprintf("%q", u)
+	}
+	login := fmt.Sprintf("dbname = \"postgres\"\nuser = %q\npassword = %q\ndiscovery = \"patroni\"\npatroni_urls = [%s]\n",
+		c.SuperUser, c.SuperPassword, strings.Join(urls, ", "))
+	p := proxytest.Start(t, fmt.Sprintf(`[proxy]
+listen_addr = "127.0.0.1"
+listen_port = {{port}}
+unix_socket_dir = ""
+auth_type = "trust"
+default_pool_size = 6
+hold_timeout = "30s"
+
+[databases.ro]
+target_session_attrs = "read-only"
+%[1]s
+[databases.app]
+read_only_routing = "replica"
+%[1]s`, login), proxytest.WithFailover(nil))
+	if out := pgbenchOn(p, "app", nil, "-i", "-q", "-s", "1"); !strings.Contains(out, "done") {
+		t.Fatalf("pgbench -i: %s", out)
+	}
+	replicas, err := c.Replicas(ctx)
+	if err != nil || len(replicas) < 2 {
+		t.Fatalf("want 2 replicas: %v", err)
+	}
+	// Both databases read from both replicas before the switchover.
+	for _, name := range []string{"ro", "app"} {
+		db, _ := p.Router.Database(name)
+		proxytest.Eventually(t, 30*time.Second, name+" reads from 2 replicas", func() bool { return len(db.Reads().Replicas) == 2 })
+	}
+
+	type run struct{ name, out string }
+	done := make(chan run, 3)
+	load := []string{"-c", "4", "-j", "1", "-T", "15", "-n"}
+	go func() { done <- run{"select-only on ro", pgbenchOn(p, "ro", nil, append([]string{"-S"}, load...)...)} }()
+	go func() {
+		done <- run{"read-only sessions on app", pgbenchOn(p, "app", []string{"PGOPTIONS=-c default_transaction_read_only=on"}, append([]string{"-S"}, load...)...)}
+	}()
+	go func() { done <- run{"TPC-B on app", pgbenchOn(p, "app", nil, load...)} }()
+	time.Sleep(4 * time.Second)
+	if err := c.Switchover(ctx, replicas[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		r := <-done
+		t.Logf("%s across the switchover:\n%s", r.name, r.out)
+		if r.name != "TPC-B on app" {
+			requireClean(t, r.out)
+		} else if !strings.Contains(r.out, "number of transactions actually processed") {
+			t.Fatalf("TPC-B did not run:\n%s", r.out)
+		}
+	}
+	// Writes go to the new primary.
+	conn := connectDB(t, p, "app")
+	port, recovery, err := whereAmI(ctx, conn, whereSQL)
+	if err != nil || port != replicas[0].PGPort || recovery {
+		t.Fatalf("after the switchover app writes on port %d (recovery %v, %v), want the new primary %d", port, recovery, err, replicas[0].PGPort)
+	}
+}
