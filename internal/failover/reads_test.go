@@ -132,7 +132,28 @@ read_only_routing = "replica"
 host = "127.0.0.1"
 port = %[2]d
 user = "x"
-`, login, deadPort), proxytest.WithFailover(nil))
+
+[databases.static_ro]
+hosts = [%[3]q, %[4]q]
+target_session_attrs = "standby"
+max_replica_lag = "30s"
+dbname = "postgres"
+user = %[5]q
+password = %[6]q
+`, login, deadPort, leader.PGAddr(), replica.PGAddr(), c.SuperUser, c.SuperPassword), proxytest.WithFailover(nil))
+
+	t.Run("static hosts, roles probed", func(t *testing.T) {
+		conn := connectDB(t, p, "static_ro")
+		port, recovery, err := whereAmI(ctx, conn, whereSQL)
+		if err != nil || port != replica.PGPort || !recovery {
+			t.Fatalf("static_ro answered port %d recovery %v (%v), want the replica %d", port, recovery, err, replica.PGPort)
+		}
+		db, _ := p.Router.Database("static_ro")
+		proxytest.Eventually(t, 10*time.Second, "static_ro reads from the replica only", func() bool {
+			rs := db.Reads()
+			return len(rs.Replicas) == 1 && rs.Replicas[0] == replica.PGAddr()
+		})
+	})
 
 	t.Run("readiness and topology", func(t *testing.T) {
 		web := httptest.NewServer(admin.NewHTTPHandler(admin.HTTPOptions{Router: p.Router, Readiness: p.Manager}))
