@@ -30,6 +30,15 @@ func (b *builder) validateReads(d *Database, set map[string]bool) {
 		return
 	}
 	d.MaxReplicaLagBytes, d.MaxReplicaLagTime = n, dur
+	if !d.WantsReplica() && !d.RoutesReadsToReplicas() {
+		b.warn(key("max_replica_lag"), "this database does not read from replicas (target_session_attrs = %q, read_only_routing = %q): not applied", d.TargetSessionAttrs, d.ReadOnlyRouting)
+		return
+	}
+	if n > 0 && d.Discovery == DiscoveryStatic {
+		// pg_is_in_recovery() and the replay timestamp are all a static
+		// host list can ask each host.
+		b.warn(key("max_replica_lag"), "static hosts report replication lag as a duration, not bytes: give a duration like \"10s\"; not applied")
+	}
 	if dur > 0 && d.Discovery != DiscoveryStatic {
 		// Patroni's /cluster and Consul report lag in bytes only.
 		b.warn(key("max_replica_lag"), "%s reports replication lag in bytes, not time: only a static hosts list can measure a duration; not applied", d.Discovery)

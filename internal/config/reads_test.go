@@ -104,3 +104,39 @@ app_ro = host=10.0.0.2 target_session_attrs=read-only
 		}
 	}
 }
+
+func TestMaxReplicaLagWarnings(t *testing.T) {
+	c, err := loadString(t, `[proxy]
+auth_type = "trust"
+[databases.rw]
+max_replica_lag = "1MB"
+[databases.static_bytes]
+target_session_attrs = "read-only"
+max_replica_lag = "1MB"
+[databases.patroni_time]
+discovery = "patroni"
+patroni_urls = ["http://h:8008"]
+target_session_attrs = "read-only"
+max_replica_lag = "10s"
+[databases.ok]
+discovery = "patroni"
+patroni_urls = ["http://h:8008"]
+read_only_routing = "replica"
+max_replica_lag = "16MB"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.Warnings, "\n")
+	for _, want := range []string{"databases.rw.max_replica_lag", "databases.static_bytes.max_replica_lag", "databases.patroni_time.max_replica_lag"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no warning about %s in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "databases.ok.") {
+		t.Errorf("warning about a sound setting:\n%s", got)
+	}
+	if n := c.Databases["ok"].MaxReplicaLagBytes; n != 16<<20 {
+		t.Errorf("MaxReplicaLagBytes = %d", n)
+	}
+}

@@ -107,10 +107,15 @@ func (m *Manager) Sync(cfg *config.Config) {
 			db.Unmanage()
 		}
 		if dc.WantsReplica() || dc.RoutesReadsToReplicas() {
-			me.reads = NewReadWatcher(db, src, ReadOptions{
-				MaxLagBytes: dc.MaxReplicaLagBytes, MaxLagTime: dc.MaxReplicaLagTime,
-				Recheck: dc.PollInterval, Log: m.log,
-			})
+			// Each source measures lag one way (config warns about the
+			// other): Patroni and Consul in bytes, static hosts in time.
+			ro := ReadOptions{Recheck: dc.PollInterval, Log: m.log}
+			if dc.Discovery == config.DiscoveryStatic {
+				ro.MaxLagTime = dc.MaxReplicaLagTime
+			} else {
+				ro.MaxLagBytes = dc.MaxReplicaLagBytes
+			}
+			me.reads = NewReadWatcher(db, src, ro)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		me.cancel = cancel

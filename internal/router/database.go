@@ -285,6 +285,11 @@ func (d *Database) reconfigure(dc *config.Database) {
 			}
 		}
 	}
+	if d.holds[holdNoReplica] && !dc.WantsReplica() {
+		// No longer a replica-only database: its wait for a replica ends.
+		delete(d.holds, holdNoReplica)
+		d.applyHoldsLocked()
+	}
 	d.mu.Unlock()
 	if moved {
 		d.r.log.Info("database target changed", slog.String("database", d.Name),
