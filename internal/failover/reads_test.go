@@ -402,3 +402,41 @@ read_only_routing = "replica"
 		t.Fatalf("after the switchover app writes on port %d (recovery %v, %v), want the new primary %d", port, recovery, err, replicas[0].PGPort)
 	}
 }
+
+// TestReadsThroughConsul follows a Patroni cluster whose store is Consul
+// through Consul: the replica (its `replica` tag and member key) serves a
+// read-only database, with its lag computed from the member keys.
+func TestReadsThroughConsul(t *testing.T) {
+	c := patronitest.Require(t, patronitest.Options{Store: patronitest.StoreConsul})
+	ctx := context.Background()
+	replicas, err := c.Replicas(ctx)
+	if err != nil || len(replicas) == 0 {
+		t.Fatalf("no replica: %v", err)
+	}
+	replica := replicas[0]
+	p := proxytest.Start(t, fmt.Sprintf(`[proxy]
+listen_addr = "127.0.0.1"
+listen_port = {{port}}
+unix_socket_dir = ""
+auth_type = "trust"
+
+[databases.ro]
+target_session_attrs = "read-only"
+max_replica_lag = "16MB"
+discovery = "consul"
+consul_addr = %q
+consul_service = %q
+dbname = "postgres"
+user = %q
+password = %q
+`, c.ConsulAddr, c.Scope, c.SuperUser, c.SuperPassword), proxytest.WithFailover(nil))
+	conn := connectDB(t, p, "ro")
+	port, recovery, err := whereAmI(ctx, conn, whereSQL)
+	if err != nil || port != replica.PGPort || !recovery {
+		t.Fatalf("ro answered port %d recovery %v (%v), want the replica %d", port, recovery, err, replica.PGPort)
+	}
+	snap, _, _, ok := p.Manager.Topology("ro")
+	if !ok || len(snap.Replicas) != 1 || snap.Replicas[0].LagBytes < 0 {
+		t.Fatalf("topology through Consul: %+v", snap)
+	}
+}
