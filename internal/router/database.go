@@ -273,6 +273,7 @@ func (d *Database) reconfigure(dc *config.Database) {
 			d.refusal = nil // the refused login is gone with its pools
 			d.pools = make(map[string]*pool.Pool)
 			d.dials = nil
+			d.logins = nil // read pools wait for the next login's
 			for _, p := range pools {
 				go p.Close()
 			}
@@ -420,13 +421,8 @@ func (d *Database) Reconnect() {
 	d.Retarget(t.Host, t.Port)
 	d.reads.mu.Lock()
 	d.reads.gen++
-	gen := d.reads.gen
 	d.reads.mu.Unlock()
-	d.mu.Lock()
-	for _, p := range d.replicaPoolsLocked() {
-		p.SetTarget(pool.Target{Host: replicaHost, Gen: gen})
-	}
-	d.mu.Unlock()
+	d.retireReplicaConns()
 }
 
 // serverTrouble is called when a server reports the signs of a primary

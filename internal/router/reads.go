@@ -66,7 +66,8 @@ func (a Addr) String() string {
 }
 
 // readSet is the database's usable replicas and what its replica-mode
-// pools opened on each. Its own mutex, never held with Database.mu.
+// pools opened on each. Lock order: Database.mu, then readSet.mu; nothing
+// takes Database.mu while holding readSet.mu.
 type readSet struct {
 	mu       sync.Mutex
 	known    bool // SetReplicas was called once
@@ -111,19 +112,19 @@ func (d *Database) UsesReplicas() bool {
 func (d *Database) replicaModeLocked() bool { return d.cfg.WantsReplica() }
 
 // SetReplicas hands in the usable replicas (in the source's order) and the
-// source's primary (nil: none named). A replica that left the set retires
-// every replica-mode connection (a new replica generation). For a
+// source's primary (nil: none named). Any change of the set starts a new
+// replica generation: connections to a replica that left close (idle ones
+// now, bound ones when released), and so do those a read made to the
+// primary while no replica was usable, so the load spreads again. For a
 // read-only or standby database the pools are held while the set is
 // empty.
 func (d *Database) SetReplicas(replicas []Addr, primary *Addr) {
+	attrs := d.Config().TargetSessionAttrs // Database.mu before readSet.mu
 	rs := &d.reads
 	rs.mu.Lock()
 	first := !rs.known
 	changed := first || !slices.Equal(rs.replicas, replicas)
-	// Any change of the set starts a new replica generation: connections
-	// to a replica that left close, and so do those a read made to the
-	// primary while no replica was usable, so the load spreads again.
-	removed := changed && !first
+	retire := changed && !first
 	rs.known = true
 	rs.replicas = slices.Clone(replicas)
 	oldPrimary := rs.primary
@@ -131,23 +132,18 @@ func (d *Database) SetReplicas(replicas []Addr, primary *Addr) {
 	if primary != nil {
 		rs.primary = *primary
 	}
-	if oldPrimary != rs.primary && d.Config().TargetSessionAttrs == config.TargetPreferStandby && len(replicas) == 0 {
-		removed = true // the fallback moved
+	if oldPrimary != rs.primary && attrs == config.TargetPreferStandby && len(replicas) == 0 {
+		retire = true // prefer-standby's fallback moved
 	}
-	if removed {
+	if retire {
 		rs.gen++
 	}
-	gen := rs.gen
 	rs.mu.Unlock()
 
-	if removed {
-		d.mu.Lock()
-		for _, p := range d.replicaPoolsLocked() {
-			p.SetTarget(pool.Target{Host: replicaHost, Gen: gen})
-		}
-		d.mu.Unlock()
+	if retire {
+		d.retireReplicaConns()
 	}
-	if d.Config().TargetSessionAttrs == config.TargetReadOnly || d.Config().TargetSessionAttrs == config.TargetStandby {
+	if attrs == config.TargetReadOnly || attrs == config.TargetStandby {
 		if len(replicas) == 0 {
 			d.SetHoldNote("no usable replica")
 			d.Hold(holdNoReplica)
@@ -162,6 +158,19 @@ func (d *Database) SetReplicas(replicas []Addr, primary *Addr) {
 			names[i] = a.String()
 		}
 		d.r.log.Info("replicas for reads", slog.String("database", d.Name), slog.Any("replicas", names))
+	}
+}
+
+// retireReplicaConns points the replica-mode pools at the current replica
+// generation.
+func (d *Database) retireReplicaConns() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.reads.mu.Lock()
+	gen := d.reads.gen
+	d.reads.mu.Unlock()
+	for _, p := range d.replicaPoolsLocked() {
+		p.SetTarget(pool.Target{Host: replicaHost, Gen: gen})
 	}
 }
 
@@ -185,6 +194,8 @@ func (d *Database) replicaPoolsLocked() []*pool.Pool {
 // (zero: nowhere): prefer-standby's primary, or for read_only_routing the
 // database's primary, which serves read-only transactions as well.
 func (d *Database) candidates() (addrs []Addr, fallback Addr) {
+	// Database.mu before readSet.mu, never the other way round.
+	dc, t := d.Config(), d.Target()
 	rs := &d.reads
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -200,11 +211,10 @@ func (d *Database) candidates() (addrs []Addr, fallback Addr) {
 		addrs = slices.Clone(rs.replicas)
 	}
 	sort.SliceStable(addrs, func(i, j int) bool { return rs.open[addrs[i].String()] < rs.open[addrs[j].String()] })
-	switch dc := d.Config(); {
+	switch {
 	case dc.TargetSessionAttrs == config.TargetPreferStandby:
 		fallback = rs.primary
 	case dc.RoutesReadsToReplicas():
-		t := d.Target()
 		fallback = Addr{Host: t.Host, Port: t.Port}
 	}
 	return addrs, fallback
