@@ -263,6 +263,26 @@ password = %[6]q
 			t.Fatal(err)
 		}
 		requireWritesOnPrimary(t)
+
+		// A driver that prepares its BEGIN READ ONLY as a named
+		// statement: from the second time on only its Bind starts the
+		// transaction.
+		pc := app.PgConn()
+		if _, err := pc.Prepare(ctx, "begin_ro", "BEGIN READ ONLY", nil); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if _, err := pc.ExecPrepared(ctx, "begin_ro", nil, nil, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			res := pc.ExecParams(ctx, "SELECT inet_server_port()::text", nil, nil, nil, nil).Read()
+			if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != fmt.Sprint(replica.PGPort) {
+				t.Fatalf("named BEGIN READ ONLY #%d ran on %v (%v), want the replica %d", i+1, res.Rows, res.Err, replica.PGPort)
+			}
+			if _, err := pc.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 
 	t.Run("replica stopped, taken out, put back", func(t *testing.T) {

@@ -13,7 +13,8 @@ import (
 // lasts the whole session.
 //
 // Declared read-only means: m starts BEGIN or START TRANSACTION with READ
-// ONLY among its modes (pgjdbc's setReadOnly(true) sends BEGIN READ ONLY),
+// ONLY among its modes (pgjdbc's setReadOnly(true) sends BEGIN READ ONLY)
+// in a Query, a Parse, or the Bind of a named statement that holds it,
 // or the session's default_transaction_read_only is on and m does not
 // start a READ WRITE transaction (PostgreSQL docs, SET TRANSACTION: a
 // transaction's mode is the default unless it says otherwise). The server
@@ -39,6 +40,16 @@ func (s *Session) readOnlyStart(m wire.Message) bool {
 	case wire.MsgParse:
 		if _, rest, ok := parseName(m); ok {
 			sql = rest
+		}
+	case wire.MsgBind:
+		// A named statement prepared earlier (a driver that prepares
+		// its BEGIN, as pgjdbc does past prepareThreshold): its query.
+		if _, name, _, ok := bindNames(m); ok && len(name) > 0 {
+			s.mu.Lock()
+			if def := s.stmts[string(name)]; def != nil {
+				sql = def.rest
+			}
+			s.mu.Unlock()
 		}
 	}
 	begin, ro, rw := beginMode(sql)
