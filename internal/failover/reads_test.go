@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/pauseproxy/pauseproxy/internal/patronitest"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
 	"github.com/pauseproxy/pauseproxy/internal/proxytest"
+	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
 // whereAmI runs sql (which must return the server's port and
@@ -394,6 +397,48 @@ read_only_routing = "replica"
 		proxytest.Eventually(t, 30*time.Second, name+" reads from 2 replicas", func() bool { return len(db.Reads().Replicas) == 2 })
 	}
 
+	// Reads that ran entirely while app's primary-bound work was held for
+	// the role change: the proof that only that work is held.
+	appDB, _ := p.Router.Database("app")
+	roleChangeHeld := func() bool {
+		_, reasons := appDB.Held()
+		return slices.Contains(reasons, router.HoldRoleChange)
+	}
+	var whileHeld atomic.Int64
+	stopReads := make(chan struct{})
+	readsDone := make(chan error, 1)
+	go func() {
+		conn, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app@127.0.0.1:%d/app?sslmode=disable", p.Port))
+		if err != nil {
+			readsDone <- err
+			return
+		}
+		defer conn.Close(ctx)
+		for {
+			select {
+			case <-stopReads:
+				readsDone <- nil
+				return
+			default:
+			}
+			before := roleChangeHeld()
+			tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+			if err == nil {
+				var n int
+				err = tx.QueryRow(ctx, "SELECT count(*) FROM pgbench_branches").Scan(&n)
+				tx.Rollback(ctx)
+			}
+			if err != nil {
+				readsDone <- fmt.Errorf("read-only transaction on app: %w", err)
+				return
+			}
+			if before && roleChangeHeld() {
+				whileHeld.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+
 	type run struct{ name, out string }
 	done := make(chan run, 3)
 	load := []string{"-c", "4", "-j", "1", "-T", "15", "-n"}
@@ -414,6 +459,14 @@ read_only_routing = "replica"
 		} else if !strings.Contains(r.out, "number of transactions actually processed") {
 			t.Fatalf("TPC-B did not run:\n%s", r.out)
 		}
+	}
+	close(stopReads)
+	if err := <-readsDone; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d read-only transactions on app ran while its primary was held for the role change", whileHeld.Load())
+	if whileHeld.Load() == 0 {
+		t.Fatal("no read-only transaction ran while the primary was held: reads were held with it")
 	}
 	// Writes go to the new primary.
 	conn := connectDB(t, p, "app")
