@@ -1,5 +1,7 @@
-// Package discovery finds the writable primary of a database and publishes
-// what it knows as immutable snapshots. Sources: a static host list (asking
+// Package discovery finds the writable primary of a database, and its
+// replicas with their state, lag and Patroni tags (for reads: see
+// internal/failover's ReadWatcher), and publishes what it knows as
+// immutable snapshots. Sources: a static host list (asking
 // each host pg_is_in_recovery()), Patroni's REST API, and Consul (Patroni's
 // service registrations and KV keys).
 //
