@@ -131,6 +131,9 @@ target_session_attrs = "read-only"
 [databases.app]
 read_only_routing = "replica"
 %[1]s
+[databases.pref]
+target_session_attrs = "prefer-standby"
+%[1]s
 [databases.nowhere]
 host = "127.0.0.1"
 port = %[2]d
@@ -196,10 +199,12 @@ password = %[6]q
 	})
 
 	t.Run("read-only database", func(t *testing.T) {
-		conn := connectDB(t, p, "ro")
-		port, recovery, err := whereAmI(ctx, conn, whereSQL)
-		if err != nil || port != replica.PGPort || !recovery {
-			t.Fatalf("ro answered port %d recovery %v (%v), want the replica %d", port, recovery, err, replica.PGPort)
+		for _, name := range []string{"ro", "pref"} {
+			conn := connectDB(t, p, name)
+			port, recovery, err := whereAmI(ctx, conn, whereSQL)
+			if err != nil || port != replica.PGPort || !recovery {
+				t.Fatalf("%s answered port %d recovery %v (%v), want the replica %d", name, port, recovery, err, replica.PGPort)
+			}
 		}
 	})
 
@@ -297,11 +302,19 @@ password = %[6]q
 		// within seconds: read-only transactions run all along, none may
 		// fail, some must land on the primary while the replica is out,
 		// and later ones on the replica again.
+		pref := connectDB(t, p, "pref")
 		pgctl(t, "stop", "-m", "fast", "-D", replica.DataDir)
 		stopped := time.Now()
-		var onPrimary, backOnReplica, failed int
+		var onPrimary, backOnReplica, failed, prefOnPrimary int
 		var lastErr error
 		for time.Since(stopped) < 90*time.Second && backOnReplica < 5 {
+			// prefer-standby: the primary while no replica answers.
+			if port, _, err := whereAmI(ctx, pref, whereSQL); err != nil {
+				failed++
+				lastErr = fmt.Errorf("prefer-standby: %w", err)
+			} else if port == leader.PGPort {
+				prefOnPrimary++
+			}
 			port, _, err := readOnlyOn()
 			switch {
 			case err != nil:
@@ -316,10 +329,15 @@ password = %[6]q
 		}
 		t.Logf("replica stopped: %d read-only transactions on the primary, then %d back on the replica, %d failed (%v), in %s",
 			onPrimary, backOnReplica, failed, lastErr, time.Since(stopped).Round(time.Millisecond))
-		if failed > 0 || onPrimary == 0 || backOnReplica == 0 {
+		t.Logf("prefer-standby: %d queries on the primary", prefOnPrimary)
+		if failed > 0 || onPrimary == 0 || backOnReplica == 0 || prefOnPrimary == 0 {
 			t.Fatalf("want read-only transactions on the primary while the replica is out, then on the replica, none failed")
 		}
 		requireWritesOnPrimary(t)
+		proxytest.Eventually(t, 30*time.Second, "prefer-standby back on the replica", func() bool {
+			port, _, err := whereAmI(ctx, pref, whereSQL)
+			return err == nil && port == replica.PGPort
+		})
 		port, recovery, err := whereAmI(ctx, ro, whereSQL)
 		if err != nil || port != replica.PGPort || !recovery {
 			t.Fatalf("ro after the replica came back: port %d recovery %v (%v)", port, recovery, err)
