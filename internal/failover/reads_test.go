@@ -466,6 +466,16 @@ read_only_routing = "replica"
 	}()
 	go func() { done <- run{"TPC-B on app", pgbenchOn(p, "app", nil, load...)} }()
 	time.Sleep(4 * time.Second)
+	// New server connections went to the least busy replica: both
+	// serve the read-only database.
+	roDB, _ := p.Router.Database("ro")
+	open := roDB.Reads().Open
+	t.Logf("ro's server connections per replica under load: %v", open)
+	for _, r := range replicas {
+		if open[r.PGAddr()] == 0 {
+			t.Errorf("no server connection to replica %s: %v", r.PGAddr(), open)
+		}
+	}
 	if err := c.Switchover(ctx, replicas[0].Name); err != nil {
 		t.Fatal(err)
 	}

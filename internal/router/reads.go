@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -188,36 +187,53 @@ func (d *Database) replicaPoolsLocked() []*pool.Pool {
 	return out
 }
 
-// candidates lists the addresses a replica-mode dial tries, least busy
-// first (ties in the source's order), skipping replicas whose last dial
-// failed within quarantine. fallback is where to go when none answers
-// (zero: nowhere): prefer-standby's primary, or for read_only_routing the
-// database's primary, which serves read-only transactions as well.
-func (d *Database) candidates() (addrs []Addr, fallback Addr) {
-	// Database.mu before readSet.mu, never the other way round.
-	dc, t := d.Config(), d.Target()
+// pick chooses the replica a new server connection tries next: the least
+// busy usable one not in tried (ties in the source's order), replicas whose
+// last dial failed within quarantine last. The connection is counted at
+// once, before it is dialed, so that concurrent dials spread; release
+// uncounts it (call it when the dial fails, or when the connection
+// closes).
+func (d *Database) pick(tried []Addr) (a Addr, release func(), ok bool) {
 	rs := &d.reads
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	now := time.Now()
-	for _, a := range rs.replicas {
-		if t, ok := rs.down[a.String()]; ok && now.Sub(t) < quarantine {
+	best, bestDown := -1, true
+	for i, r := range rs.replicas {
+		if slices.Contains(tried, r) {
 			continue
 		}
-		addrs = append(addrs, a)
+		t, isDown := rs.down[r.String()]
+		down := isDown && now.Sub(t) < quarantine
+		switch {
+		case best < 0,
+			bestDown && !down,
+			bestDown == down && rs.open[r.String()] < rs.open[rs.replicas[best].String()]:
+			best, bestDown = i, down
+		}
 	}
-	if len(addrs) == 0 {
-		// All quarantined: try them anyway rather than fail.
-		addrs = slices.Clone(rs.replicas)
+	if best < 0 {
+		return Addr{}, nil, false
 	}
-	sort.SliceStable(addrs, func(i, j int) bool { return rs.open[addrs[i].String()] < rs.open[addrs[j].String()] })
+	a = rs.replicas[best]
+	return a, d.countLocked(a), true
+}
+
+// fallback is where a replica-mode dial goes when no replica answers
+// (zero: nowhere): prefer-standby's primary as discovery names it, or for
+// read_only_routing the database's primary, which serves read-only
+// transactions as well.
+func (d *Database) fallback() Addr {
+	dc, t := d.Config(), d.Target() // Database.mu before readSet.mu
 	switch {
 	case dc.TargetSessionAttrs == config.TargetPreferStandby:
-		fallback = rs.primary
+		d.reads.mu.Lock()
+		defer d.reads.mu.Unlock()
+		return d.reads.primary
 	case dc.RoutesReadsToReplicas():
-		fallback = Addr{Host: t.Host, Port: t.Port}
+		return Addr{Host: t.Host, Port: t.Port}
 	}
-	return addrs, fallback
+	return Addr{}
 }
 
 // readsUsable reports whether a replica is usable and not quarantined.
@@ -244,17 +260,15 @@ func (d *Database) markDown(a Addr) {
 	rs.mu.Unlock()
 }
 
-// opened counts a connection to a; the returned func uncounts it (once).
-func (d *Database) opened(a Addr) func() {
+// countLocked counts a connection to a; the returned func uncounts it
+// (once). Called with readSet.mu held.
+func (d *Database) countLocked(a Addr) func() {
 	rs := &d.reads
 	key := a.String()
-	rs.mu.Lock()
 	if rs.open == nil {
 		rs.open = make(map[string]int)
 	}
 	rs.open[key]++
-	delete(rs.down, key)
-	rs.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -266,6 +280,13 @@ func (d *Database) opened(a Addr) func() {
 			rs.mu.Unlock()
 		})
 	}
+}
+
+// markUp forgets a's last failed dial.
+func (d *Database) markUp(a Addr) {
+	d.reads.mu.Lock()
+	delete(d.reads.down, a.String())
+	d.reads.mu.Unlock()
 }
 
 // NotReplicaError is a server that is not in recovery where a replica was
@@ -282,13 +303,21 @@ var ErrNoReplica = errors.New("no usable replica")
 // replicaDial returns the DialFunc of a replica-mode pool for login.
 func (d *Database) replicaDial(login serverLogin, tlsCfg config.TLS, appName string) pool.DialFunc {
 	return func(ctx context.Context, _ pool.Target) (*pool.Server, error) {
-		addrs, fallback := d.candidates()
+		var tried []Addr
 		var errs []error
-		for _, a := range addrs {
+		for {
+			a, release, ok := d.pick(tried)
+			if !ok {
+				break
+			}
+			tried = append(tried, a)
 			srv, err := d.dialAddr(ctx, a, login, tlsCfg, appName, true)
 			if err == nil {
+				d.markUp(a)
+				srv.Conn = &countedConn{Conn: srv.Conn, done: release}
 				return srv, nil
 			}
+			release()
 			if ctx.Err() != nil {
 				return nil, classifyLogin(err)
 			}
@@ -300,14 +329,19 @@ func (d *Database) replicaDial(login serverLogin, tlsCfg config.TLS, appName str
 				return nil, classifyLogin(err)
 			}
 		}
-		if fallback.Host != "" {
+		if fb := d.fallback(); fb.Host != "" {
 			// No replica answered: the primary serves the reads
 			// (unchecked: a read-only transaction is safe anywhere).
-			srv, err := d.dialAddr(ctx, fallback, login, tlsCfg, appName, false)
+			d.reads.mu.Lock()
+			release := d.countLocked(fb)
+			d.reads.mu.Unlock()
+			srv, err := d.dialAddr(ctx, fb, login, tlsCfg, appName, false)
 			if err == nil {
+				srv.Conn = &countedConn{Conn: srv.Conn, done: release}
 				return srv, nil
 			}
-			errs = append(errs, fmt.Errorf("primary %s: %w", fallback, err))
+			release()
+			errs = append(errs, fmt.Errorf("primary %s: %w", fb, err))
 		}
 		if len(errs) == 0 {
 			errs = append(errs, ErrNoReplica)
@@ -316,8 +350,7 @@ func (d *Database) replicaDial(login serverLogin, tlsCfg config.TLS, appName str
 	}
 }
 
-// dialAddr dials a for a replica-mode pool and counts the connection
-// against a's load.
+// dialAddr dials a for a replica-mode pool.
 func (d *Database) dialAddr(ctx context.Context, a Addr, login serverLogin, tlsCfg config.TLS, appName string, requireReplica bool) (*pool.Server, error) {
 	t := pool.Target{Host: a.Host, Port: a.Port}
 	if h := d.r.dialHook; h != nil {
@@ -327,12 +360,7 @@ func (d *Database) dialAddr(ctx context.Context, a Addr, login serverLogin, tlsC
 	if err != nil {
 		return nil, err
 	}
-	srv, err := dialReplica(ctx, pcfg, requireReplica)
-	if err != nil {
-		return nil, err
-	}
-	srv.Conn = &countedConn{Conn: srv.Conn, done: d.opened(a)}
-	return srv, nil
+	return dialReplica(ctx, pcfg, requireReplica)
 }
 
 // dialReplica is dialServer for a replica: with requireReplica, a server
