@@ -29,8 +29,11 @@ import (
 //
 // Which replicas are usable is the role-change side's decision
 // (internal/failover watches discovery: role, state, lag, tags) handed in
-// with SetReplicas. A replica that leaves the set gets a new replica
-// generation: its idle connections close now, bound ones when released.
+// with SetReplicas. Any change of the set starts a new replica
+// generation: idle connections close now, bound ones when released (a
+// replica that left, and reads that went to the primary meanwhile).
+// pick counts a connection against its replica from the moment its dial
+// starts, so that concurrent dials spread.
 // Replica generations start at replicaGenBase so that trouble reported by
 // a replica connection (serverTrouble) is never taken for the primary's.
 //
