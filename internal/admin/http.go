@@ -37,8 +37,10 @@ const readyTimeout = 900 * time.Millisecond
 // NewHTTPHandler returns the handler of http_listen:
 //
 //	GET  /healthz   200 while the process runs
-//	GET  /readyz    200 when the proxy accepts clients and every database
-//	                is ready (see Readiness), else 503 with the reasons
+//	GET  /readyz    200 when the proxy accepts clients and can serve (see
+//	                Readiness: at least one database is ready), else 503;
+//	                the body lists the databases that are not ready
+//	GET  /readyz?database=app  the same for one database (404 unknown)
 //	GET  /metrics   Prometheus metrics (HTTPOptions.Metrics)
 //	POST /pause     PAUSE: ?db=&timeout=&expire=&on_timeout=resume|cancel
 //	POST /resume    RESUME: ?db=
@@ -79,13 +81,33 @@ func (h *httpAPI) readyz(w http.ResponseWriter, req *http.Request) {
 	if h.o.Router.Draining() {
 		problems = append(problems, "the proxy is draining")
 	}
-	if len(problems) == 0 {
+	ok := len(problems) == 0
+	var notes []string
+	if ok {
 		ctx, cancel := context.WithTimeout(req.Context(), readyTimeout)
 		defer cancel()
-		_, problems = h.o.Readiness.Ready(ctx)
+		if db := req.URL.Query().Get("database"); db != "" {
+			dr, can := h.o.Readiness.(DatabaseReadiness)
+			if !can {
+				dr = &TargetProbe{Router: h.o.Router}
+			}
+			var found bool
+			ok, problems, found = dr.ReadyDatabase(ctx, db)
+			if !found {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				w.WriteHeader(http.StatusNotFound)
+				fmt.Fprintf(w, "no such database: %s\n", db)
+				return
+			}
+		} else {
+			ok, problems = h.o.Readiness.Ready(ctx)
+		}
+		if ok {
+			notes, problems = problems, nil
+		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if len(problems) > 0 {
+	if !ok {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "not ready")
 		for _, p := range problems {
@@ -94,6 +116,10 @@ func (h *httpAPI) readyz(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
+	for _, n := range notes {
+		// Databases that cannot serve while others do.
+		fmt.Fprintln(w, "degraded: "+n)
+	}
 }
 
 // authorized checks the bearer token in constant time.

@@ -63,8 +63,19 @@ type Switchover interface {
 // until then TargetProbe checks that each database's target accepts
 // connections.
 type Readiness interface {
-	// Ready reports whether every database has a usable primary, and when
-	// not, one line per problem. It must answer within ctx (a probe's
+	// Ready reports whether the proxy can serve: at least one database
+	// can (one database without its primary does not take the proxy out
+	// while others serve), or none is configured; problems has one line
+	// per database that cannot, whatever ok says. It must answer within ctx (a probe's
 	// timeout, about a second) and be cheap enough for frequent probes.
 	Ready(ctx context.Context) (ok bool, problems []string)
+}
+
+// DatabaseReadiness is a Readiness that also answers for one database
+// (/readyz?database=app). Both implementations (TargetProbe and the
+// role-change engines) have it.
+type DatabaseReadiness interface {
+	// ReadyDatabase reports whether database db can serve its target
+	// role now; found is false for a database the proxy does not know.
+	ReadyDatabase(ctx context.Context, db string) (ok bool, problems []string, found bool)
 }

@@ -54,16 +54,42 @@ func (t *TargetProbe) Ready(ctx context.Context) (bool, []string) {
 	}
 	wg.Wait()
 	var out []string
-	for _, p := range problems {
-		if p != "" {
+	serving := 0
+	for i, p := range problems {
+		switch {
+		case dbs[i].Name == "*":
+		case p == "":
+			serving++
+		default:
 			out = append(out, p)
 		}
 	}
-	return len(out) == 0, out
+	// One database that cannot serve does not make the proxy unready
+	// while others serve.
+	return serving > 0 || len(out) == 0, out
+}
+
+// ReadyDatabase implements DatabaseReadiness.
+func (t *TargetProbe) ReadyDatabase(ctx context.Context, db string) (bool, []string, bool) {
+	for _, d := range t.Router.Databases() {
+		if d.Name == db && db != "*" {
+			if p := t.check(ctx, d); p != "" {
+				return false, []string{p}, true
+			}
+			return true, nil, true
+		}
+	}
+	return false, nil, false
 }
 
 // check returns what keeps d from being ready, or "".
 func (t *TargetProbe) check(ctx context.Context, d *router.Database) string {
+	if dc := d.Config(); dc.WantsReplica() {
+		if len(d.Reads().Replicas) == 0 {
+			return fmt.Sprintf("database %s: no usable replica (target_session_attrs = %s)", d.Name, dc.TargetSessionAttrs)
+		}
+		return ""
+	}
 	target := d.Target()
 	if target.Host == "" {
 		return fmt.Sprintf("database %s: no primary known yet", d.Name)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/discovery"
+	"github.com/pauseproxy/pauseproxy/internal/router"
 )
 
 // SHOW TOPOLOGY and SHOW EVENTS: pauseproxy's own views, with no PgBouncer
@@ -27,7 +28,8 @@ func (c *Console) showTopology(args []token, r *reply) error {
 	}
 	columns := cols(oidText, "database", "source", "endpoint", "primary", "primary_addr",
 		oidInt8, "timeline", oidText, "replicas", oidInt8, "generation", oidInt4, "changing",
-		oidText, "last_change", "updated", "target", oidInt8, "target_generation", oidText, "error", "verified")
+		oidText, "last_change", "updated", "target", oidInt8, "target_generation", oidText, "error", "verified",
+		"target_session_attrs", "read_only_routing", "read_replicas")
 	var rows [][]any
 	found := false
 	for _, d := range c.databases() {
@@ -40,6 +42,14 @@ func (c *Console) showTopology(args []token, r *reply) error {
 		if t.Host != "" {
 			target = net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 		}
+		dc := d.Config()
+		if dc.WantsReplica() {
+			target = "(replicas)"
+		}
+		reads := []any{dc.TargetSessionAttrs, dc.ReadOnlyRouting, nil}
+		if d.UsesReplicas() {
+			reads[2] = readsText(d.Reads())
+		}
 		var snap *discovery.Snapshot
 		var verified string
 		var lastChange time.Time
@@ -48,8 +58,8 @@ func (c *Console) showTopology(args []token, r *reply) error {
 			snap, verified, lastChange, ok = c.o.Topology.Topology(d.Name)
 		}
 		if !ok || snap == nil {
-			rows = append(rows, []any{d.Name, "static", nil, nilIfEmpty(target), nilIfEmpty(target),
-				nil, "", t.Gen, false, nil, nil, nilIfEmpty(target), t.Gen, nil, nil})
+			rows = append(rows, append([]any{d.Name, "static", nil, nilIfEmpty(target), nilIfEmpty(target),
+				nil, "", t.Gen, false, nil, nil, nilIfEmpty(target), t.Gen, nil, nil}, reads...))
 			continue
 		}
 		var primary, primaryAddr, timeline any
@@ -60,9 +70,9 @@ func (c *Console) showTopology(args []token, r *reply) error {
 		if snap.Err != nil {
 			errText = snap.Err.Error()
 		}
-		rows = append(rows, []any{d.Name, snap.Source, nilIfEmpty(snap.Endpoint), primary, primaryAddr,
+		rows = append(rows, append([]any{d.Name, snap.Source, nilIfEmpty(snap.Endpoint), primary, primaryAddr,
 			timeline, replicasText(snap.Replicas), snap.Generation, snap.Changing, lastChange, snap.Updated,
-			nilIfEmpty(target), t.Gen, errText, nilIfEmpty(verified)})
+			nilIfEmpty(target), t.Gen, errText, nilIfEmpty(verified)}, reads...))
 	}
 	if db != "" && !found {
 		return errorf("3D000", "no such database: %s", db)
@@ -71,7 +81,8 @@ func (c *Console) showTopology(args []token, r *reply) error {
 	return nil
 }
 
-// replicasText lists replicas as "name addr state lag=N" separated by "; ".
+// replicasText lists replicas as "name addr state lag=N" separated by "; ",
+// with Patroni's nofailover/noloadbalance tags when set.
 func replicasText(ms []discovery.Member) string {
 	parts := make([]string, 0, len(ms))
 	for _, m := range ms {
@@ -79,7 +90,26 @@ func replicasText(ms []discovery.Member) string {
 		if m.LagBytes >= 0 {
 			lag = fmt.Sprintf("lag=%dB", m.LagBytes)
 		}
+		if m.ReplayDelay > 0 {
+			lag += fmt.Sprintf(" delay=%s", m.ReplayDelay.Round(time.Millisecond))
+		}
+		if m.NoFailover {
+			lag += " nofailover"
+		}
+		if m.NoLoadBalance {
+			lag += " noloadbalance"
+		}
 		parts = append(parts, strings.TrimSpace(fmt.Sprintf("%s %s %s %s", m.Name, m.Addr(), m.State, lag)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// readsText lists the replicas reads use, each with the server
+// connections open to it: "127.0.0.1:5433 (2 open); ...".
+func readsText(rs router.ReadState) string {
+	parts := make([]string, 0, len(rs.Replicas))
+	for _, a := range rs.Replicas {
+		parts = append(parts, fmt.Sprintf("%s (%d open)", a, rs.Open[a]))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -102,6 +102,16 @@ func (b *builder) database(p *Proxy, name string, t map[string]any) *Database {
 		d.Hosts = []string{joinHostPort(d.Host, d.Port)}
 	}
 
+	if d.ReadOnly && !set["target_session_attrs"] {
+		// read_only = true predates target_session_attrs: "a replica on
+		// purpose, no writability check". A static target is used as
+		// it is (any); with discovery, a replica when one is usable.
+		d.TargetSessionAttrs = TargetAny
+		if discovery != DiscoveryStatic {
+			d.TargetSessionAttrs = TargetPreferStandby
+		}
+	}
+
 	b.secret(prefix, set, "password", &d.Password, &d.PasswordEnv, &d.PasswordFile)
 	b.secret(prefix, set, "consul_token", &d.ConsulToken, &d.ConsulTokenEnv, &d.ConsulTokenFile)
 	b.secret(prefix, set, "patroni_password", &d.PatroniPassword, &d.PatroniPasswordEnv, &d.PatroniPasswordFile)

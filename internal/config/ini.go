@@ -312,6 +312,11 @@ func (r *iniReader) database(e iniEntry) {
 		t[k] = val
 		r.src.origin[keyOf([]string{"databases", e.key}, k)] = e.file
 	}
+	if _, ok := t["target_session_attrs"]; !ok {
+		// PgBouncer connects where the entry says and checks nothing:
+		// an entry pointing at a standby must keep serving reads.
+		t["target_session_attrs"] = TargetAny
+	}
 	r.src.databases[e.key] = t
 }
 

@@ -123,7 +123,7 @@ var pgbouncerOnlySettings = map[string]unsupported{
 var iniDatabaseParams = []string{
 	"host", "port", "dbname", "user", "password", "pool_size", "pool_mode",
 	"min_pool_size", "reserve_pool", "max_db_connections", "connect_query",
-	"auth_user", "auth_dbname", "application_name",
+	"auth_user", "auth_dbname", "application_name", "target_session_attrs",
 }
 
 // pgbouncerOnlyDatabaseParams are PgBouncer's other [databases]
@@ -134,7 +134,6 @@ var pgbouncerOnlyDatabaseParams = map[string]string{
 	"timezone":                  " (the client's own startup parameter applies)",
 	"auth_query":                " (set auth_query in [pgbouncer])",
 	"load_balance_hosts":        "",
-	"target_session_attrs":      " (pauseproxy finds the primary through discovery)",
 	"max_db_client_connections": "",
 	"server_lifetime":           " (set server_lifetime in [pgbouncer])",
 	"query_wait_timeout":        " (set query_wait_timeout in [pgbouncer])",

@@ -78,6 +78,9 @@ func TestLoadPgBouncerINI(t *testing.T) {
 		d.Discovery = DiscoveryStatic
 		d.PollInterval, d.FastPollInterval = time.Second, 100*time.Millisecond
 		d.OnSplitBrain = SplitBrainHold
+		// An ini entry without target_session_attrs connects where it
+		// says, as PgBouncer does.
+		d.TargetSessionAttrs, d.ReadOnlyRouting = TargetAny, RoutePrimary
 	}
 	if !reflect.DeepEqual(c.Databases, wantDBs) {
 		for name, d := range c.Databases {
@@ -291,7 +294,7 @@ user = postgres
 [peers]
 1 = host=/tmp/pgbouncer1
 [databases]
-app = host=x target_session_attrs=read-write
+app = host=x load_balance_hosts=disable
 [users]
 u = reserve_pool_size=2
 `))
@@ -306,7 +309,7 @@ u = reserve_pool_size=2
 		"pgbouncer.ini: pgbouncer.syslog: set again at line 14 (first at " + dir + "/pgbouncer.ini: line 8); the later one wins",
 		"pgbouncer.ini: pgbouncer.syslog: not supported by pauseproxy, ignored (pauseproxy logs to stderr)",
 		"pgbouncer.ini: pgbouncer.user: not supported by pauseproxy, ignored (run pauseproxy as the intended user)",
-		"pgbouncer.ini: databases.app.target_session_attrs: not supported by pauseproxy, ignored (pauseproxy finds the primary through discovery)",
+		"pgbouncer.ini: databases.app.load_balance_hosts: not supported by pauseproxy, ignored",
 		"pgbouncer.ini: users.u.reserve_pool_size: not supported by pauseproxy, ignored",
 		"pgbouncer.ini: peers: used only with peer_id set: cancel requests are not forwarded",
 	}

@@ -169,6 +169,9 @@ var databaseFields = []field[Database]{
 	{"fast_poll_interval", func(d *Database) any { return &d.FastPollInterval }},
 	{"read_only", func(d *Database) any { return &d.ReadOnly }},
 	{"on_split_brain", func(d *Database) any { return &d.OnSplitBrain }},
+	{"target_session_attrs", func(d *Database) any { return &d.TargetSessionAttrs }},
+	{"read_only_routing", func(d *Database) any { return &d.ReadOnlyRouting }},
+	{"max_replica_lag", func(d *Database) any { return &d.MaxReplicaLag }},
 }
 
 // userFields are the keys of a [users.<name>] table.
@@ -293,6 +296,9 @@ func defaultDatabase(p *Proxy, name, discovery string) Database {
 		PollInterval:     time.Second,
 		FastPollInterval: 100 * time.Millisecond,
 		OnSplitBrain:     p.OnSplitBrain,
+
+		TargetSessionAttrs: TargetReadWrite,
+		ReadOnlyRouting:    RoutePrimary,
 	}
 	if name == "*" {
 		d.DBName = "" // the name the client asks for; see DatabaseFor

@@ -103,6 +103,7 @@ func TestLoadDefaults(t *testing.T) {
 		Name: "app", Host: "127.0.0.1", Hosts: []string{"127.0.0.1:5432"}, Port: 5432,
 		DBName: "app", PoolSize: 20, Discovery: DiscoveryStatic,
 		PollInterval: time.Second, FastPollInterval: 100 * time.Millisecond, OnSplitBrain: SplitBrainHold,
+		TargetSessionAttrs: TargetReadWrite, ReadOnlyRouting: RoutePrimary,
 	}
 	if !reflect.DeepEqual(app, wantApp) {
 		t.Errorf("app = %+v\nwant %+v", app, wantApp)
@@ -262,6 +263,7 @@ pool_size = 2
 		PoolSize: 5, PoolMode: PoolModeTransaction, MinPoolSize: 1, ReservePool: 2, MaxDBConns: 8,
 		ConnectQuery: "SET statement_timeout = '5s'", AuthUser: "other_lookup", ApplicationName: "app",
 		Discovery: DiscoveryStatic, PollInterval: time.Second, FastPollInterval: 100 * time.Millisecond, OnSplitBrain: SplitBrainHold,
+		TargetSessionAttrs: TargetReadWrite, ReadOnlyRouting: RoutePrimary,
 	}
 	if !reflect.DeepEqual(app, wantApp) {
 		t.Errorf("app = %+v\nwant %+v", app, wantApp)
@@ -271,6 +273,7 @@ pool_size = 2
 		Name: "ha", Port: 5432, DBName: "ha", PoolSize: 10, MinPoolSize: 2, ReservePool: 3, MaxDBConns: 50,
 		Discovery: DiscoveryPatroni, PatroniURLs: []string{"http://10.0.0.1:8008", "https://10.0.0.2:8008/"},
 		PollInterval: 2 * time.Second, FastPollInterval: 200 * time.Millisecond, OnSplitBrain: SplitBrainHold,
+		TargetSessionAttrs: TargetReadWrite, ReadOnlyRouting: RoutePrimary,
 		PatroniUsername: "api", PatroniPassword: "api-secret",
 		PatroniCAFile: abs("ca.crt"), PatroniCertFile: abs("server.crt"), PatroniKeyFile: abs("server.key"),
 	}

@@ -320,6 +320,61 @@ type Database struct {
 	ReadOnly bool
 	// OnSplitBrain is on_split_brain, default proxy.on_split_brain.
 	OnSplitBrain string
+
+	// TargetSessionAttrs is target_session_attrs, libpq's values (see the
+	// Target* constants): which node's role the database's connections
+	// need. Default read-write; a pgbouncer.ini [databases] entry without
+	// it gets any (what PgBouncer does); read_only = true without it gets
+	// any (static) or prefer-standby (patroni, consul).
+	TargetSessionAttrs string
+	// ReadOnlyRouting is read_only_routing: "primary" (default) or
+	// "replica": transactions the client declares read-only run on a
+	// replica (docs/reads.md). Only with a read-write or primary target.
+	ReadOnlyRouting string
+	// MaxReplicaLag is max_replica_lag as written ("" none): bytes ("16MB",
+	// "1048576") or a duration ("10s"). Validation fills
+	// MaxReplicaLagBytes or MaxReplicaLagTime (0: no limit).
+	MaxReplicaLag      string
+	MaxReplicaLagBytes int64
+	MaxReplicaLagTime  time.Duration
+}
+
+// The values of target_session_attrs (libpq's, PostgreSQL docs 34.1.2).
+const (
+	TargetReadWrite     = "read-write"
+	TargetPrimary       = "primary"
+	TargetReadOnly      = "read-only"
+	TargetStandby       = "standby"
+	TargetPreferStandby = "prefer-standby"
+	TargetAny           = "any"
+)
+
+// The values of read_only_routing.
+const (
+	RoutePrimary = "primary"
+	RouteReplica = "replica"
+)
+
+// WantsPrimary reports whether the database's connections go only to the
+// verified writable primary (read-write, primary).
+func (d *Database) WantsPrimary() bool {
+	return d.TargetSessionAttrs == TargetReadWrite || d.TargetSessionAttrs == TargetPrimary
+}
+
+// WantsReplica reports whether the database's connections go to replicas
+// (read-only, standby, prefer-standby).
+func (d *Database) WantsReplica() bool {
+	switch d.TargetSessionAttrs {
+	case TargetReadOnly, TargetStandby, TargetPreferStandby:
+		return true
+	}
+	return false
+}
+
+// RoutesReadsToReplicas reports whether declared read-only transactions
+// run on replicas (read_only_routing = "replica").
+func (d *Database) RoutesReadsToReplicas() bool {
+	return d.ReadOnlyRouting == RouteReplica && d.WantsPrimary()
 }
 
 // User is one [users.<name>] table.

@@ -311,6 +311,7 @@ func (b *builder) validateDatabase(d *Database) {
 		b.oneOf(key("pool_mode"), string(d.PoolMode), poolModes)
 	}
 	b.oneOf(key("on_split_brain"), d.OnSplitBrain, splitBrainActions)
+	b.validateReads(d, set)
 	b.positive(key("poll_interval"), d.PollInterval)
 	b.positive(key("fast_poll_interval"), d.FastPollInterval)
 	if d.FastPollInterval > d.PollInterval && d.PollInterval > 0 {

@@ -97,6 +97,10 @@ type kvMember struct {
 	Role     string `json:"role"`
 	State    string `json:"state"`
 	Timeline int64  `json:"timeline"`
+	// XlogLocation is the member's WAL position (the primary's written,
+	// a replica's replayed or received), as Patroni writes it every loop.
+	XlogLocation int64          `json:"xlog_location"`
+	Tags         map[string]any `json:"tags"`
 }
 
 // NewConsul returns a source that watches the Patroni cluster cfg.Service
@@ -348,6 +352,12 @@ func (c *consul) fromKV(st *consulState, endpoint string) (*view, error) {
 			State:    km.State,
 			Timeline: km.Timeline,
 			LagBytes: -1,
+		}
+		m.NoLoadBalance, m.NoFailover = tagSet(km.Tags, "noloadbalance"), tagSet(km.Tags, "nofailover")
+		if lead, ok := kv.members[kv.leader]; ok && name != kv.leader && lead.XlogLocation > 0 && km.XlogLocation > 0 {
+			// Patroni's /cluster computes lag the same way, from the
+			// leader's position and the member's.
+			m.LagBytes = max(0, lead.XlogLocation-km.XlogLocation)
 		}
 		m.Host, m.Port = hostPortFromConnURL(km.ConnURL)
 		if name == kv.leader && m.Role != "standby_leader" {

@@ -111,6 +111,7 @@ type clusterJSON struct {
 		Port     int             `json:"port"`
 		Timeline int64           `json:"timeline"`
 		Lag      json.RawMessage `json:"lag"` // bytes, or "unknown"
+		Tags     map[string]any  `json:"tags"`
 	} `json:"members"`
 }
 
@@ -180,6 +181,7 @@ func (p *patroni) interpret(ctx context.Context, endpoint string, cl *clusterJSO
 		if json.Unmarshal(cm.Lag, &lag) == nil {
 			m.LagBytes = lag
 		}
+		m.NoLoadBalance, m.NoFailover = tagSet(cm.Tags, "noloadbalance"), tagSet(cm.Tags, "nofailover")
 		if m.Role == "primary" || m.Role == "standby_leader" {
 			leaderRole = m.Role
 		}
@@ -209,6 +211,21 @@ func (p *patroni) interpret(ctx context.Context, endpoint string, cl *clusterJSO
 		}
 	}
 	return v
+}
+
+// tagSet reports whether Patroni's member tag name is set: true, or a
+// string Patroni's YAML would read as true.
+func tagSet(tags map[string]any, name string) bool {
+	switch v := tags[name].(type) {
+	case bool:
+		return v
+	case string:
+		switch strings.ToLower(v) {
+		case "true", "yes", "on", "1":
+			return true
+		}
+	}
+	return false
 }
 
 // runningPrimary reports whether a Patroni state and role say PostgreSQL

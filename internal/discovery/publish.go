@@ -198,5 +198,6 @@ func sameMembers(a, b *Snapshot) bool {
 
 func sameMember(a, b Member) bool {
 	a.LagBytes, b.LagBytes = 0, 0
+	a.ReplayDelay, b.ReplayDelay = 0, 0
 	return a == b
 }

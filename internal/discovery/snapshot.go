@@ -1,5 +1,7 @@
-// Package discovery finds the writable primary of a database and publishes
-// what it knows as immutable snapshots. Sources: a static host list (asking
+// Package discovery finds the writable primary of a database, and its
+// replicas with their state, lag and Patroni tags (for reads: see
+// internal/failover's ReadWatcher), and publishes what it knows as
+// immutable snapshots. Sources: a static host list (asking
 // each host pg_is_in_recovery()), Patroni's REST API, and Consul (Patroni's
 // service registrations and KV keys).
 //
@@ -56,6 +58,14 @@ type Member struct {
 	Timeline int64
 	// LagBytes is the replication lag in bytes when known, -1 otherwise.
 	LagBytes int64
+	// ReplayDelay is how far a replica's replay is behind, in time: now()
+	// - pg_last_xact_replay_timestamp() while received WAL waits to be
+	// replayed, 0 when it has replayed everything or when unknown. Only a
+	// static source with a RoleProbe measures it.
+	ReplayDelay time.Duration
+	// NoLoadBalance and NoFailover are Patroni's member tags of those
+	// names: a replica tagged either takes no reads.
+	NoLoadBalance, NoFailover bool
 }
 
 // Addr is host:port.

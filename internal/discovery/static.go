@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Probe tells whether the PostgreSQL server at addr ("host:port") accepts
@@ -15,13 +16,27 @@ import (
 // SELECT pg_is_in_recovery(). It must return when ctx is done.
 type Probe func(ctx context.Context, addr string) (writable bool, err error)
 
+// RoleProbe is a Probe that also measures a replica's replay delay (see
+// Member.ReplayDelay; 0 for a primary or when unknown).
+type RoleProbe func(ctx context.Context, addr string) (writable bool, replayDelay time.Duration, err error)
+
 // static is the source for a fixed host list.
 type static struct {
 	*publisher
 	opts    Options
-	probe   Probe
+	probe   RoleProbe
+	always  bool // probe a single host too (NewStaticRoles)
 	members []Member
 	err     error // a host that does not parse; published by Run
+}
+
+// NewStaticRoles is NewStatic for a database that reads from replicas: it
+// probes every host, even a single one, since each host's role matters,
+// and records each replica's replay delay.
+func NewStaticRoles(hosts []string, probe RoleProbe, opts Options) Source {
+	s := newStatic(hosts, probe, opts)
+	s.always = true
+	return s
 }
 
 // NewStatic returns a source for a fixed list of "host:port" (the port
@@ -32,6 +47,17 @@ type static struct {
 // more writable give Primary nil and an Err wrapping ErrSplitBrain, since
 // guessing would send writes to the wrong side.
 func NewStatic(hosts []string, probe Probe, opts Options) Source {
+	var rp RoleProbe
+	if probe != nil {
+		rp = func(ctx context.Context, addr string) (bool, time.Duration, error) {
+			w, err := probe(ctx, addr)
+			return w, 0, err
+		}
+	}
+	return newStatic(hosts, rp, opts)
+}
+
+func newStatic(hosts []string, probe RoleProbe, opts Options) *static {
 	opts = opts.withDefaults()
 	s := &static{publisher: newPublisher("static", opts.Logger), opts: opts, probe: probe}
 	var errs []error
@@ -75,7 +101,7 @@ func (s *static) Run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	if len(s.members) == 1 {
+	if len(s.members) == 1 && !s.always {
 		m := s.members[0]
 		m.Role = "primary"
 		s.update(&view{Endpoint: m.Addr(), Primary: &m}, nil)
@@ -89,6 +115,7 @@ func (s *static) Run(ctx context.Context) {
 func (s *static) poll(ctx context.Context) (*view, error) {
 	type result struct {
 		writable bool
+		delay    time.Duration
 		err      error
 	}
 	results := make([]result, len(s.members))
@@ -97,11 +124,11 @@ func (s *static) poll(ctx context.Context) (*view, error) {
 		wg.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, s.opts.HTTPTimeout)
 			defer cancel()
-			w, err := s.probe(pctx, m.Addr())
+			w, delay, err := s.probe(pctx, m.Addr())
 			if err != nil {
 				err = fmt.Errorf("probe %s: %w", m.Addr(), err)
 			}
-			results[i] = result{w, err}
+			results[i] = result{w, delay, err}
 		})
 	}
 	wg.Wait()
@@ -127,7 +154,7 @@ func (s *static) poll(ctx context.Context) (*view, error) {
 				v.Replicas = append(v.Replicas, m)
 			}
 		default:
-			m.Role, m.State = "replica", "running"
+			m.Role, m.State, m.ReplayDelay = "replica", "running", r.delay
 			v.Replicas = append(v.Replicas, m)
 		}
 	}

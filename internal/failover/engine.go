@@ -44,6 +44,14 @@
 // hold_timeout. The Manager also sizes hold_timeout against Patroni's
 // ttl and loop_wait (timings.go).
 //
+// Not every database has an engine: one whose target_session_attrs is
+// "any" has none (PgBouncer's behaviour), and one that reads from
+// replicas (read-only, standby, prefer-standby) has a ReadWatcher instead,
+// which hands the router the usable replicas (reads.go) and never holds
+// for a role change. A read-write database with read_only_routing =
+// "replica" has both, on one source. /readyz (ready.go) asks each database
+// for its own target role.
+//
 // This package decides when traffic is held; it does not speak the
 // protocol to clients, and it does not ask Patroni to do anything (see
 // package ops for switchover).

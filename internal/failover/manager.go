@@ -2,11 +2,11 @@ package failover
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"reflect"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -31,10 +31,14 @@ type Manager struct {
 	bg       sync.WaitGroup
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
+
+	reachMu    sync.Mutex // guards reachCache (ready.go)
+	reachCache map[string]reachResult
 }
 
 type managed struct {
-	eng    *Engine
+	eng    *Engine         // nil for a database whose target is not the primary
+	reads  *ReadWatcher    // nil unless the database reads from replicas
 	dc     config.Database // the settings it was started with
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -62,10 +66,14 @@ func (m *Manager) Sync(cfg *config.Config) {
 		if name == "*" {
 			continue
 		}
-		m.checkTimingsLocked(cfg, dc)
+		if dc.WantsPrimary() {
+			m.checkTimingsLocked(cfg, dc)
+		}
 		if cur, ok := m.engines[name]; ok {
 			if sameDiscovery(&cur.dc, dc) {
-				cur.eng.SetOnSplitBrain(dc.OnSplitBrain)
+				if cur.eng != nil {
+					cur.eng.SetOnSplitBrain(dc.OnSplitBrain)
+				}
 				continue
 			}
 			m.stopLocked(name)
@@ -74,33 +82,66 @@ func (m *Manager) Sync(cfg *config.Config) {
 		if !ok {
 			continue
 		}
+		if dc.TargetSessionAttrs == config.TargetAny {
+			// What PgBouncer does: connect where the entry says, check
+			// nothing, follow no primary.
+			db.Unmanage()
+			continue
+		}
 		src, err := newSource(dc, db, m.log)
 		if err != nil {
 			m.log.Error("cannot start discovery", slog.String("database", name), slog.Any("err", err))
 			continue
 		}
-		db.Manage()
-		eng := New(db, src, Options{
-			FastInterval: dc.FastPollInterval, ReadOnly: dc.ReadOnly, OnSplitBrain: dc.OnSplitBrain,
-			// A planned switchover's early hold must end well before
-			// the held transactions' own limit.
-			PlannedTimeout: min(10*time.Second, cfg.Proxy.HoldTimeout/2),
-			HoldTimeout:    cfg.Proxy.HoldTimeout,
-			Log:            m.log, OnEvent: m.onEvent,
-		})
+		me := &managed{dc: *dc, done: make(chan struct{})}
+		if dc.WantsPrimary() {
+			db.Manage()
+			me.eng = New(db, src, Options{
+				FastInterval: dc.FastPollInterval, OnSplitBrain: dc.OnSplitBrain,
+				// A planned switchover's early hold must end well before
+				// the held transactions' own limit.
+				PlannedTimeout: min(10*time.Second, cfg.Proxy.HoldTimeout/2),
+				HoldTimeout:    cfg.Proxy.HoldTimeout,
+				Log:            m.log, OnEvent: m.onEvent,
+			})
+		} else {
+			db.Unmanage()
+		}
+		if dc.WantsReplica() || dc.RoutesReadsToReplicas() {
+			// Each source measures lag one way (config warns about the
+			// other): Patroni and Consul in bytes, static hosts in time.
+			ro := ReadOptions{Recheck: dc.PollInterval, Log: m.log}
+			if dc.Discovery == config.DiscoveryStatic {
+				ro.MaxLagTime = dc.MaxReplicaLagTime
+			} else {
+				ro.MaxLagBytes = dc.MaxReplicaLagBytes
+			}
+			me.reads = NewReadWatcher(db, src, ro)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
-		me := &managed{eng: eng, dc: *dc, cancel: cancel, done: make(chan struct{})}
+		me.cancel = cancel
 		m.engines[name] = me
-		go func() {
-			defer close(me.done)
-			eng.Run(ctx)
-		}()
+		go me.run(ctx)
 	}
 	for name := range m.engines {
 		if _, ok := cfg.Databases[name]; !ok {
 			m.stopLocked(name)
 		}
 	}
+}
+
+// run runs the engine and the read watcher until ctx is done. The engine
+// runs the source they share; a replica-only database's watcher runs it.
+func (me *managed) run(ctx context.Context) {
+	defer close(me.done)
+	var wg sync.WaitGroup
+	if me.reads != nil {
+		wg.Go(func() { me.reads.Run(ctx, me.eng == nil) })
+	}
+	if me.eng != nil {
+		me.eng.Run(ctx)
+	}
+	wg.Wait()
 }
 
 func (m *Manager) stopLocked(name string) {
@@ -127,7 +168,7 @@ func (m *Manager) Engine(db string) (*Engine, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	me, ok := m.engines[db]
-	if !ok {
+	if !ok || me.eng == nil {
 		return nil, false
 	}
 	return me.eng, true
@@ -137,42 +178,19 @@ func (m *Manager) Engine(db string) (*Engine, bool) {
 // writable ("" during a cycle) and when its primary last changed (admin
 // SHOW TOPOLOGY).
 func (m *Manager) Topology(db string) (*discovery.Snapshot, string, time.Time, bool) {
-	e, ok := m.Engine(db)
-	if !ok {
-		return nil, "", time.Time{}, false
-	}
-	st := e.Status()
-	return st.Snapshot, st.Verified, st.LastChange, true
-}
-
-// Ready reports whether every managed database has a verified writable
-// primary (/readyz).
-func (m *Manager) Ready(ctx context.Context) (bool, []string) {
 	m.mu.Lock()
-	names := make([]string, 0, len(m.engines))
-	for n := range m.engines {
-		names = append(names, n)
-	}
+	me, ok := m.engines[db]
 	m.mu.Unlock()
-	sort.Strings(names)
-	var problems []string
-	for _, n := range names {
-		e, ok := m.Engine(n)
-		if !ok {
-			continue
-		}
-		st := e.Status()
-		if st.Verified == "" {
-			msg := fmt.Sprintf("database %s: no verified writable primary", n)
-			if st.LastErr != nil {
-				msg += ": " + st.LastErr.Error()
-			} else if st.Snapshot != nil && st.Snapshot.Err != nil {
-				msg += ": " + st.Snapshot.Err.Error()
-			}
-			problems = append(problems, msg)
-		}
+	switch {
+	case !ok:
+		return nil, "", time.Time{}, false
+	case me.eng == nil:
+		// A replica-only database: what discovery says, no primary of
+		// its own to verify.
+		return me.reads.src.Snapshot(), "", time.Time{}, true
 	}
-	return len(problems) == 0, problems
+	st := me.eng.Status()
+	return st.Snapshot, st.Verified, st.LastChange, true
 }
 
 // WaitVerified blocks until database db has a verified primary other than
@@ -204,6 +222,8 @@ func sameDiscovery(a, b *config.Database) bool {
 		a.ConsulNamespace == b.ConsulNamespace && a.ConsulToken == b.ConsulToken &&
 		a.ConsulDatacenter == b.ConsulDatacenter && a.ConsulScheme == b.ConsulScheme &&
 		a.ConsulCAFile == b.ConsulCAFile && a.ReadOnly == b.ReadOnly &&
+		a.TargetSessionAttrs == b.TargetSessionAttrs && a.ReadOnlyRouting == b.ReadOnlyRouting &&
+		a.MaxReplicaLag == b.MaxReplicaLag &&
 		patroniAPI(a) == patroniAPI(b) &&
 		a.PollInterval == b.PollInterval && a.FastPollInterval == b.FastPollInterval
 }
@@ -230,6 +250,24 @@ func newSource(dc *config.Database, db *router.Database, log *slog.Logger) (disc
 		if len(hosts) == 0 {
 			hosts = []string{net.JoinHostPort(dc.Host, strconv.Itoa(dc.Port))}
 		}
+		if dc.WantsReplica() || (dc.RoutesReadsToReplicas() && len(hosts) > 1) {
+			// Every host's role and replay delay matter.
+			return discovery.NewStaticRoles(hosts, func(ctx context.Context, addr string) (bool, time.Duration, error) {
+				host, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					return false, 0, err
+				}
+				p, _ := strconv.Atoi(port)
+				w, delay, err := db.ProbeRole(ctx, host, p)
+				if errors.Is(err, router.ErrNoLogin) {
+					// No login to ask with before the first client's:
+					// take the host as a replica; each new connection
+					// checks pg_is_in_recovery() = true anyway.
+					return false, 0, nil
+				}
+				return w, delay, err
+			}, opts), nil
+		}
 		probe := func(ctx context.Context, addr string) (bool, error) {
 			host, port, err := net.SplitHostPort(addr)
 			if err != nil {
@@ -251,7 +289,9 @@ func (m *Manager) Statuses() map[string]Status {
 	defer m.mu.Unlock()
 	out := make(map[string]Status, len(m.engines))
 	for name, me := range m.engines {
-		out[name] = me.eng.Status()
+		if me.eng != nil {
+			out[name] = me.eng.Status()
+		}
 	}
 	return out
 }

@@ -141,6 +141,7 @@ type collector struct {
 	splitBrain                                                          *prometheus.Desc
 	roleChanges, clientErrors, primaryVerified, primaryInfo             *prometheus.Desc
 	maxClientConn, reservePool, minPoolSize, maxDBConns, maxUserConns   *prometheus.Desc
+	targetRole, readReplicas                                            *prometheus.Desc
 }
 
 // noDatabase labels client errors of logins refused before they named a
@@ -175,6 +176,8 @@ func newCollector(o Options, ev *eventMetrics) *collector {
 		held:                 desc("held", "1 for each reason holding the database's new transactions (pause, role-change, ...).", "database", "reason"),
 		disabled:             desc("disabled", "1 while the database refuses new clients (DISABLE).", "database"),
 		poolSize:             desc("pool_size", "The database's pool_size: server connections per user.", "database"),
+		targetRole:           desc("database_target", "1, labelled with the database's target_session_attrs (read-write, read-only, any, ...) and read_only_routing.", "database", "target_session_attrs", "read_only_routing"),
+		readReplicas:         desc("read_replicas", "Replicas the database's reads use now (usable: role, state, lag and tags allow); only for databases that read from replicas.", "database"),
 		gen:                  desc("target_generation", "Generation of the database's target; it moves each time the pools are pointed elsewhere (or RECONNECT).", "database"),
 		hold:                 desc("hold_timeout_seconds", "hold_timeout: the longest one transaction waits in a hold."),
 		xacts:                desc("transactions_total", "Transactions (in session mode, sessions) that got a server connection and ended.", "database"),
@@ -193,6 +196,7 @@ func newCollector(o Options, ev *eventMetrics) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.buildInfo, c.clients, c.clientsLogin, c.servers, c.heldClients, c.maxWait,
+		c.targetRole, c.readReplicas,
 		c.paused, c.pausedAll, c.held, c.disabled, c.poolSize, c.gen, c.hold, c.xacts, c.queries, c.received,
 		c.sent, c.xactTime, c.waitTime, c.discoveryErrors, c.discoveryLastSuccess, c.retries, c.listenerReconnects, c.splitBrain,
 		c.roleChanges, c.clientErrors, c.primaryVerified, c.primaryInfo,
@@ -284,6 +288,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.collectPrimary(ch, d)
 		for _, kind := range changeKinds {
 			counter(c.roleChanges, float64(c.ev.roleChanges(name, kind)), name, kind)
+		}
+		gauge(c.targetRole, 1, name, dc.TargetSessionAttrs, dc.ReadOnlyRouting)
+		if d.UsesReplicas() {
+			gauge(c.readReplicas, float64(len(d.Reads().Replicas)), name)
 		}
 
 		st := d.Stats()

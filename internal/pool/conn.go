@@ -81,7 +81,7 @@ type Conn struct {
 	// client's (PgBouncer does the same).
 	cancels int
 	parked  bool
-	closed   bool
+	closed  bool
 
 	// Session-owned state that lives with the server connection, such as
 	// the prepared statements it holds. Only the bound session touches it.

@@ -392,6 +392,13 @@ func (p *Pool) newConnLocked(srv *Server, t Target) *Conn {
 // broke, were retired, belong to an old generation, outlived
 // server_lifetime, or exceed a shrunk pool size are closed.
 func (p *Pool) Put(c *Conn) {
+	if c.pool != p {
+		// A session whose transaction ran on another pool of its
+		// database (a replica's, for a read-only transaction) hands
+		// the connection back where it came from.
+		c.pool.Put(c)
+		return
+	}
 	p.mu.Lock()
 	if c.cancels > 0 {
 		// Back once the cancel is done (cancelEnded).

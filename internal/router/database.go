@@ -26,7 +26,9 @@ type Database struct {
 	mu     sync.Mutex // guards the fields below
 	cfg    *config.Database
 	pools  map[string]*pool.Pool // by server login user
-	holds  map[string]bool       // reasons the database is held ("pause", "role-change", ...)
+	rpools map[string]*pool.Pool // replica-mode pools for read-only transactions, by server login user (reads.go)
+	logins map[string]serverLogin
+	holds  map[string]bool // reasons the database is held ("pause", "role-change", ...)
 	target pool.Target
 	login  *serverLogin // the last server login a pool was made for (for Probe)
 	limit  *pool.Limit  // max_db_connections across the pools
@@ -44,12 +46,15 @@ type Database struct {
 	// then requires writability and handles trouble.
 	managed atomic.Bool
 	trouble chan struct{} // one pending trouble signal for the engine
+
+	reads readSet // usable replicas (reads.go); its own mutex
 }
 
 func newDatabase(r *Router, name string, dc *config.Database) *Database {
 	d := &Database{Name: name, r: r, cfg: dc, pools: make(map[string]*pool.Pool), trouble: make(chan struct{}, 1),
 		limit: pool.NewLimit(dc.MaxDBConns)}
 	d.target = pool.Target{Host: dc.Host, Port: dc.Port, Gen: 1}
+	d.reads.gen = replicaGenBase
 	return d
 }
 
@@ -74,7 +79,8 @@ func (d *Database) poolMode(user string) config.PoolMode {
 }
 
 // poolFor returns the pool for the server login a client maps to: the
-// database's forced user when configured, else the client's own.
+// database's forced user when configured, else the client's own. For a
+// database whose target is replicas, the pool dials replicas (reads.go).
 func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -86,11 +92,55 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 	if p, ok := d.pools[login.User]; ok {
 		return p, nil
 	}
+	if d.logins == nil {
+		d.logins = make(map[string]serverLogin)
+	}
+	d.logins[login.User] = login
+	l := login
+	d.login = &l
+	p := d.newPoolLocked(login, d.replicaModeLocked())
+	d.pools[login.User] = p
+	return p, nil
+}
+
+// poolForRole returns the replica-mode pool of server login user (for a
+// session's read-only transactions), made on first use with the login the
+// session's own pool was made with.
+func (d *Database) poolForRole(user string, replica bool) (*pool.Pool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !replica || d.replicaModeLocked() {
+		if p, ok := d.pools[user]; ok {
+			return p, nil
+		}
+		return nil, ErrNoLogin
+	}
+	if p, ok := d.rpools[user]; ok {
+		return p, nil
+	}
+	login, ok := d.logins[user]
+	if !ok {
+		return nil, ErrNoLogin
+	}
+	if d.rpools == nil {
+		d.rpools = make(map[string]*pool.Pool)
+	}
+	p := d.newPoolLocked(login, true)
+	d.rpools[user] = p
+	return p, nil
+}
+
+// newPoolLocked makes a pool for login: on the primary (or the configured
+// host), or in replica mode.
+func (d *Database) newPoolLocked(login serverLogin, replica bool) *pool.Pool {
+	dc := d.cfg
 	cfg := d.r.Config()
 	pc := d.poolConfigLocked(cfg, login.User)
 	tlsCfg := cfg.Proxy.ServerTLS
 	appName := dc.ApplicationName
-	readOnly := dc.ReadOnly
+	// Fencing: a managed database's connections go only to a node that
+	// says it is writable, checked on every new connection.
+	fence := dc.WantsPrimary()
 	dial := func(ctx context.Context, t pool.Target) (*pool.Server, error) {
 		if h := d.r.dialHook; h != nil {
 			return h(ctx, t)
@@ -99,32 +149,72 @@ func (d *Database) poolFor(clientUser string, login serverLogin) (*pool.Pool, er
 		if err != nil {
 			return nil, err
 		}
-		// Fencing: a managed database's connections go only to a node
-		// that says it is writable, checked on every new connection.
-		srv, err := dialServer(ctx, pcfg, d.managed.Load() && !readOnly)
+		srv, err := dialServer(ctx, pcfg, d.managed.Load() && fence, nil)
 		if err != nil {
 			return nil, classifyLogin(err)
 		}
 		return srv, nil
 	}
-	l := login
-	d.login = &l
+	target := d.target
+	name := d.Name + "/" + login.User
+	if replica {
+		dial = d.replicaDial(login, tlsCfg, appName)
+		d.reads.mu.Lock()
+		target = pool.Target{Host: replicaHost, Gen: d.reads.gen}
+		d.reads.mu.Unlock()
+		if !d.replicaModeLocked() {
+			name += "/replicas"
+		}
+	}
 	if d.dials == nil {
 		d.dials = make(map[string]pool.DialFunc)
 	}
-	d.dials[login.User] = dial
-	p := pool.New(d.Name+"/"+login.User, pc, d.target, dial, d.r.log, &d.r.connIDs)
-	p.OnServerError = d.idleServerError
-	p.OnDialError = d.dialTrouble
-	if len(d.holds) > 0 {
+	if !replica || d.replicaModeLocked() {
+		d.dials[login.User] = dial
+	}
+	p := pool.New(name, pc, target, dial, d.r.log, &d.r.connIDs)
+	if !replica {
+		// A replica's trouble is no role change (reads.go).
+		p.OnServerError = d.idleServerError
+		p.OnDialError = d.dialTrouble
+	}
+	if d.heldLocked(replica) {
 		p.Hold()
 	}
-	if d.refusal != nil && d.refusalUser == login.User {
+	if d.refusal != nil && d.refusalUser == login.User && !replica {
 		p.Refuse(d.refusal)
 	}
 	p.SetHoldNote(d.holdNote)
-	d.pools[login.User] = p
-	return p, nil
+	return p
+}
+
+// heldLocked reports whether a pool must be held now: a primary-mode pool
+// by any reason, a replica-mode pool by any but a role change.
+func (d *Database) heldLocked(replica bool) bool {
+	for r := range d.holds {
+		if !replica || r != HoldRoleChange {
+			return true
+		}
+	}
+	return false
+}
+
+// applyHoldsLocked holds or releases every pool per heldLocked.
+func (d *Database) applyHoldsLocked() {
+	apply := func(p *pool.Pool, replica bool) {
+		if d.heldLocked(replica) {
+			p.Hold()
+		} else {
+			p.Unhold()
+		}
+	}
+	rm := d.replicaModeLocked()
+	for _, p := range d.pools {
+		apply(p, rm)
+	}
+	for _, p := range d.rpools {
+		apply(p, true)
+	}
 }
 
 func (d *Database) poolConfigLocked(cfg *config.Config, user string) pool.Config {
@@ -158,28 +248,48 @@ func (d *Database) reconfigure(dc *config.Database) {
 	d.limit.SetMax(dc.MaxDBConns)
 	cfg := d.r.Config()
 	moved := old.Host != dc.Host || old.Port != dc.Port || old.DBName != dc.DBName ||
-		old.User != dc.User || old.Password != dc.Password
+		old.User != dc.User || old.Password != dc.Password || old.TargetSessionAttrs != dc.TargetSessionAttrs
 	var pools []*pool.Pool
 	for user, p := range d.pools {
 		p.SetConfig(d.poolConfigLocked(cfg, user))
 		pools = append(pools, p)
 	}
+	for user, p := range d.rpools {
+		p.SetConfig(d.poolConfigLocked(cfg, user))
+	}
+	if moved || !dc.RoutesReadsToReplicas() {
+		// Replica-mode pools for reads are made again on first use.
+		for _, p := range d.rpools {
+			go p.Close()
+		}
+		d.rpools = nil
+	}
 	if moved {
 		// Login settings are captured by each pool's dial function, so a
-		// changed login means new pools; connections of the old ones are
-		// closed when released.
-		if old.User != dc.User || old.Password != dc.Password || old.DBName != dc.DBName {
+		// changed login (or role) means new pools; connections of the
+		// old ones are closed when released.
+		if old.User != dc.User || old.Password != dc.Password || old.DBName != dc.DBName ||
+			old.TargetSessionAttrs != dc.TargetSessionAttrs {
 			d.refusal = nil // the refused login is gone with its pools
 			d.pools = make(map[string]*pool.Pool)
+			d.dials = nil
+			d.logins = nil // read pools wait for the next login's
 			for _, p := range pools {
 				go p.Close()
 			}
 			pools = nil
 		}
 		d.target = pool.Target{Host: dc.Host, Port: dc.Port, Gen: d.target.Gen + 1}
-		for _, p := range pools {
-			p.SetTarget(d.target)
+		if !d.replicaModeLocked() {
+			for _, p := range pools {
+				p.SetTarget(d.target)
+			}
 		}
+	}
+	if d.holds[holdNoReplica] && !dc.WantsReplica() {
+		// No longer a replica-only database: its wait for a replica ends.
+		delete(d.holds, holdNoReplica)
+		d.applyHoldsLocked()
 	}
 	d.mu.Unlock()
 	if moved {
@@ -197,9 +307,12 @@ func (d *Database) acquire(ctx context.Context, p *pool.Pool) (*pool.Conn, error
 func (d *Database) Pools() map[string]*pool.Pool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]*pool.Pool, len(d.pools))
+	out := make(map[string]*pool.Pool, len(d.pools)+len(d.rpools))
 	for k, v := range d.pools {
 		out[k] = v
+	}
+	for k, v := range d.rpools {
+		out[k+"/replicas"] = v
 	}
 	return out
 }
@@ -211,6 +324,9 @@ func (d *Database) SetHoldNote(note string) {
 	defer d.mu.Unlock()
 	d.holdNote = note
 	for _, p := range d.pools {
+		p.SetHoldNote(note)
+	}
+	for _, p := range d.rpools {
 		p.SetHoldNote(note)
 	}
 }
@@ -227,9 +343,7 @@ func (d *Database) Hold(reason string) {
 		d.holds = make(map[string]bool)
 	}
 	d.holds[reason] = true
-	for _, p := range d.pools {
-		p.Hold()
-	}
+	d.applyHoldsLocked()
 }
 
 // Unhold releases one reason's hold; when none is left, held transactions
@@ -238,12 +352,7 @@ func (d *Database) Unhold(reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.holds, reason)
-	if len(d.holds) > 0 {
-		return
-	}
-	for _, p := range d.pools {
-		p.Unhold()
-	}
+	d.applyHoldsLocked()
 }
 
 // Held reports whether the database is held, and why.
@@ -274,8 +383,10 @@ func (d *Database) Retarget(host string, port int) pool.Target {
 	d.mu.Lock()
 	d.target = pool.Target{Host: host, Port: port, Gen: d.target.Gen + 1}
 	d.refusal = nil // SetTarget lifts each pool's
-	for _, p := range d.pools {
-		p.SetTarget(d.target)
+	if !d.replicaModeLocked() {
+		for _, p := range d.pools {
+			p.SetTarget(d.target)
+		}
 	}
 	t := d.target
 	d.mu.Unlock()
@@ -311,6 +422,10 @@ func (d *Database) Reconnect() {
 	}
 	t := d.Target()
 	d.Retarget(t.Host, t.Port)
+	d.reads.mu.Lock()
+	d.reads.gen++
+	d.reads.mu.Unlock()
+	d.retireReplicaConns()
 }
 
 // serverTrouble is called when a server reports the signs of a primary
@@ -322,6 +437,11 @@ func (d *Database) Reconnect() {
 // the pools have already left: its death after a role change is expected
 // and must not start another cycle.
 func (d *Database) serverTrouble(code string, gen uint64) {
+	if gen >= replicaGenBase {
+		// A replica's connection: discovery and the dial's check take a
+		// replica out; the primary is not in question.
+		return
+	}
 	if gen != 0 && gen < d.Target().Gen {
 		return
 	}

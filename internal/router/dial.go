@@ -73,10 +73,17 @@ func pgconnConfig(t pool.Target, login serverLogin, tlsCfg config.TLS, appName s
 
 // dialServer connects and authenticates with pgconn, then takes the raw
 // connection over (Hijack): from here on the proxy drives the protocol.
-func dialServer(ctx context.Context, cfg *pgconn.Config, requireWritable bool) (*pool.Server, error) {
+// check, when not nil, runs on the connection first (a replica's role).
+func dialServer(ctx context.Context, cfg *pgconn.Config, requireWritable bool, check func(context.Context, *pgconn.PgConn) error) (*pool.Server, error) {
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		if err := check(ctx, pc); err != nil {
+			pc.Close(ctx)
+			return nil, err
+		}
 	}
 	if requireWritable {
 		writable, err := isWritable(ctx, pc)
@@ -146,7 +153,8 @@ func isWritable(ctx context.Context, pc *pgconn.PgConn) (bool, error) {
 // are: the first is a role-change matter, the second nobody's refusal.
 func classifyLogin(err error) error {
 	var nw *NotWritableError
-	if err == nil || errors.As(err, &nw) || errors.Is(err, context.Canceled) {
+	var nr *NotReplicaError
+	if err == nil || errors.As(err, &nw) || errors.As(err, &nr) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	return &pool.LoginError{Err: err, Wait: loginCanWait(err)}

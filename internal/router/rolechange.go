@@ -23,6 +23,14 @@ func (d *Database) Manage() {
 	d.Hold(HoldRoleChange)
 }
 
+// Unmanage takes the database back from a role-change engine (its target
+// is no longer the primary, or a reload removed the engine): no
+// writability fencing, and a role change's hold is lifted.
+func (d *Database) Unmanage() {
+	d.managed.Store(false)
+	d.Unhold(HoldRoleChange)
+}
+
 // Managed reports whether a role-change engine watches the database.
 func (d *Database) Managed() bool { return d.managed.Load() }
 
@@ -86,32 +94,11 @@ func (d *Database) ProbeNode(ctx context.Context, host string, port int) (Node, 
 }
 
 func (d *Database) probe(ctx context.Context, host string, port int, identify bool) (Node, error) {
-	d.mu.Lock()
-	var login serverLogin
-	switch {
-	case d.cfg.User != "":
-		login = serverLogin{User: d.cfg.User, Password: d.cfg.Password, DBName: d.cfg.DBName}
-	case d.login != nil:
-		login = *d.login
-	default:
-		d.mu.Unlock()
-		return Node{}, ErrNoLogin
-	}
-	tlsCfg := d.r.Config().Proxy.ServerTLS
-	d.mu.Unlock()
-	cfg, err := pgconnConfig(pool.Target{Host: host, Port: port}, login, tlsCfg, "pauseproxy-probe")
+	pc, err := d.probeConn(ctx, host, port)
 	if err != nil {
 		return Node{}, err
 	}
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return Node{}, &ProbeError{User: login.User, Err: classifyLogin(err)}
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		pc.Close(cctx)
-	}()
+	defer closeProbe(pc)
 	if !identify {
 		w, err := isWritable(ctx, pc)
 		return Node{Writable: w}, err
@@ -125,6 +112,39 @@ func (d *Database) probe(ctx context.Context, host string, port int, identify bo
 	}
 	row := res[0].Rows[0]
 	return Node{Writable: string(row[0]) == "f", Started: string(row[1])}, nil
+}
+
+// probeConn connects to host:port with a server login of this database,
+// for a check; close it with closeProbe.
+func (d *Database) probeConn(ctx context.Context, host string, port int) (*pgconn.PgConn, error) {
+	d.mu.Lock()
+	var login serverLogin
+	switch {
+	case d.cfg.User != "":
+		login = serverLogin{User: d.cfg.User, Password: d.cfg.Password, DBName: d.cfg.DBName}
+	case d.login != nil:
+		login = *d.login
+	default:
+		d.mu.Unlock()
+		return nil, ErrNoLogin
+	}
+	tlsCfg := d.r.Config().Proxy.ServerTLS
+	d.mu.Unlock()
+	cfg, err := pgconnConfig(pool.Target{Host: host, Port: port}, login, tlsCfg, "pauseproxy-probe")
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, &ProbeError{User: login.User, Err: classifyLogin(err)}
+	}
+	return pc, nil
+}
+
+func closeProbe(pc *pgconn.PgConn) {
+	cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	pc.Close(cctx)
 }
 
 // ErrNoLogin is Probe's answer when no server login is known yet.

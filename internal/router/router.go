@@ -223,7 +223,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 		// client logs in with a key of the proxy's and waits at its
 		// first statement, as before, rather than at its connect timeout.
 		bctx, cancel := context.WithTimeout(ctx, loginBindWait)
-		_, err := s.bind(bctx)
+		_, err := s.bind(bctx, nil)
 		cancel()
 		switch {
 		case err == nil:

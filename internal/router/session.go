@@ -233,7 +233,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 			return false
 		}
 		var err error
-		srv, err = s.bind(ctx)
+		srv, err = s.bind(ctx, m)
 		if err != nil {
 			if ctx.Err() != nil {
 				return false
@@ -384,7 +384,8 @@ func (s *Session) queue(srv *pool.Conn, b []byte) {
 // bind acquires a server connection for the next transaction (waiting in a
 // hold if the database is paused), attaches the session to it and queues
 // the SET statements its parameters need.
-func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
+func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) {
+	p := s.txPool(m) // the session's pool, or a replica's for a read-only transaction (reads_session.go)
 	s.mu.Lock()
 	s.setPhaseLocked(phaseWaiting)
 	if s.waitCtx == nil || s.waitCtx.Err() != nil {
@@ -398,7 +399,7 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 	wctx := s.waitCtx
 	s.mu.Unlock()
 	for {
-		c, err := s.db.acquire(wctx, s.pool)
+		c, err := s.db.acquire(wctx, p)
 		if err != nil {
 			s.mu.Lock()
 			s.setPhaseLocked(phaseIdle)
@@ -436,7 +437,7 @@ func (s *Session) bind(ctx context.Context) (*pool.Conn, error) {
 			s.mu.Lock()
 			s.server = nil
 			s.mu.Unlock()
-			s.pool.Put(c)
+			p.Put(c)
 			continue
 		}
 		s.db.stats.waited(time.Since(s.waitStart))
