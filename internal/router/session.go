@@ -588,4 +588,3 @@ func (s *Session) end() {
 	}
 	s.r.removeSession(s)
 }
-
