@@ -89,6 +89,25 @@
 // that change either behind the proxy's record are recognised in any
 // protocol and applied when the server confirms them (effects.go).
 //
+// # Where things are
+//
+//   - router.go: the Router, logins (Start), cancel keys; peers.go: cancel
+//     forwarding between instances.
+//   - session.go: the client pump (Run, handle, bind); server.go: the bound
+//     server's messages (ServerMessage, readyForQuery, ServerFailed);
+//     phase.go: phases and the release rule; timeouts.go; cancel.go: that
+//     a cancel reaches the right statement; stream.go: large messages.
+//   - track.go, stmts.go, shape.go: shared named statements and their
+//     result types; effects.go, effects_session.go: statements that change
+//     recorded state; params.go, settable.go: session parameters.
+//   - listen.go: LISTEN/NOTIFY in transaction mode.
+//   - retry.go: the safe retry; killed.go: a backend terminated alone.
+//   - database.go, dial.go, rolechange.go, holds.go, drain.go, refusal.go:
+//     databases, their pools, holds and role changes; reads.go,
+//     reads_session.go: replica targets and read-only routing.
+//   - inspect.go, clienterrors.go, querytime.go, prepared.go, histogram.go:
+//     what the console and the metrics read.
+//
 // # Holds
 //
 // A database is held for a reason ("pause", "role-change", ...); while any
