@@ -142,6 +142,12 @@ func (l *listener) subscribe(s *Session, ch string) error {
 		// The new connection LISTENs on every channel, ch included.
 		return l.connect()
 	}
+	return awaitListen(wait)
+}
+
+// awaitListen waits for the outcome of a LISTEN sent on the listener's
+// connection (nil: nothing was sent), within listenTimeout.
+func awaitListen(wait chan error) error {
 	if wait == nil {
 		return nil
 	}
@@ -263,15 +269,7 @@ func (l *listener) connect() error {
 	}
 	l.mu.Unlock()
 	go l.readLoop(srv.Conn)
-	if wait == nil {
-		return nil
-	}
-	select {
-	case err := <-wait:
-		return err
-	case <-time.After(listenTimeout):
-		return errors.New("the listener's LISTEN got no answer in time")
-	}
+	return awaitListen(wait)
 }
 
 // readLoop reads the listener's connection: notifications go to their
