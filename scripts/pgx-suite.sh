@@ -10,17 +10,22 @@
 # its test database (ci/setup_test.bash: pgx's testsetup/pg_hba.conf and
 # testsetup/postgresql_setup.sql, so hstore, ltree, the uint64 domain and
 # the pgx_md5, pgx_scram, pgx_pw users), puts pauseproxy in front of it
-# (pool_mode = "session", scram-sha-256 for clients, the client's own md5
-# login to the server) and runs `go test` in a writable copy of pgx's
-# source with PGX_TEST_DATABASE pointing at the proxy. It prints one
+# (pool_mode = "session"; each client logs in to the server as itself,
+# with its password from the proxy's auth_file) and runs `go test` in a
+# writable copy of pgx's source against the proxy. It prints one
 # line per package, ok or FAIL, then the failed tests, and exits 1 if any
 # package failed.
 #
-# Only PGX_TEST_DATABASE is set. The other PGX_TEST_* variables (unix
-# socket, TCP, md5/scram/plain password, TLS, OAuth, PgBouncer, CockroachDB)
-# are the ones pgx's tests treat as optional: the tests they enable skip
-# without them, as they do on a developer's machine (pgx CONTRIBUTING.md,
-# "Optional Tests").
+# The connection strings are pgx CI's for PostgreSQL 15 (.github/workflows/
+# ci.yml), pointed at the proxy: PGX_TEST_DATABASE, and the optional
+# PGX_TEST_UNIX_SOCKET_CONN_STRING, _TCP_, _MD5_PASSWORD_, _SCRAM_PASSWORD_
+# and _PLAIN_PASSWORD_CONN_STRING. The proxy authenticates clients with
+# auth_type = "hba" and pgx's own pg_hba.conf lines (trust on the socket,
+# md5, scram-sha-256 and password per user over TCP), so each test meets
+# the method it means to test. Left unset, so their tests skip as pgx's
+# tests allow (CONTRIBUTING.md, "Optional Tests"): TLS and client
+# certificates (pgx's CI leaves TLS off too), OAuth (PostgreSQL 18),
+# PgBouncer (wants transaction pooling), CockroachDB and CrateDB.
 #
 # Needs: root (PostgreSQL runs as the postgres OS user through setpriv), Go,
 # PostgreSQL 15 binaries (PGBIN, default /usr/lib/postgresql/15/bin), and
@@ -43,7 +48,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--direct) direct=1 ;;
 	--) shift; gotest_args=("$@"); break ;;
-	-h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "pgx-suite.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -103,7 +108,7 @@ as_postgres "${psql[@]}" -d postgres -c 'create database pgx_test' >/dev/null
 
 # --- pauseproxy, session mode ---------------------------------------------
 if [ "$direct" = 1 ]; then
-	dsn="host=127.0.0.1 port=$pgport user=pgx_md5 password=secret dbname=pgx_test"
+	host=127.0.0.1 port=$pgport sock="$WORK/sock" sockuser=postgres
 else
 	(cd "$root" && go build -o "$WORK/pauseproxy" ./cmd/pauseproxy)
 	pxport="$(free_port)"
@@ -112,12 +117,16 @@ else
 "pgx_scram" "secret"
 "pgx_pw" "secret"
 EOF
+	# pgx's testsetup/pg_hba.conf, less its hostssl lines.
+	grep -v '^hostssl' "$WORK/pgx/testsetup/pg_hba.conf" >"$WORK/hba.conf"
+	mkdir -p "$WORK/pxsock"
 	cat >"$WORK/pauseproxy.toml" <<EOF
 [proxy]
 listen_addr = "127.0.0.1"
 listen_port = $pxport
-unix_socket_dir = ""
-auth_type = "scram-sha-256"
+unix_socket_dir = "$WORK/pxsock"
+auth_type = "hba"
+auth_hba_file = "hba.conf"
 auth_file = "userlist.txt"
 pool_mode = "session"
 max_client_conn = 400
@@ -130,19 +139,30 @@ port = $pgport
 EOF
 	"$WORK/pauseproxy" --config "$WORK/pauseproxy.toml" >"$WORK/pauseproxy.log" 2>&1 &
 	pids+=($!)
+	up=0
 	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$pxport") 2>/dev/null; then break; fi
+		if (exec 3<>"/dev/tcp/127.0.0.1/$pxport") 2>/dev/null; then up=1; break; fi
 		sleep 0.1
 	done
-	dsn="host=127.0.0.1 port=$pxport user=pgx_md5 password=secret dbname=pgx_test"
+	if [ "$up" != 1 ]; then
+		echo "pgx-suite.sh: pauseproxy did not start listening on 127.0.0.1:$pxport:" >&2
+		cat "$WORK/pauseproxy.log" >&2
+		exit 1
+	fi
+	host=127.0.0.1 port=$pxport sock="$WORK/pxsock" sockuser=pgx_md5
 fi
 
 # --- pgx's tests ------------------------------------------------------------
-# Only PGX_TEST_DATABASE: the other PGX_TEST_* are optional (see the top).
+# Only the connection strings above (see the top).
 for v in $(env | sed -n 's/^\(PGX_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
 unset PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE PGSSLMODE || true
-export PGX_TEST_DATABASE="$dsn"
-echo "PGX_TEST_DATABASE=$dsn"
+export PGX_TEST_DATABASE="host=$host port=$port user=pgx_md5 password=secret dbname=pgx_test"
+export PGX_TEST_UNIX_SOCKET_CONN_STRING="host=$sock port=$port user=$sockuser dbname=pgx_test"
+export PGX_TEST_TCP_CONN_STRING="host=$host port=$port user=pgx_md5 password=secret dbname=pgx_test"
+export PGX_TEST_MD5_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_md5 password=secret dbname=pgx_test"
+export PGX_TEST_SCRAM_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_scram password=secret dbname=pgx_test channel_binding=disable"
+export PGX_TEST_PLAIN_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_pw password=secret dbname=pgx_test"
+env | grep '^PGX_' | sort
 
 race=()
 [ "${RACE:-0}" = 1 ] && race=(-race)
