@@ -101,8 +101,7 @@ EOF
 # pgx's pg_hba.conf without its hostssl lines: TLS is one of the optional setups.
 grep -v '^hostssl' "$WORK/pgx/testsetup/pg_hba.conf" >"$WORK/data/pg_hba.conf"
 as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pglog/postgres.log" -w start >/dev/null
-psql=("$PGBIN/../bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/sock" -p "$pgport" -U postgres)
-[ -x "${psql[0]}" ] || psql[0]=psql
+psql=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/sock" -p "$pgport" -U postgres)
 as_postgres "${psql[@]}" -d postgres -c 'create database pgx_test' >/dev/null
 (cd "$WORK/pgx" && as_postgres "${psql[@]}" -d pgx_test -f testsetup/postgresql_setup.sql >/dev/null)
 
