@@ -16,21 +16,30 @@
 # line per package, ok or FAIL, then the failed tests, and exits 1 if any
 # package failed.
 #
-# The connection strings are pgx CI's for PostgreSQL 15 (.github/workflows/
-# ci.yml), pointed at the proxy: PGX_TEST_DATABASE, and the optional
-# PGX_TEST_UNIX_SOCKET_CONN_STRING, _TCP_, _MD5_PASSWORD_, _SCRAM_PASSWORD_
-# and _PLAIN_PASSWORD_CONN_STRING. The proxy authenticates clients with
-# auth_type = "hba" and pgx's own pg_hba.conf lines (trust on the socket,
-# md5, scram-sha-256 and password per user over TCP), so each test meets
-# the method it means to test. Left unset, so their tests skip as pgx's
-# tests allow (CONTRIBUTING.md, "Optional Tests"): TLS and client
-# certificates (pgx's CI leaves TLS off too), OAuth (PostgreSQL 18),
-# PgBouncer (wants transaction pooling), CockroachDB and CrateDB.
+# The connection strings are the ones pgx's CI sets for PostgreSQL 15
+# (.github/workflows/ci.yml), pointed at the proxy: PGX_TEST_DATABASE, and
+# the optional PGX_TEST_UNIX_SOCKET_CONN_STRING, _TCP_, _MD5_PASSWORD_,
+# _SCRAM_PASSWORD_, _PLAIN_PASSWORD_ and _TLS_CLIENT_CONN_STRING with
+# PGX_SSL_PASSWORD. As there, TLS is on (pgx's testsetup/certs: a CA,
+# localhost, and pgx_sslcert's client certificate) on both sides of the
+# proxy, so sslmode=prefer connections use it. The proxy authenticates
+# clients with auth_type = "hba" and pgx's own pg_hba.conf lines (trust on
+# the socket; md5, scram-sha-256 and password per user over TCP; a client
+# certificate for pgx_sslcert), so each test meets the method it means to
+# test; its server logins are the client's own (pgx_sslcert's with the
+# certificate). Left unset, as in pgx's CI, so their tests skip as pgx's
+# tests allow (CONTRIBUTING.md, "Optional Tests"): PGX_TEST_TLS_CONN_STRING
+# and _SCRAM_PLUS_ (pgx's CI comments them out; through the proxy,
+# TestConnectTLS/WithoutChannelBinding passes and the channel_binding=
+# require cases fail: the proxy offers no SCRAM-SHA-256-PLUS), OAuth
+# (PostgreSQL 18), PgBouncer (wants transaction pooling), CockroachDB and
+# CrateDB.
 #
 # Needs: root (PostgreSQL runs as the postgres OS user through setpriv), Go,
-# PostgreSQL 15 binaries (PGBIN, default /usr/lib/postgresql/15/bin), and
-# pgx's source in the module cache (go mod download fetches it). Takes a few
-# minutes of two CPUs; the logs stay in the work directory it prints.
+# PostgreSQL 15 binaries (PGBIN, default /usr/lib/postgresql/15/bin),
+# openssl, and pgx's source in the module cache (go mod download fetches
+# it). Takes a few minutes of two CPUs; the logs stay in the work
+# directory it prints.
 # Environment: PGBIN, WORK (a directory to use, default a new one in /tmp),
 # KEEP=1 to leave it behind, RACE=1 to add -race, PKGS to choose packages
 # (default ". ./pgconn ./pgtype ./pgxpool").
@@ -48,7 +57,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--direct) direct=1 ;;
 	--) shift; gotest_args=("$@"); break ;;
-	-h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "pgx-suite.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -86,6 +95,18 @@ pgxsrc="$(cd "$root" && go mod download -json "github.com/jackc/pgx/v5@$pgxver" 
 cp -r "$pgxsrc" "$WORK/pgx"
 chmod -R u+w "$WORK/pgx"
 
+# --- Certificates: pgx's testsetup/certs (valid until 2046) --------------
+# pgx_sslcert.key is encrypted with PGX_SSL_PASSWORD (certpw) in a PEM
+# block pgx labels CERTIFICATE; the proxy, presenting that certificate to
+# the server for pgx_sslcert's logins, gets a decrypted copy.
+mkdir -p "$WORK/certs"
+for f in ca.pem localhost.crt localhost.key pgx_sslcert.crt pgx_sslcert.key; do
+	base64 -d "$WORK/pgx/testsetup/certs/$f.b64" >"$WORK/certs/$f"
+done
+sed 's/CERTIFICATE-----/RSA PRIVATE KEY-----/' "$WORK/certs/pgx_sslcert.key" |
+	openssl rsa -passin pass:certpw -out "$WORK/certs/pgx_sslcert.plain.key" 2>/dev/null
+chmod 600 "$WORK/certs/"*.key
+
 # --- PostgreSQL, as pgx's ci/setup_test.bash prepares it ------------------
 pgport="$(free_port)"
 mkdir -p "$WORK/data" "$WORK/sock" "$WORK/pglog"
@@ -98,8 +119,11 @@ unix_socket_directories = '$WORK/sock'
 max_connections = 200
 fsync = off
 EOF
-# pgx's pg_hba.conf without its hostssl lines: TLS is one of the optional setups.
-grep -v '^hostssl' "$WORK/pgx/testsetup/pg_hba.conf" >"$WORK/data/pg_hba.conf"
+cat "$WORK/pgx/testsetup/postgresql_ssl.conf" >>"$WORK/data/postgresql.conf"
+install -o postgres -g postgres -m 600 "$WORK/certs/localhost.key" "$WORK/data/server.key"
+install -o postgres -g postgres -m 644 "$WORK/certs/localhost.crt" "$WORK/data/server.crt"
+install -o postgres -g postgres -m 644 "$WORK/certs/ca.pem" "$WORK/data/root.crt"
+cp "$WORK/pgx/testsetup/pg_hba.conf" "$WORK/data/pg_hba.conf"
 as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/pglog/postgres.log" -w start >/dev/null
 psql=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK/sock" -p "$pgport" -U postgres)
 as_postgres "${psql[@]}" -d postgres -c 'create database pgx_test' >/dev/null
@@ -116,8 +140,7 @@ else
 "pgx_scram" "secret"
 "pgx_pw" "secret"
 EOF
-	# pgx's testsetup/pg_hba.conf, less its hostssl lines.
-	grep -v '^hostssl' "$WORK/pgx/testsetup/pg_hba.conf" >"$WORK/hba.conf"
+	cp "$WORK/pgx/testsetup/pg_hba.conf" "$WORK/hba.conf"
 	mkdir -p "$WORK/pxsock"
 	cat >"$WORK/pauseproxy.toml" <<EOF
 [proxy]
@@ -131,6 +154,14 @@ pool_mode = "session"
 max_client_conn = 400
 default_pool_size = 100
 allow_root = true
+client_tls_sslmode = "prefer"
+client_tls_cert_file = "certs/localhost.crt"
+client_tls_key_file = "certs/localhost.key"
+client_tls_ca_file = "certs/ca.pem"
+server_tls_sslmode = "verify-full"
+server_tls_ca_file = "certs/ca.pem"
+server_tls_cert_file = "certs/pgx_sslcert.crt"
+server_tls_key_file = "certs/pgx_sslcert.plain.key"
 
 [databases.pgx_test]
 host = "127.0.0.1"
@@ -161,6 +192,8 @@ export PGX_TEST_TCP_CONN_STRING="host=$host port=$port user=pgx_md5 password=sec
 export PGX_TEST_MD5_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_md5 password=secret dbname=pgx_test"
 export PGX_TEST_SCRAM_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_scram password=secret dbname=pgx_test channel_binding=disable"
 export PGX_TEST_PLAIN_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_pw password=secret dbname=pgx_test"
+export PGX_TEST_TLS_CLIENT_CONN_STRING="host=localhost port=$port user=pgx_sslcert sslmode=verify-full sslrootcert=$WORK/certs/ca.pem sslcert=$WORK/certs/pgx_sslcert.crt sslkey=$WORK/certs/pgx_sslcert.key dbname=pgx_test"
+export PGX_SSL_PASSWORD=certpw
 env | grep '^PGX_' | sort
 
 race=()
