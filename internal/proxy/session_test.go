@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
 // TestSessionModeTerminatedBackendIsFatal: when the backend serving a
@@ -65,9 +67,15 @@ func TestSessionModeTerminatedBackendIsFatal(t *testing.T) {
 					var s string
 					err = c.QueryRow(ctx, "SELECT 1::int4, pg_sleep(10)::varchar").Scan(&n, &s)
 				})
-				// Let the statement reach the server first.
-				time.Sleep(200 * time.Millisecond)
-				terminate(t, ctx, c.PgConn().PID())
+				// The statement is running on the server first.
+				pid := c.PgConn().PID()
+				watcher := p.connect(t, ctx)
+				proxytest.Eventually(t, 10*time.Second, "pg_sleep running", func() bool {
+					var n int
+					err := watcher.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%pg_sleep%'", int64(pid)).Scan(&n)
+					return err == nil && n == 1
+				})
+				terminate(t, ctx, pid)
 				wg.Wait()
 				return err
 			},
