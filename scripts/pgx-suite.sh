@@ -42,7 +42,11 @@
 # directory it prints.
 # Environment: PGBIN, WORK (a directory to use, default a new one in /tmp),
 # KEEP=1 to leave it behind, RACE=1 to add -race, PKGS to choose packages
-# (default ". ./pgconn ./pgtype ./pgxpool").
+# (default ". ./pgconn ./pgtype ./pgxpool"), POOL_MODE=transaction to try
+# transaction mode instead (it also sets PGX_TEST_PGBOUNCER_CONN_STRING,
+# so pgx's tests for a transaction pooler run; the suite as a whole is
+# not expected to pass there: session features such as temporary tables
+# across transactions are not carried).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,6 +54,7 @@ export PATH=/usr/local/go/bin:$PATH
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
 PKGS="${PKGS:-. ./pgconn ./pgtype ./pgxpool}"
+POOL_MODE="${POOL_MODE:-session}"
 
 direct=0
 gotest_args=()
@@ -57,7 +62,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--direct) direct=1 ;;
 	--) shift; gotest_args=("$@"); break ;;
-	-h|--help) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,49p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "pgx-suite.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -150,7 +155,7 @@ unix_socket_dir = "$WORK/pxsock"
 auth_type = "hba"
 auth_hba_file = "hba.conf"
 auth_file = "userlist.txt"
-pool_mode = "session"
+pool_mode = "$POOL_MODE"
 max_client_conn = 400
 default_pool_size = 100
 allow_root = true
@@ -194,6 +199,9 @@ export PGX_TEST_SCRAM_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_scram
 export PGX_TEST_PLAIN_PASSWORD_CONN_STRING="host=$host port=$port user=pgx_pw password=secret dbname=pgx_test"
 export PGX_TEST_TLS_CLIENT_CONN_STRING="host=localhost port=$port user=pgx_sslcert sslmode=verify-full sslrootcert=$WORK/certs/ca.pem sslcert=$WORK/certs/pgx_sslcert.crt sslkey=$WORK/certs/pgx_sslcert.key dbname=pgx_test"
 export PGX_SSL_PASSWORD=certpw
+if [ "$direct" = 0 ] && [ "$POOL_MODE" = transaction ]; then
+	export PGX_TEST_PGBOUNCER_CONN_STRING="$PGX_TEST_DATABASE"
+fi
 env | grep '^PGX_' | sort
 
 race=()
