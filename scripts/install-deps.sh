@@ -62,6 +62,8 @@ install_packages() {
 	installed python3-consul || pkgs+=(python3-consul)
 	{ installed etcd-server || command -v etcd >/dev/null; } || pkgs+=(etcd-server)
 	{ installed pgbouncer || command -v pgbouncer >/dev/null; } || pkgs+=(pgbouncer)
+	# promtool, for the metrics lint test (internal/metrics).
+	command -v promtool >/dev/null || pkgs+=(prometheus)
 	# go test -race needs cgo, hence a C compiler; go mod download needs
 	# the CA certificates.
 	command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)
@@ -105,6 +107,7 @@ install_packages() {
 		for pkg in "${pkgs[@]}"; do
 			case $pkg in
 			pgbouncer) service_quiet_stop pgbouncer ;;
+			prometheus) service_quiet_stop prometheus ;;
 			etcd-server) service_quiet_stop etcd ;;
 			patroni) service_quiet_stop patroni ;;
 			esac
