@@ -301,8 +301,9 @@ func TestAuthDBName(t *testing.T) {
 	// only one holding the lookup function), as PgBouncer 1.20+.
 	ctx := context.Background()
 	for _, sql := range []string{
+		`DROP ROLE IF EXISTS adb`,
 		`CREATE ROLE adb LOGIN PASSWORD 'adbpass'`,
-		`CREATE FUNCTION public.lookup_secret(u text) RETURNS TABLE (usename name, passwd text) LANGUAGE sql SECURITY DEFINER AS $$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = u $$`,
+		`CREATE OR REPLACE FUNCTION public.lookup_secret(u text) RETURNS TABLE (usename name, passwd text) LANGUAGE sql SECURITY DEFINER AS $$ SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename = u $$`,
 	} {
 		if err := pg.Exec(ctx, sql); err != nil {
 			t.Fatal(err)
