@@ -211,6 +211,11 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 			s.fatalCode = string(f.Code)
 			s.fatalReason = string(f.Message) + " (" + string(f.Code) + ")"
 			s.mu.Unlock()
+			// The loss is the server's, told to the client by
+			// ServerFailed; not a failure of the proxy's query.
+			s.r.log.Info("server went away during the proxy's own query", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID),
+				slog.String("sqlstate", string(f.Code)), slog.String("message", string(f.Message)))
+			break
 		}
 		s.r.log.Warn("proxy query failed on server", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID),
 			slog.String("sqlstate", string(f.Code)), slog.String("message", string(f.Message)))
