@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
 
@@ -143,4 +145,71 @@ func TestSilentConnectionsLogOneLine(t *testing.T) {
 	if n := strings.Count(buf.String(), "client login timed out"); n < 1 || n > 10 {
 		t.Fatalf("%d log lines for 200 login timeouts, want a handful:\n%s", n, buf.Tail(2000))
 	}
+}
+
+func TestServerTimeoutsThroughTheProxy(t *testing.T) {
+	ctx := context.Background()
+	backend := func(t *testing.T, c interface {
+		ExecParams(context.Context, string, [][]byte, []uint32, []int16, []int16) *pgconn.ResultReader
+	}) string {
+		t.Helper()
+		res := c.ExecParams(ctx, "SELECT pg_backend_pid()", nil, nil, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		return string(res.Rows[0][0])
+	}
+	t.Run("server_lifetime", func(t *testing.T) {
+		// A server connection older than server_lifetime is closed when
+		// released, not reused.
+		p := startProxy(t, proxyOptions{PoolSize: 1, Extra: `server_lifetime = "1s"`})
+		c := pgconnTo(t, p, "")
+		first := backend(t, c)
+		proxytest.Eventually(t, 30*time.Second, "a new server connection after server_lifetime", func() bool {
+			return backend(t, c) != first
+		})
+	})
+	t.Run("server_idle_timeout", func(t *testing.T) {
+		// An idle server connection is closed after server_idle_timeout
+		// (the pool's janitor checks every second).
+		p := startProxy(t, proxyOptions{PoolSize: 1, Extra: `server_idle_timeout = "1s"`})
+		c := pgconnTo(t, p, "")
+		first := backend(t, c)
+		dc, err := pgconn.Connect(ctx, pg.DSN("postgres", "postgres", "postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dc.Close(ctx)
+		proxytest.Eventually(t, 30*time.Second, "the idle server connection closed", func() bool {
+			res := dc.ExecParams(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", [][]byte{[]byte(first)}, nil, nil, nil).Read()
+			return res.Err == nil && string(res.Rows[0][0]) == "0"
+		})
+		if got := backend(t, c); got == first {
+			t.Fatal("the closed server connection was reused")
+		}
+	})
+	t.Run("query_wait_timeout", func(t *testing.T) {
+		// A client that cannot get a server connection within
+		// query_wait_timeout gets an error and keeps its connection.
+		p := startProxy(t, proxyOptions{PoolSize: 1, Extra: `query_wait_timeout = "1s"`})
+		holder := pgconnTo(t, p, "")
+		if _, err := holder.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		waiter := pgconnTo(t, p, "")
+		start := time.Now()
+		_, err := waiter.Exec(ctx, "SELECT 1").ReadAll()
+		if err == nil || !strings.Contains(err.Error(), "query_wait_timeout") {
+			t.Fatalf("want the query_wait_timeout error, got %v", err)
+		}
+		if time.Since(start) < 900*time.Millisecond {
+			t.Fatalf("gave up after %v, before query_wait_timeout", time.Since(start))
+		}
+		if _, err := holder.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := waiter.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+			t.Fatalf("the client after its wait timed out: %v", err)
+		}
+	})
 }
