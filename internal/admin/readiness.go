@@ -39,47 +39,12 @@ type probeResult struct {
 
 // Ready implements Readiness.
 func (t *TargetProbe) Ready(ctx context.Context) (bool, []string) {
-	dbs := t.Router.Databases()
-	problems := make([]string, len(dbs))
-	var wg sync.WaitGroup
-	for i, d := range dbs {
-		if d.Name == "*" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			problems[i] = t.check(ctx, d)
-		}()
-	}
-	wg.Wait()
-	var out []string
-	serving := 0
-	for i, p := range problems {
-		switch {
-		case dbs[i].Name == "*":
-		case p == "":
-			serving++
-		default:
-			out = append(out, p)
-		}
-	}
-	// One database that cannot serve does not make the proxy unready
-	// while others serve.
-	return serving > 0 || len(out) == 0, out
+	return t.Router.Ready(ctx, t.check)
 }
 
 // ReadyDatabase implements DatabaseReadiness.
 func (t *TargetProbe) ReadyDatabase(ctx context.Context, db string) (bool, []string, bool) {
-	for _, d := range t.Router.Databases() {
-		if d.Name == db && db != "*" {
-			if p := t.check(ctx, d); p != "" {
-				return false, []string{p}, true
-			}
-			return true, nil, true
-		}
-	}
-	return false, nil, false
+	return t.Router.ReadyDatabase(ctx, db, t.check)
 }
 
 // check returns what keeps d from being ready, or "".

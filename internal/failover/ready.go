@@ -6,7 +6,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
@@ -20,28 +19,7 @@ import (
 // database keeps serving reads through a failover, and a read-write one
 // keeps its clients waiting in the hold). Ask ReadyDatabase for one.
 func (m *Manager) Ready(ctx context.Context) (bool, []string) {
-	dbs := m.r.Databases()
-	problems := make([]string, len(dbs))
-	var wg sync.WaitGroup
-	for i, d := range dbs {
-		if d.Name == "*" {
-			continue
-		}
-		wg.Go(func() { problems[i] = m.readyProblem(ctx, d) })
-	}
-	wg.Wait()
-	var out []string
-	serving := 0
-	for i, p := range problems {
-		switch {
-		case dbs[i].Name == "*":
-		case p == "":
-			serving++
-		default:
-			out = append(out, p)
-		}
-	}
-	return serving > 0 || len(out) == 0, out
+	return m.r.Ready(ctx, m.readyProblem)
 }
 
 // ReadyDatabase is /readyz?database=db: whether db's target is usable now
@@ -49,15 +27,7 @@ func (m *Manager) Ready(ctx context.Context) (bool, []string) {
 // for target_session_attrs = any a server that accepts connections).
 // found is false for an unknown database.
 func (m *Manager) ReadyDatabase(ctx context.Context, db string) (ok bool, problems []string, found bool) {
-	for _, d := range m.r.Databases() {
-		if d.Name == db && db != "*" {
-			if p := m.readyProblem(ctx, d); p != "" {
-				return false, []string{p}, true
-			}
-			return true, nil, true
-		}
-	}
-	return false, nil, false
+	return m.r.ReadyDatabase(ctx, db, m.readyProblem)
 }
 
 // readyProblem says why d cannot serve now, or "".
