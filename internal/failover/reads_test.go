@@ -370,6 +370,22 @@ func pgbenchOn(p *proxytest.Proxy, db string, env []string, args ...string) stri
 	return string(out)
 }
 
+// pgbenchUntil runs pgbench with args (a transaction count, not a
+// duration) on db again and again until stop is closed, at least once, and
+// returns every run's output: load that spans an event however fast or
+// slow the machine is.
+func pgbenchUntil(p *proxytest.Proxy, db string, env []string, stop <-chan struct{}, args ...string) []string {
+	var outs []string
+	for {
+		outs = append(outs, pgbenchOn(p, db, env, args...))
+		select {
+		case <-stop:
+			return outs
+		default:
+		}
+	}
+}
+
 // TestReadsFlowThroughSwitchover runs a Patroni switchover on a 3-node
 // cluster under three pgbench runs side by side: select-only on a
 // read-only database, select-only on a read-write database whose
@@ -457,14 +473,20 @@ read_only_routing = "replica"
 		}
 	}()
 
-	type run struct{ name, out string }
+	type run struct {
+		name string
+		outs []string
+	}
 	done := make(chan run, 3)
-	load := []string{"-c", "4", "-j", "1", "-T", "15", "-n"}
-	go func() { done <- run{"select-only on ro", pgbenchOn(p, "ro", nil, append([]string{"-S"}, load...)...)} }()
+	stopLoad := make(chan struct{})
+	load := []string{"-c", "4", "-j", "1", "-t", "100", "-n"}
 	go func() {
-		done <- run{"read-only sessions on app", pgbenchOn(p, "app", []string{"PGOPTIONS=-c default_transaction_read_only=on"}, append([]string{"-S"}, load...)...)}
+		done <- run{"select-only on ro", pgbenchUntil(p, "ro", nil, stopLoad, append([]string{"-S"}, load...)...)}
 	}()
-	go func() { done <- run{"TPC-B on app", pgbenchOn(p, "app", nil, load...)} }()
+	go func() {
+		done <- run{"read-only sessions on app", pgbenchUntil(p, "app", []string{"PGOPTIONS=-c default_transaction_read_only=on"}, stopLoad, append([]string{"-S"}, load...)...)}
+	}()
+	go func() { done <- run{"TPC-B on app", pgbenchUntil(p, "app", nil, stopLoad, load...)} }()
 	time.Sleep(4 * time.Second)
 	// New server connections went to the least busy replica: both
 	// serve the read-only database.
@@ -479,13 +501,19 @@ read_only_routing = "replica"
 	if err := c.Switchover(ctx, replicas[0].Name); err != nil {
 		t.Fatal(err)
 	}
+	// The load goes on a little past the switchover, then stops with the
+	// runs in progress.
+	time.Sleep(2 * time.Second)
+	close(stopLoad)
 	for range 3 {
 		r := <-done
-		t.Logf("%s across the switchover:\n%s", r.name, r.out)
-		if r.name != "TPC-B on app" {
-			requireClean(t, r.out)
-		} else if !strings.Contains(r.out, "number of transactions actually processed") {
-			t.Fatalf("TPC-B did not run:\n%s", r.out)
+		t.Logf("%s across the switchover: %d runs of pgbench, the last:\n%s", r.name, len(r.outs), r.outs[len(r.outs)-1])
+		for _, out := range r.outs {
+			if r.name != "TPC-B on app" {
+				requireClean(t, out)
+			} else if !strings.Contains(out, "number of transactions actually processed") {
+				t.Fatalf("TPC-B did not run:\n%s", out)
+			}
 		}
 	}
 	close(stopReads)
