@@ -26,15 +26,25 @@
 //     is the only reader of the server socket; it calls ServerMessage,
 //     ServerFailed and Released.
 //
-// Both write to the client, always through the session's clientWriter
-// under wmu, each write a whole message, so the client sees messages in
-// the order the server sent them, with the proxy's own answers (a
-// ParseComplete it owes, an error for a batch it failed) slotted in by the
-// expectation queue (stmts.go). Lock order: Router.mu, then Session.mu,
-// then Session.wmu; nobody holds mu while blocking on a socket, and
-// nobody takes mu while holding wmu. The only cross-goroutine wake-up is
-// the retry's (retry.go): the reader sets a read deadline of now on the
-// client socket, under mu, to interrupt the pump's read.
+// The client socket's write side has one writer, the session's
+// clientWriter, and one hand-off rule (clientwriter.go): whoever has
+// something for the client (the pump, the server's reader, writeNotifies
+// for an idle client's notifications) writes whole messages through
+// send/sendLocked under wmu, and a decision made under mu is written
+// before mu is given up. So the client sees messages in the order the
+// server sent them, with the proxy's own answers (a ParseComplete it
+// owes, an error for a batch it failed) slotted in by the expectation
+// queue (stmts.go). Lock order: Session.pmu, Router.mu,
+// Session.mu, Session.wmu; nobody holds mu while blocking on a socket,
+// and nobody takes mu while holding wmu.
+//
+// The pump's side of the session (its buffers, the writes to the bound
+// server) belongs to whoever holds pmu: the pump itself, which lends it
+// only while it is blocked reading the client, and a retry goroutine
+// while it runs a refused batch again (retry.go). Nobody interrupts a
+// goroutine's read to hand work over: a retry is run by whichever of the
+// two takes pmu first, so it always runs before the client's next
+// message.
 //
 // # Phases of a session
 //
@@ -72,8 +82,9 @@
 //     connection back.
 //  6. Retrying (phaseRetrying): a primary going away refused an implicit
 //     transaction that did nothing; the reader retires the connection and
-//     wakes the pump, which runs the batch again once a primary is
-//     verified (retry.go for the exact conditions). A backend terminated
+//     queues the batch, which runs again (on the pump's side, under pmu)
+//     once a primary is verified (retry.go for the exact conditions). No
+//     idle timeout runs meanwhile: the client waits for its answer. A backend terminated
 //     alone (pg_terminate_backend) is not retried (killed.go).
 //  7. Closing: the client left, a timeout fired, the proxy drains, or (in
 //     session mode) the server connection died. end releases a clean

@@ -2,8 +2,6 @@ package router
 
 import (
 	"context"
-
-	"github.com/pauseproxy/pauseproxy/internal/wire"
 )
 
 // Drain is the graceful stop: sessions between transactions are closed now,
@@ -35,9 +33,5 @@ func (s *Session) closeIfIdle() {
 // terminate sends FATAL 57P01 and closes the client connection; the client
 // pump then ends the session.
 func (s *Session) terminate() {
-	s.wmu.Lock()
-	s.cw.Write(wire.AppendError(nil, wire.SeverityFatal, "57P01", "pauseproxy: terminating connection due to shutdown"))
-	s.cw.Flush()
-	s.wmu.Unlock()
-	s.cc.Close()
+	s.fatalClient("57P01", "pauseproxy: terminating connection due to shutdown")
 }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/pool"
-	"github.com/pauseproxy/pauseproxy/internal/wire"
 )
 
 // This file is the read-only view of sessions for the admin console (SHOW
@@ -60,13 +59,7 @@ func (s *Session) Database() *Database { return s.db }
 // and its connection is closed. A transaction in flight is lost: its server
 // connection is closed rather than reused (see end).
 func (s *Session) Kill(msg string) {
-	// A client that does not read must not block the caller.
-	s.cc.SetWriteDeadline(time.Now().Add(time.Second))
-	s.wmu.Lock()
-	s.cw.Write(wire.AppendError(nil, wire.SeverityFatal, "57P01", msg))
-	s.cw.Flush()
-	s.wmu.Unlock()
-	s.cc.Close()
+	s.fatalClient("57P01", msg)
 }
 
 // SessionsOf returns the logged-in sessions of database name, sorted by ID.

@@ -104,10 +104,8 @@ func (s *Session) applyListen(acts []pendingFx) {
 		if err != nil {
 			s.r.log.Warn("LISTEN not set up on the listener connection yet", slog.Uint64("client", s.ID),
 				slog.String("channel", a.name), slog.Any("err", err))
-			s.wmu.Lock()
-			s.cw.Write(wire.AppendNotice(nil, "WARNING", "01000",
-				fmt.Sprintf("pauseproxy: LISTEN %s is registered but the listener connection is not ready (%v); notifications may be missed until it is", a.name, err)))
-			s.wmu.Unlock()
+			s.send(false, wire.AppendNotice(nil, "WARNING", "01000",
+				fmt.Sprintf("pauseproxy: LISTEN %s is registered but the listener connection is not ready (%v); notifications may be missed until it is", a.name, err)), nil, nil)
 		}
 	}
 }
@@ -494,13 +492,8 @@ func (s *Session) notify(m []byte) {
 		s.r.log.Warn("client does not read its notifications: disconnecting", slog.Uint64("client", s.ID),
 			slog.Int("limit_bytes", maxNotifyQueue))
 		if !stuck {
-			// Whoever holds wmu gives it up within the deadline.
-			s.cc.SetWriteDeadline(time.Now().Add(time.Second))
-			s.wmu.Lock()
-			s.cw.Write(wire.AppendError(nil, wire.SeverityFatal, "54000",
-				fmt.Sprintf("pauseproxy: too many undelivered notifications (more than %d bytes): the client does not read them", maxNotifyQueue)))
-			s.cw.Flush()
-			s.wmu.Unlock()
+			s.fatalClient("54000",
+				fmt.Sprintf("pauseproxy: too many undelivered notifications (more than %d bytes): the client does not read them", maxNotifyQueue))
 		}
 		s.cc.Close()
 		return
@@ -527,12 +520,7 @@ func (s *Session) writeNotifies() {
 		}
 		q := s.notifyQ
 		s.notifyQ = nil
-		s.wmu.Lock()
-		s.mu.Unlock()
-		s.cw.Write(q)
-		err := s.cw.Flush()
-		s.wmu.Unlock()
-		if err != nil {
+		if err := s.sendLocked(true, q, nil, nil); err != nil {
 			s.cc.Close()
 			s.mu.Lock()
 			s.notifying = false

@@ -22,8 +22,9 @@ const (
 	// phaseActive: a server connection is bound: a transaction, or a
 	// batch of an implicit one, runs; in session mode, the whole session.
 	phaseActive
-	// phaseRetrying: the server refused the batch as it went away; the
-	// client pump runs it again once a primary is verified (retry.go).
+	// phaseRetrying: the server refused the batch as it went away; it
+	// runs again, on the pump's side of the session, once a primary is
+	// verified (retry.go).
 	phaseRetrying
 )
 

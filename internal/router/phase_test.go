@@ -29,6 +29,12 @@ type fakeServer struct {
 	mu      sync.Mutex
 	queries []string
 	conns   []net.Conn
+	// refuse answers this many runs of a query with 25006 (a demoted
+	// primary's read_only_sql_transaction), as a batch the proxy may run
+	// again elsewhere.
+	refuse map[string]int
+	// beforeRefuse runs before each refusal is sent.
+	beforeRefuse func()
 }
 
 func (f *fakeServer) dial(ctx context.Context, t pool.Target) (*pool.Server, error) {
@@ -59,6 +65,18 @@ func (f *fakeServer) serve(c net.Conn) {
 			q := strings.TrimSuffix(string(m.Body()), "\x00")
 			f.mu.Lock()
 			f.queries = append(f.queries, q)
+			if f.refuse[q] > 0 {
+				f.refuse[q]--
+				f.mu.Unlock()
+				if f.beforeRefuse != nil {
+					f.beforeRefuse()
+				}
+				out := wire.AppendError(nil, wire.SeverityError, "25006", "cannot execute in a read-only transaction")
+				if _, err := c.Write(wire.AppendReadyForQuery(out, status)); err != nil {
+					return
+				}
+				continue
+			}
 			f.mu.Unlock()
 			tag := "SELECT 1"
 			switch strings.ToUpper(q) {
@@ -89,6 +107,18 @@ func (f *fakeServer) saw(q string) bool {
 	return false
 }
 
+func (f *fakeServer) count(q string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, x := range f.queries {
+		if x == q {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *fakeServer) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -113,8 +143,8 @@ func (c *testClient) send(t *testing.T, b []byte) {
 	}
 }
 
-// next returns the next message of type typ, skipping others; it fails the
-// test after a generous deadline.
+// next returns the next message of type typ (any type for 0), skipping
+// others; it fails the test after a generous deadline.
 func (c *testClient) next(t *testing.T, typ byte) wire.Message {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
@@ -124,7 +154,7 @@ func (c *testClient) next(t *testing.T, typ byte) wire.Message {
 			if !ok {
 				t.Fatalf("connection closed while waiting for %q", typ)
 			}
-			if m.Type() == typ {
+			if typ == 0 || m.Type() == typ {
 				return m
 			}
 		case <-deadline:
@@ -340,5 +370,61 @@ func TestSessionModeLoginDuringPause(t *testing.T) {
 	b.next(t, wire.MsgReadyForQuery)
 	if b.phase() != phaseActive {
 		t.Fatalf("session mode after the first statement: %v, want active", b.phase())
+	}
+}
+
+func TestRefusedBatchRunsAgain(t *testing.T) {
+	// A server refusing an implicit transaction as a demoted primary does:
+	// the batch runs again on another server connection, and the client
+	// sees only the second answer.
+	h := newHarness(t, "")
+	h.fake.refuse = map[string]int{"SELECT 'again'": 1}
+	c := h.connect(t)
+	c.send(t, query("SELECT 'again'"))
+	for {
+		m := c.next(t, 0)
+		if m.Type() == wire.MsgErrorResponse {
+			f, _ := wire.ParseError(m)
+			t.Fatalf("the client saw the refusal: %s %s", f.Code, f.Message)
+		}
+		if m.Type() == wire.MsgReadyForQuery {
+			break
+		}
+	}
+	if got := h.db.stats.Retries.Load(); got != 1 {
+		t.Fatalf("retries = %d, want 1", got)
+	}
+	waitPhase(t, c, phaseIdle)
+	// The session goes on as before.
+	c.send(t, query("SELECT 3"))
+	c.next(t, wire.MsgReadyForQuery)
+}
+
+func TestClientLeavesDuringRetry(t *testing.T) {
+	// The batch's retry waits in a hold; the client leaving ends the
+	// session at once, not at hold_timeout, and nothing runs for it.
+	h := newHarness(t, "hold_timeout = \"10m\"")
+	h.fake.refuse = map[string]int{"SELECT 'gone'": 1}
+	h.fake.beforeRefuse = func() { h.db.Hold("test") }
+	c := h.connect(t)
+	c.send(t, query("SELECT 'gone'"))
+	waitPhase(t, c, phaseWaiting) // the retry waits in the hold
+	c.conn.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h.r.mu.Lock()
+		_, live := h.r.sessions[c.sess.ID]
+		h.r.mu.Unlock()
+		if !live {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session outlived its client while its retry waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.db.Unhold("test")
+	if n := h.fake.count("SELECT 'gone'"); n != 1 {
+		t.Fatalf("the refused batch reached a server %d times, want 1", n)
 	}
 }

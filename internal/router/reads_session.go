@@ -77,9 +77,10 @@ func (s *Session) sessionReadOnly() bool {
 // its modes say READ ONLY or READ WRITE. Only the first few words are
 // looked at; a streamed message's head is enough.
 func beginMode(sql []byte) (begin, readOnly, readWrite bool) {
-	var words [][]byte
+	var wbuf [16][]byte // on the stack: this runs for every transaction's first message
+	words := wbuf[:0]
 	b := sql
-	for len(words) < 16 {
+	for len(words) < len(wbuf) {
 		b = skipSpaceAndComments(b)
 		if len(b) > 0 && b[0] == ',' {
 			b = b[1:]

@@ -3,7 +3,6 @@ package router
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/pool"
@@ -56,9 +55,7 @@ func (s *Session) resetBatch() {
 	s.batchDone = false
 	s.responded.Store(false)
 	s.completed.Store(false)
-	s.wmu.Lock()
-	s.batchMark = s.cw.mark()
-	s.wmu.Unlock()
+	s.batchMark = s.markClient()
 	if !s.inRetry {
 		s.retries = 0
 	}
@@ -104,9 +101,7 @@ func (s *Session) unseenLocked() bool {
 	if s.completed.Load() {
 		return false
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.cw.writes == s.batchMark.writes
+	return !s.writtenSince(s.batchMark)
 }
 
 // retryError handles an ErrorResponse that refuses the whole batch: it is
@@ -131,14 +126,12 @@ func (s *Session) retryError(c *pool.Conn, m wire.Message) bool {
 }
 
 // retryAtReadyLocked ends a binding whose batch was refused: the server is
-// retired (it is not a writable primary any more) and the client pump is
-// woken to run the batch again. Called with mu held.
+// retired (it is not a writable primary any more) and a retry goroutine
+// runs the batch again. Called with mu held.
 func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 	// A partial answer the client has not seen goes: the batch runs
 	// again from the start (refusedLocked checked it was not written).
-	s.wmu.Lock()
-	s.cw.rollback(s.batchMark)
-	s.wmu.Unlock()
+	s.rollbackClient(s.batchMark)
 	s.retryArmed = false
 	s.server = nil
 	s.pending = 0
@@ -147,34 +140,61 @@ func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 	s.shapeChecked(true)
 	s.setPhaseLocked(phaseRetrying)
 	c.Retire()
-	s.wakeRetryLocked()
+	// The client waits for the answer: no idle timeout while the batch
+	// waits for a primary.
+	s.idleDeadlineLocked()
+	if !s.closing {
+		s.retryQueued.Store(true)
+		go s.runRetry()
+	}
 }
 
-// wakeRetryLocked asks the client pump to run the batch again; a read
-// deadline in the past interrupts the pump's read from the client.
-func (s *Session) wakeRetryLocked() {
-	s.retrying = true
-	s.cc.SetReadDeadline(time.Now())
-}
-
-// retryPending reports whether the client pump has a batch to run again.
-func (s *Session) retryPending() bool {
+// runQueuedRetry runs a queued retry, if there is one and nobody else has
+// taken it: the retry goroutine, or the pump when it got the client's next
+// message first (whichever holds pmu first), so the batch always runs
+// before that message. It returns false when the session must end. Called
+// with pmu held.
+func (s *Session) runQueuedRetry() bool {
+	if !s.retryQueued.CompareAndSwap(true, false) {
+		return true
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.retrying
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return true
+	}
+	if !s.retry(s.runCtx) {
+		s.retryEnded = true
+		s.cc.Close()
+		return false
+	}
+	if len(s.sbuf) > 0 {
+		s.flushServer()
+	}
+	return true
+}
+
+// runRetry runs the refused batch again on the client pump's behalf. The
+// pump is blocked reading the client (the batch was complete and nothing
+// followed it) or about to be: runRetry takes the pump's side of the
+// session (pmu) instead of interrupting its read. When the pump gets pmu
+// first (the client sent something), it runs the batch itself before the
+// new message (runQueuedRetry). A retry that must end the session closes
+// the client connection, which ends the pump's read.
+func (s *Session) runRetry() {
+	s.pmu.Lock()
+	s.runQueuedRetry()
+	s.pmu.Unlock()
 }
 
 // retry runs the refused batch again: it binds (waiting in the hold until
 // a primary is verified) and sends the batch's messages as the client sent
-// them. It returns false when the session must end.
+// them. It returns false when the session must end. Called with pmu held.
 func (s *Session) retry(ctx context.Context) bool {
 	s.mu.Lock()
 	batch := append(s.retryBuf[:0], s.batch...)
 	s.retryBuf = batch
-	s.retrying = false
-	// The wake-up deadline may not have fired yet: clear it with the
-	// flag, under the same lock the reader set both with.
-	s.cc.SetReadDeadline(time.Time{})
 	s.retries++
 	code := s.retryCode
 	s.mu.Unlock()

@@ -76,12 +76,7 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 		}
 	}
 	s.responded.Store(true)
-	s.wmu.Lock()
-	s.cw.Write(m)
-	if !more {
-		s.cw.Flush()
-	}
-	s.wmu.Unlock()
+	s.send(!more, m, nil, nil)
 	return false
 }
 
@@ -96,18 +91,13 @@ func (s *Session) matched(c *pool.Conn, m wire.Message, more bool) bool {
 	if fwd || repl != nil || len(synth) > 0 {
 		s.responded.Store(true)
 	}
-	s.wmu.Lock()
-	s.mu.Unlock()
+	var a []byte
 	if repl != nil {
-		s.cw.Write(repl)
+		a = repl
 	} else if fwd {
-		s.cw.Write(m)
+		a = m
 	}
-	s.cw.Write(synth)
-	if !more {
-		s.cw.Flush()
-	}
-	s.wmu.Unlock()
+	s.sendLocked(!more, a, synth, nil)
 	return false
 }
 
@@ -163,15 +153,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 		s.setPhaseLocked(phaseIdle)
 		s.db.stats.xact(time.Since(s.xactStart))
 	}
-	s.wmu.Lock()
-	s.mu.Unlock()
-	s.cw.Write(m)
-	s.cw.Write(synth)
-	s.cw.Write(notes)
-	if !release && !more {
-		s.cw.Flush()
-	}
-	s.wmu.Unlock()
+	s.sendLocked(!release && !more, m, synth, notes)
 	// On release the flush waits for Released: the server connection is
 	// back in the pool before the client hears it may go on, so a client
 	// running transactions back to back finds it there instead of
@@ -198,9 +180,7 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 		// record follows; the client hears of it only when the value
 		// differs from what it last saw.
 		if s.proxyParamStatus(c, m) {
-			s.wmu.Lock()
-			s.cw.Write(m)
-			s.wmu.Unlock()
+			s.send(false, m, nil, nil)
 		}
 	case wire.MsgErrorResponse:
 		f, _ := wire.ParseError(m)
@@ -401,11 +381,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 			code = fatalCode
 		}
 		s.closing = true
-		s.wmu.Lock()
-		s.mu.Unlock()
-		s.cw.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
-		s.cw.Flush()
-		s.wmu.Unlock()
+		s.sendLocked(true, wire.AppendError(nil, wire.SeverityFatal, code, msg), nil, nil)
 		s.cc.Close()
 		if !alone {
 			s.db.serverTrouble("08006", c.Target().Gen)
@@ -418,29 +394,20 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		s.discardErr = e
 	}
 	s.unsynced = 0
-	s.wmu.Lock()
-	s.mu.Unlock()
+	var owedOut []byte
+	if owed > 0 {
+		owedOut = append(owedOut, e...)
+		for ; owed > 0; owed-- {
+			owedOut = wire.AppendReadyForQuery(owedOut, wire.TxIdle)
+		}
+	}
+	// Always flush: the last messages forwarded may have been held back
+	// because more was buffered (the FATAL that came right behind them).
+	s.sendLocked(true, owedOut, nil, nil)
 	if !closing && !alone {
 		s.db.serverTrouble("08006", c.Target().Gen)
 		s.r.log.Info("server connection lost under a client", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID), slog.Any("err", err))
 	} else if alone {
 		s.r.log.Info("server connection terminated under a client (the server goes on)", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID))
 	}
-	if owed > 0 {
-		s.cw.Write(e)
-		for ; owed > 0; owed-- {
-			s.cw.Write(wire.AppendReadyForQuery(nil, wire.TxIdle))
-		}
-	}
-	// Always flush: the last messages forwarded may have been held back
-	// because more was buffered (the FATAL that came right behind them).
-	s.cw.Flush()
-	s.wmu.Unlock()
-}
-
-// flushClient sends what is buffered for the client.
-func (s *Session) flushClient() {
-	s.wmu.Lock()
-	s.cw.Flush()
-	s.wmu.Unlock()
 }

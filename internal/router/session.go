@@ -82,22 +82,23 @@ type Session struct {
 	notifying bool   // writeNotifies runs
 
 	// Safe retry (retry.go), guarded by mu except responded.
-	batch      []byte      // the client's messages of the current implicit transaction
-	batchOK    bool        // batch may still be run again elsewhere
-	batchDone  bool        // batch ended with its Query or Sync
-	retrying   bool        // the reader asked the client pump to run batch again
-	retryCode  string      // SQLSTATE that made the server refuse the batch
-	responded  atomic.Bool // something of the batch's response was queued for the client
-	completed  atomic.Bool // a statement of the batch completed (CommandComplete and the like)
-	batchMark  writerMark  // the client writer's point when the batch began (mu, taken under wmu)
-	queryTimer *time.Timer // query_timeout of the batch in flight (mu)
-	txTimer    *time.Timer // transaction_timeout of the transaction in flight (mu)
-	txStart    time.Time   // when txTimer was armed (mu)
-	retryArmed bool        // the batch was refused; its ReadyForQuery ends the binding
-	retryBuf   []byte      // the batch being run again (client pump only)
-	retries    int         // how often the current batch ran again
-	inRetry    bool        // the client pump is running a batch again (client pump only)
-	fatalCode  string      // SQLSTATE of the FATAL the bound server sent before closing
+	batch       []byte      // the client's messages of the current implicit transaction
+	batchOK     bool        // batch may still be run again elsewhere
+	batchDone   bool        // batch ended with its Query or Sync
+	retryCode   string      // SQLSTATE that made the server refuse the batch
+	responded   atomic.Bool // something of the batch's response was queued for the client
+	completed   atomic.Bool // a statement of the batch completed (CommandComplete and the like)
+	batchMark   writerMark  // the client writer's point when the batch began (mu, taken under wmu)
+	queryTimer  *time.Timer // query_timeout of the batch in flight (mu)
+	txTimer     *time.Timer // transaction_timeout of the transaction in flight (mu)
+	txStart     time.Time   // when txTimer was armed (mu)
+	retryArmed  bool        // the batch was refused; its ReadyForQuery ends the binding
+	retryBuf    []byte      // the batch being run again (pmu)
+	retries     int         // how often the current batch ran again
+	inRetry     bool        // a batch is being run again (pmu)
+	retryEnded  bool        // the retry ended the session (pmu)
+	retryQueued atomic.Bool // a refused batch waits to run again (retry.go)
+	fatalCode   string      // SQLSTATE of the FATAL the bound server sent before closing
 
 	// sbuf holds client messages (and the proxy's own queries) not yet
 	// sent to the bound server. It belongs to the session, never to the
@@ -137,11 +138,26 @@ type Session struct {
 	phase           phase // see phase.go; set only by setPhaseLocked
 
 	wmu sync.Mutex // serializes writes to the client (cw)
+
+	// pmu is held by whoever has the client pump's side of the session
+	// (sbuf, out, writes to the bound server, the retry fields): the pump
+	// whenever it is not blocked reading the client, and a retry
+	// goroutine while it runs a refused batch again (retry.go). Taken
+	// before mu.
+	pmu    sync.Mutex
+	runCtx context.Context // Run's, for the retry goroutine
 }
 
 // errClientCancel is the cause of a wait ended by the client's
 // CancelRequest.
 var errClientCancel = errors.New("canceled by the client's cancel request")
+
+// errClosing refuses a server to a session that is ending.
+var errClosing = errors.New("the session is ending")
+
+// errClientGone is the cause of a retry's wait ended because the client
+// left.
+var errClientGone = errors.New("the client left")
 
 // CancelKey is the BackendKeyData the proxy gave a client.
 type CancelKey struct{ PID, Secret uint32 }
@@ -149,12 +165,21 @@ type CancelKey struct{ PID, Secret uint32 }
 // Run serves the client until it terminates, the connection breaks, or ctx
 // (the proxy's hard stop) is done. It closes the client connection.
 func (s *Session) Run(ctx context.Context) {
-	defer s.end()
+	s.runCtx = ctx
+	s.pmu.Lock()
+	defer func() {
+		s.end()
+		s.pmu.Unlock()
+	}()
 	stop := context.AfterFunc(ctx, func() { s.cc.Close() })
 	defer stop()
 	var lastTyp byte // of the last client message
 	for {
-		if !s.crd.HasMessage() {
+		var m wire.Message
+		var err error
+		if s.crd.HasMessage() {
+			m, err = s.crd.ReadMessageHead(streamLimit, streamHead, streamable)
+		} else {
 			if len(s.sbuf) > 0 {
 				s.flushServer()
 			}
@@ -165,20 +190,21 @@ func (s *Session) Run(ctx context.Context) {
 			if lastTyp != wire.MsgCopyData {
 				s.crd.ReleaseBuffer()
 			}
-			if retry := s.beforeRead(); retry {
-				if !s.retry(ctx) {
-					return
-				}
-				continue
+			s.beforeRead()
+			// Blocked on the client, the pump lends its side of the
+			// session to a retry (retry.go), which runs while the pump
+			// still sees the client leave, and takes it back after.
+			s.pmu.Unlock()
+			m, err = s.crd.ReadMessageHead(streamLimit, streamHead, streamable)
+			if err != nil {
+				s.clientGone()
+			}
+			s.pmu.Lock()
+			if s.retryEnded || err == nil && !s.runQueuedRetry() {
+				return
 			}
 		}
-		m, err := s.crd.ReadMessageHead(streamLimit, streamHead, streamable)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && s.retryPending() {
-				// Woken by the reader goroutine to run a batch again.
-				s.cc.SetReadDeadline(time.Time{})
-				continue
-			}
 			s.readFailed(err)
 			return
 		}
@@ -216,9 +242,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 			// drops these outside COPY mode too (docs 55.2.6).
 			return true
 		case wire.MsgFlush:
-			s.wmu.Lock()
-			s.cw.Flush()
-			s.wmu.Unlock()
+			s.flushClient()
 			return true
 		case wire.MsgSync:
 			// Nothing outstanding: answer as the server would.
@@ -235,7 +259,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 		var err error
 		srv, err = s.bind(ctx, m)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, errClosing) {
 				return false
 			}
 			s.failBatch(typ, err)
@@ -333,10 +357,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 		if due {
 			if synth := s.emitSynthLocked(s.rsynthPump[:0]); len(synth) > 0 {
 				s.responded.Store(true)
-				s.wmu.Lock()
-				s.mu.Unlock()
-				s.cw.Write(synth)
-				s.wmu.Unlock()
+				s.sendLocked(false, synth, nil, nil)
 				s.mu.Lock()
 			}
 		}
@@ -351,9 +372,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	if typ == wire.MsgFlush {
 		// The client waits for what is owed so far, some of which the
 		// proxy may have answered itself.
-		s.wmu.Lock()
-		s.cw.Flush()
-		s.wmu.Unlock()
+		s.flushClient()
 	}
 	return true
 }
@@ -387,6 +406,10 @@ func (s *Session) queue(srv *pool.Conn, b []byte) {
 func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) {
 	p := s.txPool(m) // the session's pool, or a replica's for a read-only transaction (reads_session.go)
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, errClosing
+	}
 	s.setPhaseLocked(phaseWaiting)
 	if s.waitCtx == nil || s.waitCtx.Err() != nil {
 		// Made once per session (and again after a cancel): a client's
@@ -468,17 +491,24 @@ func (s *Session) flushServer() {
 }
 
 // beforeRead sets the deadline of the next client read (see
-// idleDeadlineLocked) and reports whether a batch must be run again first
-// (see retry.go). The reader goroutine sets a retry under mu too, so a
-// retry is either seen here or wakes the read that follows.
-func (s *Session) beforeRead() (retry bool) {
+// idleDeadlineLocked).
+func (s *Session) beforeRead() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.retrying {
-		return true
-	}
 	s.idleDeadlineLocked()
-	return false
+	s.mu.Unlock()
+}
+
+// clientGone runs when the client read failed: a retry waiting for a
+// primary on the pump's behalf stops waiting, so the pump can end the
+// session now rather than at hold_timeout.
+func (s *Session) clientGone() {
+	s.mu.Lock()
+	s.closing = true
+	if (s.phase == phaseRetrying || s.phase == phaseWaiting) && s.waitCancel != nil {
+		// The pump is not waiting itself: the wait is a retry's.
+		s.waitCancel(errClientGone)
+	}
+	s.mu.Unlock()
 }
 
 func (s *Session) readFailed(err error) {
@@ -531,19 +561,7 @@ func (s *Session) discardLocked(typ byte) {
 	e := s.discardErr
 	s.discard = false
 	s.discardErr = nil
-	s.wmu.Lock()
-	s.mu.Unlock()
-	s.cw.Write(e)
-	s.cw.Write(wire.AppendReadyForQuery(nil, wire.TxIdle))
-	s.cw.Flush()
-	s.wmu.Unlock()
-}
-
-func (s *Session) writeClient(b []byte) {
-	s.wmu.Lock()
-	s.cw.Write(b)
-	s.cw.Flush()
-	s.wmu.Unlock()
+	s.sendLocked(true, e, wire.AppendReadyForQuery(nil, wire.TxIdle), nil)
 }
 
 // end runs when the client is gone: a server still bound is reset and

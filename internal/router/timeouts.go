@@ -25,7 +25,7 @@ import (
 // mu held.
 func (s *Session) idleDeadlineLocked() {
 	var d time.Duration
-	if s.pending <= 0 && !s.closing {
+	if s.pending <= 0 && !s.closing && s.phase != phaseRetrying {
 		cfg := s.r.cfg()
 		if s.server != nil && (s.tx == wire.TxActive || s.tx == wire.TxFailed) {
 			d = cfg.IdleTransactionTimeout

@@ -374,10 +374,7 @@ func (s *Session) answerUnbound(m wire.Message) bool {
 		if cur, ok := s.stmts[string(name)]; !ok || cur != def {
 			s.stmts[string(name)] = def
 		}
-		s.mu.Unlock()
-		s.wmu.Lock()
-		s.cw.Write(msgParseComplete)
-		s.wmu.Unlock()
+		s.sendLocked(false, msgParseComplete, nil, nil)
 		return true
 	case wire.MsgClose:
 		body := m.Body()
@@ -395,9 +392,7 @@ func (s *Session) answerUnbound(m wire.Message) bool {
 		}
 		// A portal never outlives its transaction, so none exists now;
 		// PostgreSQL answers CloseComplete for a missing name too.
-		s.wmu.Lock()
-		s.cw.Write(msgCloseComplete)
-		s.wmu.Unlock()
+		s.send(false, msgCloseComplete, nil, nil)
 		return true
 	}
 	return false
