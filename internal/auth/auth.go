@@ -63,7 +63,8 @@ const (
 	// SCRAM verifier is switched to SCRAM-SHA-256, as PgBouncer and
 	// PostgreSQL do.
 	MethodMD5 Method = "md5"
-	// MethodSCRAM runs SCRAM-SHA-256 (RFC 7677) without channel binding.
+	// MethodSCRAM runs SCRAM-SHA-256 (RFC 7677), with channel binding
+	// (SCRAM-SHA-256-PLUS) over TLS.
 	// It needs a clear-text password or a SCRAM verifier.
 	MethodSCRAM Method = "scram-sha-256"
 )
@@ -83,6 +84,7 @@ const (
 type Error struct {
 	Code    string // SQLSTATE
 	Message string // for the client
+	Detail  string // for the client, PostgreSQL's errdetail; may be empty
 	Err     error  // the cause, for the log only; may be nil
 }
 
@@ -102,6 +104,7 @@ func (e *Error) Response() *pgproto3.ErrorResponse {
 		SeverityUnlocalized: "FATAL",
 		Code:                e.Code,
 		Message:             e.Message,
+		Detail:              e.Detail,
 	}
 }
 
@@ -136,12 +139,13 @@ const maxAuthMessageLen = 65535
 // with be.SetMaxBodyLen and leaves that limit set; a caller wanting another
 // limit for the session sets its own afterwards.
 func Authenticate(be *pgproto3.Backend, method Method, user string, secret Secret, found bool) error {
-	return authenticate(be, method, user, secret, found, nil)
+	return authenticate(be, method, user, secret, found, nil, ChannelBinding{})
 }
 
 // authenticate is Authenticate; when keys is not nil, a SCRAM exchange
-// against a SCRAM verifier stores the client's keys there.
-func authenticate(be *pgproto3.Backend, method Method, user string, secret Secret, found bool, keys **SCRAMKeys) error {
+// against a SCRAM verifier stores the client's keys there. cb is the TLS
+// connection's channel binding, the zero value without TLS.
+func authenticate(be *pgproto3.Backend, method Method, user string, secret Secret, found bool, keys **SCRAMKeys, cb ChannelBinding) error {
 	if !found {
 		secret = Secret{}
 	}
@@ -166,11 +170,11 @@ func authenticate(be *pgproto3.Backend, method Method, user string, secret Secre
 			// An MD5 exchange needs the MD5 hash, which a SCRAM verifier
 			// cannot give: PgBouncer and PostgreSQL (CheckPWChallengeAuth)
 			// switch such users to SCRAM.
-			return authSCRAM(be, user, secret, found, keys)
+			return authSCRAM(be, user, secret, found, keys, cb)
 		}
 		return authMD5(be, user, secret, found)
 	case MethodSCRAM:
-		return authSCRAM(be, user, secret, found, keys)
+		return authSCRAM(be, user, secret, found, keys, cb)
 	default:
 		return &Error{
 			Code:    CodeInvalidAuthorization,

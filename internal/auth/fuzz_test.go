@@ -104,7 +104,7 @@ func FuzzSCRAM(f *testing.F) {
 		)
 		be := pgproto3.NewBackend(bytes.NewReader(in), io.Discard)
 		conv := fuzzConversation(t)
-		_, _, _, err := scramExchange(be, "user", conv, nil)
+		_, _, _, err := scramExchange(be, "user", conv, false, nil)
 		checkOutcome(t, err)
 		if err == nil && !conv.Valid() {
 			t.Fatal("exchange succeeded without a valid proof")
@@ -149,7 +149,7 @@ func TestFuzzSeedsReachSuccess(t *testing.T) {
 			&pgproto3.SASLResponse{Data: final},
 		)
 		be := pgproto3.NewBackend(bytes.NewReader(in), io.Discard)
-		if _, _, _, err := scramExchange(be, "user", fuzzConversation(t), nil); err != nil {
+		if _, _, _, err := scramExchange(be, "user", fuzzConversation(t), false, nil); err != nil {
 			t.Fatalf("gs2 %s: %v", gs2, err)
 		}
 	}

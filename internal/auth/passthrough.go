@@ -120,10 +120,12 @@ func hmacSHA256(key []byte, msg string) []byte {
 
 // AuthenticateKeys is Authenticate, also returning the client's SCRAM keys
 // when it logged in with SCRAM against a stored SCRAM verifier (nil
-// otherwise), for a server login without the password.
-func AuthenticateKeys(be *pgproto3.Backend, method Method, user string, secret Secret, found bool) (*SCRAMKeys, error) {
+// otherwise), for a server login without the password. cb is the TLS
+// connection's channel binding (TLSServerEndPoint), the zero value without
+// TLS: SCRAM-SHA-256-PLUS is offered only with one.
+func AuthenticateKeys(be *pgproto3.Backend, method Method, user string, secret Secret, found bool, cb ChannelBinding) (*SCRAMKeys, error) {
 	var keys *SCRAMKeys
-	err := authenticate(be, method, user, secret, found, &keys)
+	err := authenticate(be, method, user, secret, found, &keys, cb)
 	if err != nil {
 		return nil, err
 	}

@@ -35,7 +35,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	if px.ClientLoginTimeout > 0 {
 		nc.SetDeadline(time.Now().Add(px.ClientLoginTimeout))
 	}
-	conn, st, isTLS, err := s.startup(nc)
+	conn, st, isTLS, tlsCert, err := s.startup(nc)
 	if err != nil {
 		if errors.Is(err, wire.ErrTerminate) && s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.Debug("client closed before its startup packet", slog.String("addr", nc.RemoteAddr().String()))
@@ -123,7 +123,14 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// reads through it too, with a lower limit, so that whatever a client
 	// sends right after its password stays there for the session.
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
-	serverPassword, serverSCRAM, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB)
+	var cb auth.ChannelBinding
+	if tlsCert != nil {
+		if cb, err = auth.TLSServerEndPoint(tlsCert); err != nil {
+			// SCRAM-SHA-256-PLUS is not offered; plain SCRAM still is.
+			s.log.Debug("no channel binding for this certificate", slog.Any("err", err))
+		}
+	}
+	serverPassword, serverSCRAM, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB, cb)
 	if err != nil {
 		s.refuse(conn, err, who)
 		return
@@ -174,25 +181,25 @@ var clientReadBufs = wire.NewBufferPool(4 << 10)
 //
 // The packets are read through a small buffer: a client's SSLRequest and
 // StartupMessage then cost a read(2) each instead of two (length, body).
-func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bool, err error) {
+func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bool, tlsCert *x509.Certificate, err error) {
 	conn = nc
 	br := bufio.NewReaderSize(nc, startupBufSize)
 	sslDone, gssDone := false, false
 	for {
 		st, err := wire.ReadStartup(br)
 		if err != nil {
-			return conn, nil, isTLS, err
+			return conn, nil, isTLS, tlsCert, err
 		}
 		switch st.Kind {
 		case wire.SSLRequest:
 			if sslDone {
-				return conn, nil, isTLS, &wire.ProtocolError{Code: "08P01", Msg: "duplicate SSLRequest"}
+				return conn, nil, isTLS, tlsCert, &wire.ProtocolError{Code: "08P01", Msg: "duplicate SSLRequest"}
 			}
 			sslDone = true
 			tc := s.tlsConf.Load()
 			if tc == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
-					return conn, nil, isTLS, err
+					return conn, nil, isTLS, tlsCert, err
 				}
 				continue
 			}
@@ -200,24 +207,25 @@ func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bo
 				// Bytes sent in the clear before the handshake could be
 				// taken for part of the encrypted session; PostgreSQL
 				// refuses them too (CVE-2021-23214).
-				return conn, nil, isTLS, &wire.ProtocolError{Code: "08P01", Msg: "received unencrypted data after SSL request"}
+				return conn, nil, isTLS, tlsCert, &wire.ProtocolError{Code: "08P01", Msg: "received unencrypted data after SSL request"}
 			}
 			if _, err := conn.Write([]byte{'S'}); err != nil {
-				return conn, nil, isTLS, err
+				return conn, nil, isTLS, tlsCert, err
 			}
 			t := tls.Server(conn, tc)
 			if err := t.Handshake(); err != nil {
-				return conn, nil, isTLS, fmt.Errorf("TLS handshake: %w", err)
+				return conn, nil, isTLS, tlsCert, fmt.Errorf("TLS handshake: %w", err)
 			}
 			conn, isTLS = t, true
+			tlsCert = presented(tc)
 			br.Reset(t)
 		case wire.GSSENCRequest:
 			if gssDone {
-				return conn, nil, isTLS, &wire.ProtocolError{Code: "08P01", Msg: "duplicate GSSENCRequest"}
+				return conn, nil, isTLS, tlsCert, &wire.ProtocolError{Code: "08P01", Msg: "duplicate GSSENCRequest"}
 			}
 			gssDone = true
 			if _, err := conn.Write([]byte{'N'}); err != nil {
-				return conn, nil, isTLS, err
+				return conn, nil, isTLS, tlsCert, err
 			}
 		default:
 			if n := br.Buffered(); n > 0 {
@@ -226,7 +234,7 @@ func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bo
 				rest, _ := br.Peek(n)
 				conn = &prefixConn{Conn: conn, prefix: bytes.Clone(rest)}
 			}
-			return conn, st, isTLS, nil
+			return conn, st, isTLS, tlsCert, nil
 		}
 	}
 }
@@ -298,7 +306,7 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 // clear-text one), it returns the client's SCRAM keys when it logged in
 // with SCRAM against a stored verifier: the server login then answers the
 // server's SCRAM challenge with them (SCRAM pass-through, as PgBouncer).
-func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool) (string, router.ServerSCRAM, error) {
+func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg *config.Config, method auth.Method, user string, db *router.Database, unknownDB bool, cb auth.ChannelBinding) (string, router.ServerSCRAM, error) {
 	// With auth_dbname, auth_query has a database to run in even for a
 	// database that does not exist.
 	secret, found, err := s.lookup(ctx, cfg, user, db, !unknownDB || cfg.Proxy.AuthDBName != "")
@@ -312,7 +320,7 @@ func (s *Server) authenticate(ctx context.Context, r io.Reader, w io.Writer, cfg
 		return "", nil, nil
 	}
 	be := pgproto3.NewBackend(r, w)
-	keys, err := auth.AuthenticateKeys(be, method, user, secret, found)
+	keys, err := auth.AuthenticateKeys(be, method, user, secret, found, cb)
 	if err != nil {
 		return "", nil, err
 	}
@@ -432,6 +440,9 @@ func (s *Server) refuse(conn net.Conn, err error, who loginInfo) {
 		code, msg = se.Code, se.Msg
 	case errors.As(err, &ae):
 		code, msg = ae.Code, ae.Message
+		if ae.Detail != "" {
+			msg += ": " + ae.Detail
+		}
 	case errors.Is(err, wire.ErrTerminate):
 		// The client left before it started: nobody to tell.
 		return
@@ -471,6 +482,22 @@ func (s *Server) refuse(conn net.Conn, err error, who loginInfo) {
 	}
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	conn.Write(wire.AppendError(nil, wire.SeverityFatal, code, msg))
+}
+
+// presented is the certificate the proxy presents with tc, for SCRAM's
+// channel binding; nil if it cannot be read.
+func presented(tc *tls.Config) *x509.Certificate {
+	if len(tc.Certificates) == 0 || len(tc.Certificates[0].Certificate) == 0 {
+		return nil
+	}
+	if leaf := tc.Certificates[0].Leaf; leaf != nil {
+		return leaf
+	}
+	leaf, err := x509.ParseCertificate(tc.Certificates[0].Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
 }
 
 func loadCertPool(path string) (*x509.CertPool, error) {

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +100,57 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestChannelBindingRealClients: over TLS the proxy offers
+// SCRAM-SHA-256-PLUS, as PostgreSQL does, so clients that require channel
+// binding (libpq's and pgx's channel_binding=require) log in; without TLS
+// they are refused by their own driver, never downgraded.
+func TestChannelBindingRealClients(t *testing.T) {
+	ca, err := pgtest.NewCA("pauseproxy test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "proxy.crt"), filepath.Join(dir, "proxy.key")
+	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, proxyOptions{
+		Extra: fmt.Sprintf("client_tls_sslmode = \"allow\"\nclient_tls_cert_file = %q\nclient_tls_key_file = %q", cert, key),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://app:apppass@%s/appdb?sslmode=require&channel_binding=require", p.Addr))
+	if err != nil {
+		t.Fatalf("pgx with channel_binding=require: %v", err)
+	}
+	var one int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Fatalf("query: %d, %v", one, err)
+	}
+	c.Close(ctx)
+
+	psql := func(conninfo string) (string, error) {
+		cmd := exec.CommandContext(ctx, "psql", "-X", "-At", "-c", "SELECT 'bound'", conninfo)
+		cmd.Env = append(os.Environ(), "PGPASSWORD=apppass")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := psql(fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=appdb sslmode=require channel_binding=require", p.Port)); err != nil || strings.TrimSpace(out) != "bound" {
+		t.Fatalf("psql with channel_binding=require: %v\n%s", err, out)
+	}
+	// Without TLS there is nothing to bind to: libpq refuses by itself.
+	if out, err := psql(fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=appdb sslmode=disable channel_binding=require", p.Port)); err == nil || !strings.Contains(out, "channel binding") {
+		t.Fatalf("psql without TLS but channel_binding=require: %v\n%s", err, out)
 	}
 }
