@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +40,7 @@ type epollFwd struct {
 type eloop struct {
 	epfd, lfd, stopfd int
 	lockThread        bool
+	raw               bool // non-blocking system calls without the runtime's entersyscall
 	greet             []byte
 	conns             []*econn // by file descriptor
 	free              []*econn // idle server connections
@@ -89,6 +91,7 @@ func startEpoll(cfg config, servers []net.Conn, greet []byte) (forwarder, error)
 		if err != nil {
 			return fail(err)
 		}
+		l.raw = cfg.Raw
 		f.loops = append(f.loops, l)
 		if port == 0 {
 			// The first loop chose the port; the others join it.
@@ -265,7 +268,7 @@ func (l *eloop) run() {
 	}
 	defer l.closeAll()
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, -1)
+		n, err := l.wait()
 		if err != nil {
 			if err == unix.EINTR {
 				continue
@@ -306,6 +309,48 @@ func (l *eloop) run() {
 	}
 }
 
+// wait returns the ready sockets, sleeping until there is one. With raw,
+// it first polls without a timeout as a raw system call: a blocking call
+// must tell the runtime (entersyscall, so that another thread may take the
+// P), a call that cannot block need not, and under load there is almost
+// always something ready.
+func (l *eloop) wait() (int, error) {
+	if l.raw {
+		r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(l.epfd), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		if e == 0 && r > 0 {
+			return int(r), nil
+		}
+	}
+	return unix.EpollWait(l.epfd, l.events, -1)
+}
+
+// read and write are read(2) and write(2) on a non-blocking socket; with
+// raw they skip the runtime's entersyscall and exitsyscall (see wait).
+func (l *eloop) read(fd int, b []byte) (int, error) {
+	if !l.raw {
+		return unix.Read(fd, b)
+	}
+	return rawRW(unix.SYS_READ, fd, b)
+}
+
+func (l *eloop) write(fd int, b []byte) (int, error) {
+	if !l.raw {
+		return unix.Write(fd, b)
+	}
+	return rawRW(unix.SYS_WRITE, fd, b)
+}
+
+func rawRW(trap uintptr, fd int, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
 func (l *eloop) accept() {
 	for {
 		fd, _, err := unix.Accept4(l.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
@@ -324,7 +369,7 @@ func (l *eloop) accept() {
 
 // readable reads once from c and handles what came.
 func (l *eloop) readable(c *econn) {
-	n, err := unix.Read(c.fd, c.buf[c.end:])
+	n, err := l.read(c.fd, c.buf[c.end:])
 	if err == unix.EAGAIN {
 		return
 	}
@@ -457,7 +502,7 @@ func (l *eloop) send(c *econn, b []byte) {
 		c.out = append(c.out, b...)
 		return
 	}
-	n, err := unix.Write(c.fd, b)
+	n, err := l.write(c.fd, b)
 	if err != nil {
 		if !errors.Is(err, unix.EAGAIN) {
 			return
@@ -475,7 +520,7 @@ func (l *eloop) flush(c *econn) {
 		l.setInterest(c, c.interest&^unix.EPOLLOUT)
 		return
 	}
-	n, err := unix.Write(c.fd, c.out)
+	n, err := l.write(c.fd, c.out)
 	if err != nil {
 		if !errors.Is(err, unix.EAGAIN) {
 			l.closeConn(c)

@@ -22,13 +22,14 @@ func TestMain(m *testing.M) {
 
 // startForwarder starts kind with a pool of two server connections and
 // closes it when the test ends. epoll splits the pool between its loops.
-func startForwarder(t *testing.T, kind string, loops int) forwarder {
+func startForwarder(t *testing.T, v variant, loops int) forwarder {
 	t.Helper()
-	f, err := start(kind, config{
+	f, err := start(v.kind, config{
 		Listen:    "127.0.0.1:0",
 		ServerDSN: pg.DSN(pgtest.Superuser, "", "postgres"),
 		Pool:      2,
 		Loops:     loops,
+		Raw:       v.raw,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +58,21 @@ func connect(t *testing.T, ctx context.Context, f forwarder, mode pgx.QueryExecM
 	return c
 }
 
+// variant is a forwarder as the harness runs it.
+type variant struct {
+	kind string
+	raw  bool
+}
+
+var variants = []variant{{kind: "pair"}, {kind: "single"}, {kind: "epoll"}, {kind: "epoll", raw: true}}
+
+func (v variant) String() string {
+	if v.raw {
+		return v.kind + "-raw"
+	}
+	return v.kind
+}
+
 var modes = []struct {
 	name string
 	mode pgx.QueryExecMode
@@ -69,9 +85,9 @@ var modes = []struct {
 // queries, an error and a transaction, in every protocol, through every
 // forwarder.
 func TestQueries(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind, func(t *testing.T) {
-			f := startForwarder(t, kind, 2)
+	for _, v := range variants {
+		t.Run(v.String(), func(t *testing.T) {
+			f := startForwarder(t, v, 2)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var wg sync.WaitGroup
@@ -141,10 +157,10 @@ func exercise(ctx context.Context, c *pgx.Conn) error {
 // the pool's other server connection; once the first commits, its
 // connection serves others again.
 func TestTransactionHoldsServer(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind, func(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.String(), func(t *testing.T) {
 			// One loop, so that epoll's pool is not split.
-			f := startForwarder(t, kind, 1)
+			f := startForwarder(t, v, 1)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			a := connect(t, ctx, f, pgx.QueryExecModeSimpleProtocol)
@@ -199,9 +215,9 @@ func TestTransactionHoldsServer(t *testing.T) {
 // idle gives its server connection back: a pool of two serves many more
 // logins than that, one after the other.
 func TestTerminateReleases(t *testing.T) {
-	for _, kind := range kinds {
-		t.Run(kind, func(t *testing.T) {
-			f := startForwarder(t, kind, 2)
+	for _, v := range variants {
+		t.Run(v.String(), func(t *testing.T) {
+			f := startForwarder(t, v, 2)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			for i := range 10 {

@@ -17,6 +17,7 @@ func main() {
 		pool    = flag.Int("pool", 20, "server connections")
 		loops   = flag.Int("loops", 0, "epoll: event loops (0: GOMAXPROCS)")
 		lock    = flag.Bool("lock", false, "epoll: each loop locks its OS thread")
+		raw     = flag.Bool("raw", false, "epoll: non-blocking system calls as raw ones, a non-blocking epoll_wait first")
 		measure = flag.Bool("measure", false, "start PostgreSQL, PgBouncer and every prototype, run pgbench against each, print the figures")
 		rounds  = flag.Int("rounds", 3, "with -measure: rounds, each running every target in a rotated order")
 		quick   = flag.Bool("quick", false, "with -measure: a tenth of the transactions, one round, for trying the harness")
@@ -26,7 +27,7 @@ func main() {
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
 	switch {
 	case *serve != "":
-		if err := runServe(*serve, config{Listen: *listen, ServerDSN: *dsn, Pool: *pool, Loops: *loops, LockThread: *lock}); err != nil {
+		if err := runServe(*serve, config{Listen: *listen, ServerDSN: *dsn, Pool: *pool, Loops: *loops, LockThread: *lock, Raw: *raw}); err != nil {
 			log.Fatal(err)
 		}
 	case *measure:

@@ -55,8 +55,8 @@ func scenarios(quick bool) []scenario {
 		return strconv.Itoa(n)
 	}
 	return []scenario{
-		{name: "simple-c50", args: []string{"-S", "-M", "simple", "-c", "50", "-j", "2", "-t", t(1000)}},
-		{name: "extended-c50", args: []string{"-S", "-M", "extended", "-c", "50", "-j", "2", "-t", t(1000)}},
+		{name: "simple-c50", args: []string{"-S", "-M", "simple", "-c", "50", "-j", "2", "-t", t(600)}},
+		{name: "extended-c50", args: []string{"-S", "-M", "extended", "-c", "50", "-j", "2", "-t", t(600)}},
 		{name: "latency-c1", args: []string{"-S", "-M", "simple", "-c", "1", "-j", "1", "-t", t(5000)}, latency: true},
 		{name: "connect-c16", args: []string{"-S", "-C", "-c", "16", "-j", "2", "-t", t(100)}},
 	}
@@ -129,6 +129,7 @@ func runMeasure(o measureOptions) error {
 		{"single-P1", "single", 1, nil},
 		{"epoll-P1", "epoll", 1, nil},
 		{"epoll-locked", "epoll", 0, []string{"-lock"}},
+		{"epoll-raw", "epoll", 0, []string{"-raw"}},
 	} {
 		t, err := startProto(ctx, self, dir, v.name, v.kind, v.gomaxprocs, serverDSN, o.Pool, v.extra)
 		if err != nil {

@@ -22,6 +22,8 @@ type config struct {
 	Loops int
 	// LockThread makes each event loop lock its OS thread.
 	LockThread bool
+	// Raw makes each event loop's non-blocking system calls raw ones.
+	Raw bool
 }
 
 // forwarder is a running prototype.
