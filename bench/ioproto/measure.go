@@ -83,7 +83,7 @@ func runMeasure(o measureOptions) error {
 		return err
 	}
 	logf("starting PostgreSQL 15")
-	pg, err := pgtest.Start(pgtest.Options{Conf: map[string]string{"max_connections": "200"}})
+	pg, err := pgtest.Start(pgtest.Options{Conf: map[string]string{"max_connections": "400"}})
 	if err != nil {
 		return err
 	}
@@ -130,6 +130,7 @@ func runMeasure(o measureOptions) error {
 		{"epoll-P1", "epoll", 1, nil},
 		{"epoll-locked", "epoll", 0, []string{"-lock"}},
 		{"epoll-raw", "epoll", 0, []string{"-raw"}},
+		{"epoll-locked-raw", "epoll", 0, []string{"-lock", "-raw"}},
 	} {
 		t, err := startProto(ctx, self, dir, v.name, v.kind, v.gomaxprocs, serverDSN, o.Pool, v.extra)
 		if err != nil {
@@ -155,7 +156,7 @@ func runMeasure(o measureOptions) error {
 				if err != nil {
 					return fmt.Errorf("round %d, %s, %s: %w", r+1, t.name, sc.name, err)
 				}
-				logf("round %d %-12s %-13s tps %8.0f  cpu/tx %6.1f µs  p50 %v", r+1, t.name, sc.name, res.tps, perTx(res.cpu, res.txns), res.p50)
+				logf("round %d %-16s %-13s tps %8.0f  cpu/tx %6.1f µs  p50 %v", r+1, t.name, sc.name, res.tps, perTx(res.cpu, res.txns), res.p50)
 				results[sc.name][t.name] = append(results[sc.name][t.name], res)
 			}
 		}
