@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -22,6 +23,7 @@ func main() {
 		rounds  = flag.Int("rounds", 3, "with -measure: rounds, each running every target in a rotated order")
 		quick   = flag.Bool("quick", false, "with -measure: a tenth of the transactions, one round, for trying the harness")
 		out     = flag.String("out", "", "with -measure: also write the report (Markdown) to this file")
+		only    = flag.String("targets", "", "with -measure: comma-separated prototype targets to run (default all); direct and pgbouncer always run")
 	)
 	flag.Parse()
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
@@ -32,6 +34,9 @@ func main() {
 		}
 	case *measure:
 		opts := measureOptions{Rounds: *rounds, Pool: *pool, Out: *out, Quick: *quick}
+		if *only != "" {
+			opts.Targets = strings.Split(*only, ",")
+		}
 		if *quick {
 			opts.Rounds = 1
 		}

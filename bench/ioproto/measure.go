@@ -31,6 +31,8 @@ type measureOptions struct {
 	Pool   int
 	Out    string
 	Quick  bool
+	// Targets are the prototype targets to run, by name; nil for all.
+	Targets []string
 }
 
 // target is where pgbench points: PostgreSQL, PgBouncer or a prototype.
@@ -132,6 +134,9 @@ func runMeasure(o measureOptions) error {
 		{"epoll-raw", "epoll", 0, []string{"-raw"}},
 		{"epoll-locked-raw", "epoll", 0, []string{"-lock", "-raw"}},
 	} {
+		if o.Targets != nil && !slices.Contains(o.Targets, v.name) {
+			continue
+		}
 		t, err := startProto(ctx, self, dir, v.name, v.kind, v.gomaxprocs, serverDSN, o.Pool, v.extra)
 		if err != nil {
 			return err
