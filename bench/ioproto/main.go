@@ -23,6 +23,7 @@ func main() {
 		rounds  = flag.Int("rounds", 3, "with -measure: rounds, each running every target in a rotated order")
 		quick   = flag.Bool("quick", false, "with -measure: a tenth of the transactions, one round, for trying the harness")
 		out     = flag.String("out", "", "with -measure: also write the report (Markdown) to this file")
+		ppBin   = flag.String("pauseproxy", "", "with -measure: also run this pauseproxy binary (go build -o BIN ./cmd/pauseproxy), same pool and trust auth")
 		only    = flag.String("targets", "", "with -measure: comma-separated prototype targets to run (default all); direct and pgbouncer always run")
 	)
 	flag.Parse()
@@ -33,7 +34,7 @@ func main() {
 			log.Fatal(err)
 		}
 	case *measure:
-		opts := measureOptions{Rounds: *rounds, Pool: *pool, Out: *out, Quick: *quick}
+		opts := measureOptions{Rounds: *rounds, Pool: *pool, Out: *out, Quick: *quick, Pauseproxy: *ppBin}
 		if *only != "" {
 			opts.Targets = strings.Split(*only, ",")
 		}

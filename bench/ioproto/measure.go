@@ -31,6 +31,8 @@ type measureOptions struct {
 	Pool   int
 	Out    string
 	Quick  bool
+	// Pauseproxy is a pauseproxy binary to measure too; "" for none.
+	Pauseproxy string
 	// Targets are the prototype targets to run, by name; nil for all.
 	Targets []string
 }
@@ -115,6 +117,13 @@ func runMeasure(o measureOptions) error {
 		return err
 	}
 	targets = append(targets, bouncer)
+	if o.Pauseproxy != "" {
+		pp, err := startPauseproxy(ctx, o.Pauseproxy, dir, pg.Port, o.Pool)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, pp)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -353,6 +362,43 @@ pidfile =
 	}
 	t := &target{name: "pgbouncer", port: port, cmd: cmd}
 	return t, startAndWait(ctx, t, filepath.Join(dir, "pgbouncer.log"))
+}
+
+// startPauseproxy runs pauseproxy with the settings bench/services.go
+// gives it, but trust auth like PgBouncer and the prototypes here.
+func startPauseproxy(ctx context.Context, bin, dir string, pgPort, pool int) (*target, error) {
+	home := filepath.Join(dir, "pauseproxy")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, err
+	}
+	port, err := pgtest.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`[proxy]
+listen_addr = "127.0.0.1"
+listen_port = %d
+unix_socket_dir = ""
+auth_type = "trust"
+pool_mode = "transaction"
+default_pool_size = %d
+max_client_conn = 200
+log_connections = false
+log_disconnections = false
+
+[databases.%s]
+host = "127.0.0.1"
+port = %d
+dbname = %q
+`, port, pool, benchDB, pgPort, benchDB)
+	path := filepath.Join(home, "pauseproxy.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--allow-root", "--config", path)
+	cmd.Dir = home
+	t := &target{name: "pauseproxy", port: port, cmd: cmd}
+	return t, startAndWait(ctx, t, filepath.Join(dir, "pauseproxy.log"))
 }
 
 // startProto runs this program with -serve as a child, so that its CPU is
