@@ -4,8 +4,11 @@
 // harness that runs pgbench through each of them, through PgBouncer and
 // directly against PostgreSQL.
 //
-//	go run ./bench/ioproto -measure            the full run (docs/performance.md)
-//	go run ./bench/ioproto -serve epoll -server 'host=... user=... dbname=... sslmode=disable'
+//	go run ./bench/ioproto -measure [-rounds 5] [-pauseproxy BIN] [-targets pair,epoll-raw]
+//	go run ./bench/ioproto -serve epoll [-raw] [-lock] -server 'host=... user=... dbname=... sslmode=disable'
+//
+// docs/performance.md, "I/O architecture prototypes", says what -measure
+// runs and what the figures of the last run mean.
 //
 // The forwarders (pair.go, single.go, epoll.go):
 //
@@ -24,6 +27,11 @@
 // 5-byte header without decoding the body (framer, wire.go) and give a
 // server connection back at the ReadyForQuery that answers everything
 // sent and says idle (txn, wire.go).
+//
+// Files: wire.go (framing, the release rule, startup), servers.go (server
+// logins, the forwarder interface), goshape.go (what pair and single
+// share), pair.go, single.go, epoll.go; measure.go and report.go (the
+// harness).
 //
 // It is a measuring prototype and must not be used as a pooler: no TLS,
 // no authentication (every client gets the server connections of the one
