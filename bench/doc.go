@@ -39,6 +39,9 @@
 //   - stats.go, summary.go, goals.go: medians, spreads, within-round ratios, goals.
 //   - report.go, svg.go: results.json, results.md and the charts.
 //
+// bench/ioproto is a separate command: minimal forwarders of three I/O
+// architectures measured against PgBouncer, apart from pauseproxy's logic.
+//
 // The report code (parsing, statistics, rendering) is tested by go test
 // without starting anything; the benchmark itself runs only from main.
 package main
