@@ -226,15 +226,16 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 	// Waiters are recycled (channel and timer included): under contention
 	// nearly every acquisition waits, and it should not allocate.
 	w := waiterPool.Get().(*waiter)
-	w.since, w.held, w.deadline = time.Now(), p.held, time.Time{}
+	now := time.Now()
+	w.since, w.held, w.deadline = now, p.held, time.Time{}
 	defer waiterPool.Put(w)
 	limit := p.cfg.QueryWait
 	if p.held {
-		limit = max(p.cfg.HoldTimeout-time.Since(start), time.Millisecond)
+		limit = max(p.cfg.HoldTimeout-now.Sub(start), time.Millisecond)
 	} else if limit > 0 {
 		// query_wait_timeout counts from the first try, across the
 		// rounds of a refused login (Acquire).
-		limit -= time.Since(start)
+		limit -= now.Sub(start)
 		if limit <= 0 {
 			err := p.queueWaitErrorLocked(p.cfg.QueryWait)
 			p.mu.Unlock()

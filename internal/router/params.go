@@ -3,6 +3,7 @@ package router
 import (
 	"fmt"
 	"strings"
+	"unique"
 
 	"github.com/pauseproxy/pauseproxy/internal/pool"
 	"github.com/pauseproxy/pauseproxy/internal/wire"
@@ -151,12 +152,38 @@ type connState struct {
 	// wipes counts statement wipes (DEALLOCATE ALL, DISCARD ALL) sent and
 	// not yet confirmed by the server.
 	wipes int
-	// The session, its parameter version and the connection's parameter
-	// version at the last synchronization: when all three still match,
-	// nothing can differ and the comparison is skipped.
-	syncedBy   *Session
-	syncedWant uint64
+	// The parameters it was last synchronized to (wantKey: equal for
+	// every session expecting the same values) and the connection's
+	// parameter version then: when both still match, nothing can differ
+	// and the comparison is skipped, whichever client it serves.
+	syncedKey  unique.Handle[string]
 	syncedConn uint64
+}
+
+// wantKeyLocked returns a handle equal for sessions that expect the same
+// parameters (names, values, and how each is carried), made again only
+// when want changed. Called with mu held.
+func (s *Session) wantKeyLocked() unique.Handle[string] {
+	if s.wantKeyOK && s.wantKeyVer == s.wantVer {
+		return s.wantKey
+	}
+	var buf [512]byte
+	b := buf[:0]
+	for _, p := range s.want {
+		b = append(b, p.name...)
+		b = append(b, 0)
+		b = append(b, p.value...)
+		flags := byte('0')
+		if p.reported {
+			flags |= 1
+		}
+		if p.raw {
+			flags |= 2
+		}
+		b = append(b, 0, flags)
+	}
+	s.wantKey, s.wantKeyVer, s.wantKeyOK = unique.Make(string(b)), s.wantVer, true
+	return s.wantKey
 }
 
 func stateOf(c *pool.Conn) *connState {
@@ -174,11 +201,12 @@ func stateOf(c *pool.Conn) *connState {
 // and appends them as one Query message (nothing when all match).
 func paramSync(dst []byte, c *pool.Conn, s *Session) []byte {
 	cs := stateOf(c)
-	if cs.syncedBy == s && cs.syncedWant == s.wantVer && cs.syncedConn == c.ParamsVersion() && !cs.carriedUnknown {
+	key := s.wantKeyLocked()
+	if cs.syncedKey == key && cs.syncedConn == c.ParamsVersion() && !cs.carriedUnknown {
 		return dst
 	}
 	defer func() {
-		cs.syncedBy, cs.syncedWant, cs.syncedConn = s, s.wantVer, c.ParamsVersion()
+		cs.syncedKey, cs.syncedConn = key, c.ParamsVersion()
 	}()
 	want := s.want
 	// After a client's SET, RESET or DISCARD ALL nothing recorded about

@@ -196,6 +196,12 @@ func newHarness(t *testing.T, proxyLines string) *harness {
 // connect logs a client in and runs its session until the test ends.
 func (h *harness) connect(t *testing.T) *testClient {
 	t.Helper()
+	return h.connectWith(t)
+}
+
+// connectWith is connect with more startup parameters.
+func (h *harness) connectWith(t *testing.T, extra ...wire.Param) *testClient {
+	t.Helper()
 	clientSide, proxySide := net.Pipe()
 	c := &testClient{conn: clientSide, msgs: make(chan wire.Message, 1024)}
 	go func() {
@@ -209,7 +215,7 @@ func (h *harness) connect(t *testing.T) *testClient {
 			c.msgs <- append(wire.Message(nil), m...)
 		}
 	}()
-	st := &wire.Startup{Kind: wire.StartupMessage, Params: []wire.Param{{Name: "user", Value: "u"}, {Name: "database", Value: "db"}}}
+	st := &wire.Startup{Kind: wire.StartupMessage, Params: append([]wire.Param{{Name: "user", Value: "u"}, {Name: "database", Value: "db"}}, extra...)}
 	sess, err := h.r.Start(context.Background(), Login{
 		Conn: proxySide, Reader: wire.NewReader(proxySide, 1<<20), Startup: st, DB: h.db, User: "u", ServerUser: "u",
 	})
@@ -426,5 +432,53 @@ func TestClientLeavesDuringRetry(t *testing.T) {
 	h.db.Unhold("test")
 	if n := h.fake.count("SELECT 'gone'"); n != 1 {
 		t.Fatalf("the refused batch reached a server %d times, want 1", n)
+	}
+}
+
+func TestParamSyncAcrossClients(t *testing.T) {
+	// One server connection serves clients in turn: it is SET only when
+	// the next client expects other values than the connection has, and
+	// a client with the values already in place costs no SET at all.
+	h := newHarness(t, "default_pool_size = 1")
+	sets := func() int {
+		h.fake.mu.Lock()
+		defer h.fake.mu.Unlock()
+		n := 0
+		for _, q := range h.fake.queries {
+			if strings.Contains(q, "set_config(") {
+				n++
+			}
+		}
+		return n
+	}
+	run := func(c *testClient) {
+		t.Helper()
+		c.send(t, query("SELECT 1"))
+		c.next(t, wire.MsgReadyForQuery)
+		waitPhase(t, c, phaseIdle)
+	}
+	a1 := h.connectWith(t, wire.Param{Name: "application_name", Value: "a"})
+	a2 := h.connectWith(t, wire.Param{Name: "application_name", Value: "a"})
+	b := h.connectWith(t, wire.Param{Name: "application_name", Value: "b"})
+	run(a1)
+	first := sets()
+	if first != 1 {
+		t.Fatalf("%d SETs for the first client, want 1: %q", first, h.fake.queries)
+	}
+	run(a2) // the same values: nothing to set
+	run(a1)
+	if got := sets(); got != first {
+		t.Fatalf("clients with the values in place caused SETs: %q", h.fake.queries)
+	}
+	run(b) // another value: SET
+	if got := sets(); got != first+1 {
+		t.Fatalf("%d SETs after a client with another value, want %d: %q", got, first+1, h.fake.queries)
+	}
+	run(a2) // back: SET again
+	if got := sets(); got != first+2 {
+		t.Fatalf("%d SETs after switching back, want %d: %q", got, first+2, h.fake.queries)
+	}
+	if q := h.fake.queries[len(h.fake.queries)-2]; !strings.Contains(q, "'a'") {
+		t.Fatalf("last SET %q, want application_name back to a", q)
 	}
 }

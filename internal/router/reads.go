@@ -399,6 +399,15 @@ func (c *countedConn) Close() error {
 // readPool returns the replica-mode pool a session's declared read-only
 // transaction uses, or nil when the database does not route reads or has
 // no usable replica (the transaction then runs on the primary).
+// routesReads reports whether read-only transactions of this database may
+// go to replicas (read_only_routing): the first message of a transaction
+// is looked at only then.
+func (d *Database) routesReads() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg.RoutesReadsToReplicas()
+}
+
 func (d *Database) readPool(s *Session) *pool.Pool {
 	d.mu.Lock()
 	routes := d.cfg.RoutesReadsToReplicas()

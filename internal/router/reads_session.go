@@ -21,7 +21,7 @@ import (
 // enforces it either way: a write in such a transaction fails with 25006
 // on a primary too.
 func (s *Session) txPool(m wire.Message) *pool.Pool {
-	if s.mode != config.PoolModeTransaction || !s.readOnlyStart(m) {
+	if s.mode != config.PoolModeTransaction || !s.db.routesReads() || !s.readOnlyStart(m) {
 		return s.pool
 	}
 	if p := s.db.readPool(s); p != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/pool"
@@ -46,8 +47,14 @@ type Session struct {
 	want    []param // parameters the client expects on every server (mu)
 	initial []param // want as it was at login: what RESET ALL goes back to
 	wantVer uint64  // counts changes of want
-	resync  bool    // want changed under a bound server: SET it before the next statement (mu)
-	out     []byte  // scratch for messages the client pump builds
+
+	// wantKey identifies want's content for paramSync (params.go), as of
+	// wantKeyVer. Guarded by mu.
+	wantKey    unique.Handle[string]
+	wantKeyVer uint64
+	wantKeyOK  bool
+	resync     bool   // want changed under a bound server: SET it before the next statement (mu)
+	out        []byte // scratch for messages the client pump builds
 
 	// Named statements (transaction mode with max_prepared_statements):
 	// see stmts.go. tracking is fixed at login; the rest is guarded by mu.
@@ -450,7 +457,9 @@ func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) 
 		s.binding++
 		s.exps.reset()
 		s.resetBatch()
-		s.xactStart = time.Now()
+		now := time.Now()
+		s.xactStart = now
+		waited := now.Sub(s.waitStart)
 		s.setPhaseLocked(phaseActive)
 		if s.mode == config.PoolModeTransaction {
 			s.armTxTimeoutLocked()
@@ -463,7 +472,7 @@ func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) 
 			p.Put(c)
 			continue
 		}
-		s.db.stats.waited(time.Since(s.waitStart))
+		s.db.stats.waited(waited)
 		s.mu.Lock()
 		s.resync = false
 		q := paramSync(s.out[:0], c, s)
