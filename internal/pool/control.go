@@ -151,6 +151,9 @@ func (p *Pool) Close() {
 	if p.retryTimer != nil {
 		p.retryTimer.Stop()
 	}
+	if p.expiry != nil {
+		p.expiry.Stop()
+	}
 	for _, l := range p.cfg.Limits {
 		l.unregister(p)
 	}

@@ -106,7 +106,12 @@ type Pool struct {
 	loginAt  time.Time
 	// retryTimer serves waiters when server_login_retry has passed after
 	// a refusal that heals by waiting (refusal.go).
-	retryTimer   *time.Timer
+	retryTimer *time.Timer
+	// expiry ends the waits whose deadline (hold_timeout,
+	// query_wait_timeout) passed: one timer for the pool, armed at the
+	// earliest deadline, instead of one per wait (expire).
+	expiry       *time.Timer
+	expiryAt     time.Time // when expiry fires; zero when not armed
 	loggedReason string    // the login failure last logged (noteLoginLocked)
 	loggedWait   bool      // and whether it heals by waiting
 	loggedAt     time.Time // when it last happened
@@ -123,7 +128,6 @@ type Pool struct {
 var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan grant, 1)} }}
 
 type waiter struct {
-	timer    *time.Timer
 	ch       chan grant
 	since    time.Time
 	deadline time.Time
@@ -133,9 +137,10 @@ type waiter struct {
 // grant is what a waiter receives: a connection, the right to dial one
 // (its slot already counted), or an error.
 type grant struct {
-	c    *Conn
-	dial bool
-	err  error
+	c       *Conn
+	dial    bool
+	err     error
+	expired bool // the wait's deadline passed (expire): the waiter is out of the queue
 }
 
 // New returns a pool dialing t with dial. ids numbers connections across
@@ -223,8 +228,8 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 			}
 		}
 	}
-	// Waiters are recycled (channel and timer included): under contention
-	// nearly every acquisition waits, and it should not allocate.
+	// Waiters are recycled (channel included): under contention nearly
+	// every acquisition waits, and it should not allocate.
 	w := waiterPool.Get().(*waiter)
 	now := time.Now()
 	w.since, w.held, w.deadline = now, p.held, time.Time{}
@@ -242,28 +247,27 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 			return nil, err
 		}
 	}
-	var timeout <-chan time.Time
 	if limit > 0 {
 		w.deadline = w.since.Add(limit)
-		if w.timer == nil {
-			w.timer = time.NewTimer(limit)
-		} else {
-			w.timer.Reset(limit)
-		}
-		defer w.timer.Stop()
-		timeout = w.timer.C
+		p.armExpiryLocked(w.deadline)
 	}
 	p.waiters.push(w)
 	p.mu.Unlock()
 
+	expired := false
 	select {
 	case g := <-w.ch:
-		return p.take(ctx, g)
-	case <-timeout:
+		if !g.expired {
+			return p.take(ctx, g)
+		}
+		expired = true
 	case <-ctx.Done():
 	}
 	p.mu.Lock()
-	if !p.removeWaiterLocked(w) {
+	if expired {
+		// expire took it out of the queue.
+		p.mu.Unlock()
+	} else if !p.removeWaiterLocked(w) {
 		// Granted while we gave up: honour the grant's bookkeeping.
 		p.mu.Unlock()
 		g := <-w.ch
@@ -280,7 +284,7 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 		p.mu.Unlock()
 	}
 	held := w.held
-	if ctx.Err() != nil {
+	if !expired && ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	if held {
@@ -297,6 +301,38 @@ func (p *Pool) acquireOnce(ctx context.Context, start time.Time) (*Conn, error) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return nil, p.queueWaitErrorLocked(p.cfg.QueryWait)
+}
+
+// armExpiryLocked makes expire run by deadline d. Called with mu held.
+func (p *Pool) armExpiryLocked(d time.Time) {
+	if !p.expiryAt.IsZero() && !d.Before(p.expiryAt) {
+		// Armed earlier already: with one limit for all, FIFO waiters'
+		// deadlines come in order, so this is the common case and costs
+		// no timer operation.
+		return
+	}
+	p.expiryAt = d
+	if p.expiry == nil {
+		p.expiry = time.AfterFunc(time.Until(d), p.expire)
+	} else {
+		p.expiry.Reset(time.Until(d))
+	}
+}
+
+// expire ends every wait whose deadline passed (the waiter returns
+// hold_timeout's or query_wait_timeout's error) and arms itself for the
+// next deadline.
+func (p *Pool) expire() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expiryAt = time.Time{}
+	if p.closed {
+		return
+	}
+	next := p.waiters.expire(time.Now(), func(w *waiter) { w.ch <- grant{expired: true} })
+	if !next.IsZero() {
+		p.armExpiryLocked(next)
+	}
 }
 
 func (p *Pool) take(ctx context.Context, g grant) (*Conn, error) {

@@ -264,3 +264,69 @@ func TestLimitSharedByPools(t *testing.T) {
 		t.Fatalf("%d connections under a limit of 2", n)
 	}
 }
+
+func TestWaitsExpireInTurn(t *testing.T) {
+	// One pool-wide timer ends waits at their own deadlines: the first
+	// waiter's query_wait_timeout passes while the later ones wait on, a
+	// connection released meanwhile goes to the next in line, and the
+	// last still times out at its own deadline.
+	p, _ := newTestPool(t, Config{Size: 1, QueryWait: time.Second, HoldTimeout: time.Minute})
+	ctx := context.Background()
+	c, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		i     int
+		c     *Conn
+		err   error
+		after time.Duration
+	}
+	results := make(chan result, 3)
+	start := time.Now()
+	wait := func(i int) {
+		got, err := p.Acquire(ctx)
+		results <- result{i, got, err, time.Since(start)}
+	}
+	go wait(0)
+	waitForWaiters(t, p, 1)
+	time.Sleep(600 * time.Millisecond)
+	go wait(1)
+	waitForWaiters(t, p, 2)
+	first := <-results
+	var pe *Error
+	if first.i != 0 || !errors.As(first.err, &pe) || pe.Code != "53300" || first.after < 900*time.Millisecond {
+		t.Fatalf("first result %+v, want waiter 0 timed out (53300) after about 1s", first)
+	}
+	// Waiter 1 is still queued (its deadline is later): it gets the
+	// connection released now.
+	p.Put(c)
+	second := <-results
+	if second.i != 1 || second.err != nil || second.c != c {
+		t.Fatalf("second result %+v, want waiter 1 granted the connection", second)
+	}
+	go wait(2)
+	third := <-results
+	if third.i != 2 || !errors.As(third.err, &pe) || pe.Code != "53300" {
+		t.Fatalf("third result %+v, want 53300", third)
+	}
+	p.Put(second.c)
+}
+
+// waitForWaiters waits until n acquisitions are queued.
+func waitForWaiters(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p.mu.Lock()
+		got := p.waiters.len()
+		p.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waiters, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,5 +1,7 @@
 package pool
 
+import "time"
+
 // waitQueue is the FIFO of clients waiting for a connection. It reuses its
 // array: a slice that is popped from the front and appended to at the back
 // would reallocate whenever its shrinking capacity ran out, which under
@@ -50,6 +52,28 @@ func (wq *waitQueue) remove(w *waiter) bool {
 		}
 	}
 	return false
+}
+
+// expire takes out the waiters whose deadline is not after now, oldest
+// first, calling f for each, and returns the earliest deadline left (zero
+// if none).
+func (wq *waitQueue) expire(now time.Time, f func(*waiter)) (next time.Time) {
+	kept := wq.q[:wq.head]
+	for _, w := range wq.q[wq.head:] {
+		switch {
+		case w.deadline.IsZero():
+		case !now.Before(w.deadline):
+			f(w)
+			continue
+		case next.IsZero() || w.deadline.Before(next):
+			next = w.deadline
+		}
+		kept = append(kept, w)
+	}
+	clear(wq.q[len(kept):])
+	wq.q = kept
+	wq.rewind()
+	return next
 }
 
 // reset empties the queue, dropping its array.
