@@ -3,12 +3,9 @@ package proxy_test
 import (
 	"encoding/binary"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/pauseproxy/pauseproxy/internal/pgtest"
 	"github.com/pauseproxy/pauseproxy/internal/wire"
 )
 
@@ -50,18 +47,7 @@ func TestStartupPipelined(t *testing.T) {
 	})
 
 	t.Run("clear text after SSLRequest", func(t *testing.T) {
-		ca, err := pgtest.NewCA("pauseproxy test CA")
-		if err != nil {
-			t.Fatal(err)
-		}
-		certPEM, keyPEM, err := ca.Issue("localhost")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		cert, key := filepath.Join(dir, "proxy.crt"), filepath.Join(dir, "proxy.key")
-		os.WriteFile(cert, certPEM, 0o600)
-		os.WriteFile(key, keyPEM, 0o600)
+		cert, key := proxyCert(t)
 		p := startProxy(t, proxyOptions{
 			Extra: "client_tls_sslmode = \"allow\"\nclient_tls_cert_file = \"" + cert + "\"\nclient_tls_key_file = \"" + key + "\"\n",
 		})

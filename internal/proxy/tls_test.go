@@ -108,22 +108,7 @@ func copyFile(t *testing.T, from, to string) {
 // binding (libpq's and pgx's channel_binding=require) log in; without TLS
 // they are refused by their own driver, never downgraded.
 func TestChannelBindingRealClients(t *testing.T) {
-	ca, err := pgtest.NewCA("pauseproxy test CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, keyPEM, err := ca.Issue("localhost")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "proxy.crt"), filepath.Join(dir, "proxy.key")
-	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cert, key := proxyCert(t)
 	p := startProxy(t, proxyOptions{
 		Extra: fmt.Sprintf("client_tls_sslmode = \"allow\"\nclient_tls_cert_file = %q\nclient_tls_key_file = %q", cert, key),
 	})
@@ -153,4 +138,27 @@ func TestChannelBindingRealClients(t *testing.T) {
 	if out, err := psql(fmt.Sprintf("host=127.0.0.1 port=%d user=app dbname=appdb sslmode=disable channel_binding=require", p.Port)); err == nil || !strings.Contains(out, "channel binding") {
 		t.Fatalf("psql without TLS but channel_binding=require: %v\n%s", err, out)
 	}
+}
+
+// proxyCert writes a certificate for localhost and 127.0.0.1, signed by a
+// throwaway CA, and its key, for the proxy's client side.
+func proxyCert(t *testing.T) (cert, key string) {
+	t.Helper()
+	ca, err := pgtest.NewCA("pauseproxy test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "proxy.crt"), filepath.Join(dir, "proxy.key")
+	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }
