@@ -231,6 +231,17 @@ func (s *Session) Run(ctx context.Context) {
 	}
 }
 
+// rest is how much of the message being handled is still to be read from
+// the client (a streamed message, stream.go): none for a message a retry
+// runs again, which is whole in the batch, so that a retry never touches
+// the client reader the blocked pump owns (pmu).
+func (s *Session) rest() int {
+	if s.inRetry {
+		return 0
+	}
+	return s.crd.Remaining()
+}
+
 // handle routes one client message. It returns false when the session must
 // end.
 func (s *Session) handle(ctx context.Context, m wire.Message) bool {
@@ -331,7 +342,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	default:
 		s.unsynced++
 	}
-	if s.crd.Remaining() > 0 {
+	if s.rest() > 0 {
 		// Streamed (stream.go): too big to keep for a retry.
 		s.batchOK = false
 	}
@@ -349,7 +360,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	if !s.tracking {
 		switch typ {
 		case wire.MsgQuery, wire.MsgParse, wire.MsgBind, wire.MsgExecute:
-			if s.crd.Remaining() == 0 {
+			if s.rest() == 0 {
 				s.observe(srv, m)
 			}
 		}
@@ -373,7 +384,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	if out != nil {
 		s.queue(srv, out)
 	}
-	if s.crd.Remaining() > 0 {
+	if s.rest() > 0 {
 		return s.streamRest(srv)
 	}
 	if typ == wire.MsgFlush {

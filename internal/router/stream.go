@@ -87,7 +87,7 @@ func (s *Session) dropRest() bool {
 func (s *Session) appendBindRenamed(dst []byte, m wire.Message, portal []byte, stmtEnd int, name string) []byte {
 	start := len(dst)
 	dst = appendBindRenamed(dst, m, portal, stmtEnd, name)
-	if rest := s.crd.Remaining(); rest > 0 {
+	if rest := s.rest(); rest > 0 {
 		n := binary.BigEndian.Uint32(dst[start+1:])
 		binary.BigEndian.PutUint32(dst[start+1:], n+uint32(rest))
 	}

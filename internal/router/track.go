@@ -131,7 +131,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		// A simple Query destroys the unnamed statement (docs 55.2.3).
 		s.unnamed = s.unnamed[:0]
 		s.unnamedAt = s.binding
-		if s.crd.Remaining() == 0 {
+		if s.rest() == 0 {
 			// A streamed query (stream.go) is not looked into.
 			out = s.trackQuery(srv, m, out)
 		} else {
