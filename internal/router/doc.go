@@ -63,9 +63,12 @@
 //     hold_timeout; a CancelRequest ends the wait with 57014 and the
 //     statement is never sent. A Parse or Close the proxy can answer
 //     without a server (answerUnbound) never waits.
-//  4. Active (phaseActive): a server connection is bound. bind queued the
-//     SETs that make it match the client's parameters (paramSync, answers
-//     swallowed); the pump forwards messages, tracking statement names
+//  4. Active (phaseActive): a server connection is bound. Its state is
+//     one value, the binding (phase.go: the connection, what is
+//     outstanding on it, when it began), made by attachLocked and dropped
+//     by detachLocked, so every way a binding ends resets the same state.
+//     bind queued the SETs that make it match the client's parameters
+//     (paramSync, answers swallowed); the pump forwards messages, tracking statement names
 //     (track.go) and what they do to recorded state (effects.go); the
 //     reader forwards the answers. While the client is idle inside a
 //     transaction, idle_transaction_timeout is the read deadline (set by
@@ -106,8 +109,9 @@
 //     forwarding between instances.
 //   - session.go: the client pump (Run, handle, bind); server.go: the bound
 //     server's messages (ServerMessage, readyForQuery, ServerFailed);
-//     phase.go: phases and the release rule; timeouts.go; cancel.go: that
-//     a cancel reaches the right statement; stream.go: large messages.
+//     phase.go: phases, the binding and the release rule; timeouts.go;
+//     cancel.go: that a cancel reaches the right statement; stream.go:
+//     large messages.
 //   - track.go, stmts.go, shape.go: shared named statements and their
 //     result types; effects.go, effects_session.go: statements that change
 //     recorded state; params.go, settable.go: session parameters.

@@ -23,7 +23,7 @@ func (r *Router) Draining() bool { return r.draining.Load() }
 // why, as PostgreSQL does at a smart shutdown (57P01).
 func (s *Session) closeIfIdle() {
 	s.mu.Lock()
-	idle := s.server == nil
+	idle := s.bnd.server == nil
 	s.mu.Unlock()
 	if idle {
 		s.terminate()

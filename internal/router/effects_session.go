@@ -307,7 +307,7 @@ func (s *Session) settleLocked(c *pool.Conn, status byte) (listen []pendingFx) {
 		s.resetParamsLocked(fx)
 	}
 	s.paramDone = s.paramDone[:0]
-	if s.pending > 0 {
+	if s.bnd.pending > 0 {
 		s.fx = true
 		return nil
 	}

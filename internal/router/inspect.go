@@ -42,9 +42,9 @@ func (s *Session) Info() SessionInfo {
 	return SessionInfo{
 		State:      s.phase.String(),
 		WaitStart:  waitStart,
-		Server:     s.server,
+		Server:     s.bnd.server,
 		Pool:       s.pool,
-		XactStart:  s.xactStart,
+		XactStart:  s.lastStart,
 		LocalAddr:  s.cc.LocalAddr(),
 		RemoteAddr: s.cc.RemoteAddr(),
 		TLS:        isTLS(s.cc),

@@ -499,7 +499,7 @@ func (s *Session) notify(m []byte) {
 		return
 	}
 	s.notifyQ = append(s.notifyQ, m...)
-	if s.server != nil || s.pending > 0 || s.phase != phaseIdle || s.notifying {
+	if s.bnd.server != nil || s.bnd.pending > 0 || s.phase != phaseIdle || s.notifying {
 		s.mu.Unlock()
 		return
 	}
@@ -513,7 +513,7 @@ func (s *Session) notify(m []byte) {
 func (s *Session) writeNotifies() {
 	for {
 		s.mu.Lock()
-		if len(s.notifyQ) == 0 || s.server != nil || s.phase != phaseIdle || s.closing {
+		if len(s.notifyQ) == 0 || s.bnd.server != nil || s.phase != phaseIdle || s.closing {
 			s.notifying = false
 			s.mu.Unlock()
 			return

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/pauseproxy/pauseproxy/internal/config"
+	"github.com/pauseproxy/pauseproxy/internal/pool"
 	"github.com/pauseproxy/pauseproxy/internal/wire"
 )
 
@@ -50,6 +51,30 @@ func (s *Session) setPhaseLocked(p phase) {
 	s.phase = p
 }
 
+// binding is the state of one server connection bound to the session,
+// made by attachLocked when bind gets a connection and dropped by
+// detachLocked when the binding ends (release at a ReadyForQuery, a retry,
+// the connection's loss, the session's end). Guarded by Session.mu.
+type binding struct {
+	server   *pool.Conn
+	pending  int       // Query/Sync/FunctionCall forwarded whose ReadyForQuery has not arrived
+	unsynced int       // messages forwarded since the last Query/Sync
+	sinceExe int       // Syncs forwarded since the last Execute/Query (ignored by a server in COPY IN)
+	copyIn   bool      // the server sent CopyInResponse since the last ReadyForQuery
+	start    time.Time // when the binding began: the transaction's start
+}
+
+// attachLocked starts a binding to c. Called with mu held.
+func (s *Session) attachLocked(c *pool.Conn, now time.Time) {
+	s.bnd = binding{server: c, start: now}
+	s.lastStart = now
+}
+
+// detachLocked ends the binding. Called with mu held.
+func (s *Session) detachLocked() {
+	s.bnd = binding{}
+}
+
 // releasableLocked is the one rule for handing a server connection back
 // in transaction mode, checked at every ReadyForQuery: every Query, Sync
 // and FunctionCall sent has had its ReadyForQuery, nothing was sent since,
@@ -58,6 +83,6 @@ func (s *Session) setPhaseLocked(p phase) {
 // server connection (cockroachdb sqlproxy's isSafeTransferPoint, PgBouncer's
 // release at ReadyForQuery 'I'). Called with mu held.
 func (s *Session) releasableLocked(status byte) bool {
-	return s.mode == config.PoolModeTransaction && s.pending <= 0 && s.unsynced == 0 &&
+	return s.mode == config.PoolModeTransaction && s.bnd.pending <= 0 && s.bnd.unsynced == 0 &&
 		status == wire.TxIdle && s.exps.empty()
 }

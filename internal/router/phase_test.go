@@ -346,7 +346,7 @@ func TestReleaseRule(t *testing.T) {
 		{name: "session mode", mode: config.PoolModeSession, status: wire.TxIdle},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &Session{mode: tc.mode, pending: tc.pending, unsynced: tc.unsynced}
+			s := &Session{mode: tc.mode, bnd: binding{pending: tc.pending, unsynced: tc.unsynced}}
 			if tc.owed {
 				s.exps.push(exp{kind: expSynthParse})
 			}

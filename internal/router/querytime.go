@@ -13,7 +13,7 @@ import "time"
 // queryStartedLocked runs when a Query/Sync/FunctionCall was counted in
 // pending. Called with mu held.
 func (s *Session) queryStartedLocked() {
-	if s.pending == 1 {
+	if s.bnd.pending == 1 {
 		s.queryStart = time.Now()
 	}
 }
@@ -21,7 +21,7 @@ func (s *Session) queryStartedLocked() {
 // queryEndedLocked runs at a ReadyForQuery, once pending was decremented.
 // Called with mu held.
 func (s *Session) queryEndedLocked() {
-	if s.pending <= 0 && !s.queryStart.IsZero() {
+	if s.bnd.pending <= 0 && !s.queryStart.IsZero() {
 		if s.db != nil {
 			s.db.stats.QueryNanos.Add(int64(time.Since(s.queryStart)))
 		}

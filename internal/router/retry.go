@@ -87,7 +87,7 @@ func (s *Session) capture(m wire.Message) {
 // the server refused it with code. Called with mu held.
 func (s *Session) refusedLocked(code string) bool {
 	return retryable(code) && s.batchOK && s.batchDone && s.unseenLocked() &&
-		s.pending == 1 && s.unsynced == 0 && s.retries < maxRetries
+		s.bnd.pending == 1 && s.bnd.unsynced == 0 && s.retries < maxRetries
 }
 
 // unseenLocked reports whether the client has seen nothing of the batch's
@@ -133,8 +133,7 @@ func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 	// again from the start (refusedLocked checked it was not written).
 	s.rollbackClient(s.batchMark)
 	s.retryArmed = false
-	s.server = nil
-	s.pending = 0
+	s.detachLocked()
 	s.swallow.Store(0)
 	s.exps.reset()
 	s.shapeChecked(true)

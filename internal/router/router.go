@@ -238,7 +238,7 @@ func (r *Router) Start(ctx context.Context, l Login) (*Session, error) {
 		}
 	}
 	s.mu.Lock()
-	srv := s.server
+	srv := s.bnd.server
 	s.mu.Unlock()
 	if srv != nil {
 		if sk := srv.SecretKey(); len(sk) == 4 {
@@ -431,7 +431,7 @@ func (r *Router) Cancel(k CancelKey) {
 		return
 	}
 	s.mu.Lock()
-	srv := s.server
+	srv := s.bnd.server
 	if srv == nil && s.phase == phaseWaiting {
 		// The statement waits in the proxy (a full pool, PAUSE, a role
 		// change): it leaves the queue and is never sent.

@@ -27,7 +27,7 @@ func (s *Session) ServerMessage(c *pool.Conn, m wire.Message, more bool) bool {
 	case wire.MsgCopyInResponse:
 		s.completed.Store(true) // for the safe retry: a COPY has begun
 		s.mu.Lock()
-		s.copyIn = true
+		s.bnd.copyIn = true
 		s.mu.Unlock()
 	case wire.MsgCopyOutResponse, wire.MsgCopyBothResponse:
 		s.completed.Store(true)
@@ -114,14 +114,14 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 		s.flushClient()
 		return true
 	}
-	s.pending--
+	s.bnd.pending--
 	s.stopQueryTimeoutLocked()
-	if s.mode == config.PoolModeSession && status == wire.TxIdle && s.pending <= 0 {
+	if s.mode == config.PoolModeSession && status == wire.TxIdle && s.bnd.pending <= 0 {
 		// In session mode a transaction ends when the server says so.
 		s.stopTxTimeoutLocked()
 	}
 	s.tx = status
-	s.copyIn = false
+	s.bnd.copyIn = false
 	var synth []byte
 	if s.tracking {
 		_, synth = s.response(c, m, s.rsynth[:0])
@@ -139,7 +139,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 		}
 	}
 	var notes []byte
-	if status == wire.TxIdle && s.pending <= 0 && len(s.notifyQ) > 0 {
+	if status == wire.TxIdle && s.bnd.pending <= 0 && len(s.notifyQ) > 0 {
 		notes = s.takeNotifiesLocked()
 	}
 	// The client pump is most likely blocked reading already: the idle
@@ -148,10 +148,9 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 	release := s.releasableLocked(status)
 	if release {
 		s.stopTxTimeoutLocked()
-		s.server = nil
-		s.pending = 0
+		s.db.stats.xact(time.Since(s.bnd.start))
+		s.detachLocked()
 		s.setPhaseLocked(phaseIdle)
-		s.db.stats.xact(time.Since(s.xactStart))
 	}
 	s.sendLocked(!release && !more, m, synth, notes)
 	// On release the flush waits for Released: the server connection is
@@ -204,7 +203,7 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 			s.mu.Lock()
 			end := s.endAfterSwallow
 			if end {
-				s.server = nil
+				s.detachLocked()
 			}
 			s.mu.Unlock()
 			if !end && s.written.Load() && s.cancelWanted.CompareAndSwap(true, false) {
@@ -319,7 +318,7 @@ func roleChangeCode(code string) bool {
 // way it stays connected for its next transaction.
 func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	s.mu.Lock()
-	if s.server != c {
+	if s.bnd.server != c {
 		s.mu.Unlock()
 		return
 	}
@@ -336,7 +335,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		s.mu.Unlock()
 		alone = s.db.killedAlone(c.Target())
 		s.mu.Lock()
-		if s.server != c {
+		if s.bnd.server != c {
 			s.mu.Unlock()
 			return
 		}
@@ -357,11 +356,10 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	}
 	fatalCode := s.fatalCode
 	s.fatalCode = ""
-	s.server = nil
+	owed, unsynced := s.bnd.pending, s.bnd.unsynced
+	s.detachLocked()
 	s.swallow.Store(0)
-	owed := s.pending
 	inTx := s.tx == wire.TxActive || s.tx == wire.TxFailed
-	s.pending, s.copyIn = 0, false
 	s.exps.reset()
 	s.shapeChecked(true)
 	s.tx = wire.TxIdle
@@ -389,11 +387,10 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		return
 	}
 	e := wire.AppendError(nil, wire.SeverityError, "08006", msg)
-	if s.unsynced > 0 || (owed == 0 && (inTx || s.mode == config.PoolModeSession)) {
+	if unsynced > 0 || (owed == 0 && (inTx || s.mode == config.PoolModeSession)) {
 		s.discard = true
 		s.discardErr = e
 	}
-	s.unsynced = 0
 	var owedOut []byte
 	if owed > 0 {
 		owedOut = append(owedOut, e...)

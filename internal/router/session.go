@@ -121,13 +121,12 @@ type Session struct {
 	written      atomic.Bool
 	cancelWanted atomic.Bool
 
-	mu       sync.Mutex // guards the fields below
-	server   *pool.Conn
-	pending  int  // Query/Sync/FunctionCall forwarded whose ReadyForQuery has not arrived
-	unsynced int  // messages forwarded since the last Query/Sync
-	sinceExe int  // Syncs forwarded since the last Execute/Query (ignored by a server in COPY IN)
-	copyIn   bool // the server sent CopyInResponse since the last ReadyForQuery
-	tx       byte // transaction status of the last ReadyForQuery
+	mu  sync.Mutex // guards the fields below
+	bnd binding    // the bound server connection's state (phase.go); zero when none is bound
+	// lastStart is when the last binding began (SHOW CLIENTS'
+	// request_time after it ended).
+	lastStart time.Time
+	tx        byte // transaction status of the last ReadyForQuery
 	// discard drops client messages until the next Sync or Query, which
 	// are then answered with discardErr and ReadyForQuery: the client's
 	// batch or transaction failed on the proxy's side.
@@ -139,7 +138,6 @@ type Session struct {
 	waitCancel      context.CancelCauseFunc // cancels waitCtx
 	deadline        bool                    // a client read deadline is set (idleDeadlineLocked)
 	fatalReason     string                  // message of a FATAL error the bound server sent before closing
-	xactStart       time.Time
 	waitStart       time.Time
 	queryStart      time.Time
 	phase           phase // see phase.go; set only by setPhaseLocked
@@ -251,7 +249,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 		s.discardLocked(typ)
 		return true
 	}
-	srv := s.server
+	srv := s.bnd.server
 	if srv == nil {
 		s.mu.Unlock()
 		switch typ {
@@ -286,13 +284,13 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 		// A fresh binding has nothing outstanding, so it cannot be
 		// released before the counters below record this message.
 		s.mu.Lock()
-		if s.server != srv {
+		if s.bnd.server != srv {
 			// Lost already: handle the message in the new state.
 			s.mu.Unlock()
 			return s.handle(ctx, m)
 		}
 	}
-	if s.resync && s.pending == 0 && s.swallow.Load() == 0 {
+	if s.resync && s.bnd.pending == 0 && s.swallow.Load() == 0 {
 		// A RESET sent the client's parameters back to its startup
 		// values: SET them before anything else runs.
 		s.resync = false
@@ -305,7 +303,7 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 			}
 		}
 	}
-	if s.mode == config.PoolModeSession && s.pending == 0 && s.unsynced == 0 && s.tx == wire.TxIdle {
+	if s.mode == config.PoolModeSession && s.bnd.pending == 0 && s.bnd.unsynced == 0 && s.tx == wire.TxIdle {
 		// The first message after an idle ReadyForQuery starts a
 		// transaction, explicit or implicit (transaction mode arms at
 		// bind).
@@ -315,32 +313,32 @@ func (s *Session) handle(ctx context.Context, m wire.Message) bool {
 	// once this message is counted, the reader cannot release srv.
 	switch typ {
 	case wire.MsgQuery, wire.MsgFunctionCall:
-		s.pending++
-		s.unsynced = 0
-		s.sinceExe = 0
+		s.bnd.pending++
+		s.bnd.unsynced = 0
+		s.bnd.sinceExe = 0
 		s.armQueryTimeoutLocked()
 	case wire.MsgSync:
-		s.pending++
+		s.bnd.pending++
 		s.armQueryTimeoutLocked()
-		s.unsynced = 0
-		s.sinceExe++
+		s.bnd.unsynced = 0
+		s.bnd.sinceExe++
 	case wire.MsgExecute:
-		s.unsynced++
-		s.sinceExe = 0
+		s.bnd.unsynced++
+		s.bnd.sinceExe = 0
 	case wire.MsgCopyDone, wire.MsgCopyFail:
 		// A server in COPY IN ignores Sync until CopyDone/CopyFail (docs
 		// 55.2.6), so Syncs sent since the COPY started get no
 		// ReadyForQuery of their own.
-		if s.copyIn {
-			s.pending -= s.sinceExe
+		if s.bnd.copyIn {
+			s.bnd.pending -= s.bnd.sinceExe
 			if s.tracking {
-				s.exps.dropSyncs(s.sinceExe)
+				s.exps.dropSyncs(s.bnd.sinceExe)
 			}
-			s.sinceExe = 0
+			s.bnd.sinceExe = 0
 		}
 	case wire.MsgCopyData:
 	default:
-		s.unsynced++
+		s.bnd.unsynced++
 	}
 	if s.rest() > 0 {
 		// Streamed (stream.go): too big to keep for a retry.
@@ -463,13 +461,11 @@ func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) 
 		}
 		s.written.Store(false)
 		s.cancelWanted.Store(false)
-		s.server = c
-		s.pending, s.unsynced, s.sinceExe, s.copyIn = 0, 0, 0, false
+		now := time.Now()
+		s.attachLocked(c, now)
 		s.binding++
 		s.exps.reset()
 		s.resetBatch()
-		now := time.Now()
-		s.xactStart = now
 		waited := now.Sub(s.waitStart)
 		s.setPhaseLocked(phaseActive)
 		if s.mode == config.PoolModeTransaction {
@@ -478,7 +474,7 @@ func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) 
 		s.mu.Unlock()
 		if !c.Bind(&s.self) {
 			s.mu.Lock()
-			s.server = nil
+			s.detachLocked()
 			s.mu.Unlock()
 			p.Put(c)
 			continue
@@ -501,7 +497,7 @@ func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) 
 // queued for.
 func (s *Session) flushServer() {
 	s.mu.Lock()
-	srv := s.server
+	srv := s.bnd.server
 	s.mu.Unlock()
 	if srv != nil {
 		srv.Write(s.sbuf)
@@ -542,7 +538,7 @@ func (s *Session) readFailed(err error) {
 		s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "08P01", "pauseproxy: invalid message from client: "+fe.Error()))
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		s.mu.Lock()
-		inTx := s.server != nil && (s.tx == wire.TxActive || s.tx == wire.TxFailed)
+		inTx := s.bnd.server != nil && (s.tx == wire.TxActive || s.tx == wire.TxFailed)
 		s.mu.Unlock()
 		if inTx {
 			s.writeClient(wire.AppendError(s.out[:0], wire.SeverityFatal, "25P03", "pauseproxy: idle transaction timeout (idle_transaction_timeout)"))
@@ -593,8 +589,8 @@ func (s *Session) end() {
 	if s.waitCancel != nil {
 		s.waitCancel(nil)
 	}
-	srv := s.server
-	clean := srv != nil && s.pending == 0 && s.unsynced == 0 && s.tx == wire.TxIdle && !s.copyIn
+	srv := s.bnd.server
+	clean := srv != nil && s.bnd.pending == 0 && s.bnd.unsynced == 0 && s.tx == wire.TxIdle && !s.bnd.copyIn
 	reset := s.r.cfg().ServerResetQuery
 	if srv != nil && clean && reset != "" && s.swallow.Load() == 0 {
 		// The reset query (DISCARD ALL) drops the server's statements
@@ -607,7 +603,7 @@ func (s *Session) end() {
 		s.mu.Unlock()
 		srv.Write(append(s.sbuf, wire.AppendQuery(s.out[:0], reset)...))
 	} else if srv != nil && clean && reset == "" && s.swallow.Load() == 0 {
-		s.server = nil
+		s.detachLocked()
 		s.mu.Unlock()
 		// No reader callback will come: hand it back ourselves.
 		if srv.Unbind(&s.self) {

@@ -148,7 +148,7 @@ func (s *Session) checkShape(ctx context.Context, srv *pool.Conn, name []byte) b
 	if !same {
 		s.r.stmts.forget(def)
 	}
-	return s.server == srv
+	return s.bnd.server == srv
 }
 
 // shapeChecked hands the verdict of a shape check to the waiting client

@@ -25,9 +25,9 @@ import (
 // mu held.
 func (s *Session) idleDeadlineLocked() {
 	var d time.Duration
-	if s.pending <= 0 && !s.closing && s.phase != phaseRetrying {
+	if s.bnd.pending <= 0 && !s.closing && s.phase != phaseRetrying {
 		cfg := s.r.cfg()
-		if s.server != nil && (s.tx == wire.TxActive || s.tx == wire.TxFailed) {
+		if s.bnd.server != nil && (s.tx == wire.TxActive || s.tx == wire.TxFailed) {
 			d = cfg.IdleTransactionTimeout
 		} else {
 			d = cfg.ClientIdleTimeout
@@ -50,7 +50,7 @@ func (s *Session) idleDeadlineLocked() {
 func (s *Session) armQueryTimeoutLocked() {
 	s.queryStartedLocked()
 	d := s.r.cfg().QueryTimeout
-	if d <= 0 || s.pending != 1 {
+	if d <= 0 || s.bnd.pending != 1 {
 		return
 	}
 	if s.queryTimer == nil {
@@ -64,15 +64,15 @@ func (s *Session) armQueryTimeoutLocked() {
 // Called with mu held.
 func (s *Session) stopQueryTimeoutLocked() {
 	s.queryEndedLocked()
-	if s.queryTimer != nil && s.pending <= 0 {
+	if s.queryTimer != nil && s.bnd.pending <= 0 {
 		s.queryTimer.Stop()
 	}
 }
 
 func (s *Session) queryTimedOut() {
 	s.mu.Lock()
-	srv := s.server
-	running := srv != nil && s.pending > 0
+	srv := s.bnd.server
+	running := srv != nil && s.bnd.pending > 0
 	s.mu.Unlock()
 	if !running {
 		return
@@ -114,7 +114,7 @@ func (s *Session) stopTxTimeoutLocked() {
 func (s *Session) txTimedOut() {
 	d := s.r.cfg().TransactionTimeout
 	s.mu.Lock()
-	running := s.server != nil && !s.txStart.IsZero() && d > 0 && time.Since(s.txStart) >= d
+	running := s.bnd.server != nil && !s.txStart.IsZero() && d > 0 && time.Since(s.txStart) >= d
 	if running {
 		s.closing = true
 	}
