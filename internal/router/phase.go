@@ -68,11 +68,24 @@ type binding struct {
 func (s *Session) attachLocked(c *pool.Conn, now time.Time) {
 	s.bnd = binding{server: c, start: now}
 	s.lastStart = now
+	s.exps.reset()
 }
 
 // detachLocked ends the binding. Called with mu held.
 func (s *Session) detachLocked() {
 	s.bnd = binding{}
+}
+
+// loseBindingLocked ends a binding before its answers all came (the
+// connection was lost, or the batch is run again elsewhere): what was
+// expected of it is dropped, the proxy's own queries on it are forgotten,
+// and a pump waiting for a shape check on it stops waiting. Called with mu
+// held.
+func (s *Session) loseBindingLocked() {
+	s.detachLocked()
+	s.swallow.Store(0)
+	s.exps.reset()
+	s.shapeChecked(true)
 }
 
 // releasableLocked is the one rule for handing a server connection back

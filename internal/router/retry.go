@@ -133,10 +133,7 @@ func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 	// again from the start (refusedLocked checked it was not written).
 	s.rollbackClient(s.batchMark)
 	s.retryArmed = false
-	s.detachLocked()
-	s.swallow.Store(0)
-	s.exps.reset()
-	s.shapeChecked(true)
+	s.loseBindingLocked()
 	s.setPhaseLocked(phaseRetrying)
 	c.Retire()
 	// The client waits for the answer: no idle timeout while the batch

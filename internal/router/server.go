@@ -357,11 +357,8 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	fatalCode := s.fatalCode
 	s.fatalCode = ""
 	owed, unsynced := s.bnd.pending, s.bnd.unsynced
-	s.detachLocked()
-	s.swallow.Store(0)
+	s.loseBindingLocked()
 	inTx := s.tx == wire.TxActive || s.tx == wire.TxFailed
-	s.exps.reset()
-	s.shapeChecked(true)
 	s.tx = wire.TxIdle
 	s.setPhaseLocked(phaseIdle)
 	closing := s.closing

@@ -464,7 +464,6 @@ func (s *Session) bind(ctx context.Context, m wire.Message) (*pool.Conn, error) 
 		now := time.Now()
 		s.attachLocked(c, now)
 		s.binding++
-		s.exps.reset()
 		s.resetBatch()
 		waited := now.Sub(s.waitStart)
 		s.setPhaseLocked(phaseActive)
