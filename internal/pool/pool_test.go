@@ -267,10 +267,11 @@ func TestLimitSharedByPools(t *testing.T) {
 
 func TestWaitsExpireInTurn(t *testing.T) {
 	// One pool-wide timer ends waits at their own deadlines: the first
-	// waiter's query_wait_timeout passes while the later ones wait on, a
-	// connection released meanwhile goes to the next in line, and the
-	// last still times out at its own deadline.
-	p, _ := newTestPool(t, Config{Size: 1, QueryWait: time.Second, HoldTimeout: time.Minute})
+	// waiter's query_wait_timeout passes while a later one (queued during
+	// a hold, so bounded by the long hold_timeout) waits on, the
+	// connection released after the hold goes to that one, and a third
+	// still times out at its own deadline.
+	p, _ := newTestPool(t, Config{Size: 1, QueryWait: 300 * time.Millisecond, HoldTimeout: 10 * time.Minute})
 	ctx := context.Background()
 	c, err := p.Acquire(ctx)
 	if err != nil {
@@ -290,16 +291,17 @@ func TestWaitsExpireInTurn(t *testing.T) {
 	}
 	go wait(0)
 	waitForWaiters(t, p, 1)
-	time.Sleep(600 * time.Millisecond)
+	p.Hold()
 	go wait(1)
 	waitForWaiters(t, p, 2)
 	first := <-results
 	var pe *Error
-	if first.i != 0 || !errors.As(first.err, &pe) || pe.Code != "53300" || first.after < 900*time.Millisecond {
-		t.Fatalf("first result %+v, want waiter 0 timed out (53300) after about 1s", first)
+	if first.i != 0 || !errors.As(first.err, &pe) || pe.Code != "53300" || first.after < 250*time.Millisecond {
+		t.Fatalf("first result %+v, want waiter 0 timed out (53300) after about 300ms", first)
 	}
-	// Waiter 1 is still queued (its deadline is later): it gets the
-	// connection released now.
+	// Waiter 1 is still queued (its deadline is minutes away): it gets
+	// the connection released after the hold.
+	p.Unhold()
 	p.Put(c)
 	second := <-results
 	if second.i != 1 || second.err != nil || second.c != c {
