@@ -204,8 +204,8 @@ func TestListenManyClientsInOrder(t *testing.T) {
 func TestListenWithPsql(t *testing.T) {
 	// psql prints the notifications its LISTEN brought after its next
 	// statement, as it does against PostgreSQL. The pool of one makes the
-	// first NOTIFY run right after pg_sleep(2); the last statement lasts a
-	// second so the notification, which PostgreSQL signals to the
+	// first NOTIFY run right after pg_sleep(2); the last statement lasts
+	// two seconds so the notification, which PostgreSQL signals to the
 	// listener's backend asynchronously, is in before psql's last answer
 	// (as it must be against PostgreSQL too).
 	p := startProxy(t, proxyOptions{PoolSize: 1})
@@ -214,7 +214,7 @@ func TestListenWithPsql(t *testing.T) {
 	psqlOut := make(chan string, 1)
 	go func() {
 		cmd := exec.CommandContext(ctx, "psql", "-X", "-v", "ON_ERROR_STOP=1",
-			"-c", "LISTEN from_psql", "-c", "SELECT pg_sleep(2)", "-c", "SELECT pg_sleep(1)", p.KV("app", "appdb"))
+			"-c", "LISTEN from_psql", "-c", "SELECT pg_sleep(2)", "-c", "SELECT pg_sleep(2)", p.KV("app", "appdb"))
 		cmd.Env = append(os.Environ(), "PGPASSWORD=apppass")
 		out, err := cmd.CombinedOutput()
 		psqlOut <- fmt.Sprintf("%s(exit: %v, args %q)", out, err, cmd.Args)
