@@ -20,20 +20,7 @@ import (
 func TestSCRAMPassThroughToServer(t *testing.T) {
 	ctx := context.Background()
 	const user, password = "scramuser", "s3cret-only-the-client-knows"
-	if err := pg.Exec(ctx, fmt.Sprintf(`DROP ROLE IF EXISTS %[1]s; SET password_encryption = 'scram-sha-256'; CREATE ROLE %[1]s LOGIN PASSWORD '%[2]s'`, user, password)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
-	su, err := pgx.Connect(ctx, pg.DSN("postgres", "postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var verifier string
-	err = su.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", user).Scan(&verifier)
-	su.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	verifier := scramRole(t, user, password)
 	if !strings.HasPrefix(verifier, "SCRAM-SHA-256$") {
 		t.Fatalf("rolpassword %q is not a SCRAM verifier", verifier)
 	}
@@ -67,7 +54,7 @@ func TestSCRAMPassThroughToServer(t *testing.T) {
 	}
 
 	// A wrong password is refused by the proxy, as PostgreSQL would.
-	_, err = pgx.Connect(ctx, dsn("wrong"))
+	_, err := pgx.Connect(ctx, dsn("wrong"))
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "28P01" {
 		t.Fatalf("wrong password: %v, want 28P01", err)
@@ -80,20 +67,7 @@ func TestSCRAMPassThroughToServer(t *testing.T) {
 func TestSCRAMPassThroughStaleVerifier(t *testing.T) {
 	ctx := context.Background()
 	const user, password = "scramstale", "first-password"
-	if err := pg.Exec(ctx, fmt.Sprintf(`DROP ROLE IF EXISTS %[1]s; SET password_encryption = 'scram-sha-256'; CREATE ROLE %[1]s LOGIN PASSWORD '%[2]s'`, user, password)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
-	su, err := pgx.Connect(ctx, pg.DSN("postgres", "postgres", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var verifier string
-	err = su.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", user).Scan(&verifier)
-	su.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	verifier := scramRole(t, user, password)
 	// Same password, set again: a new salt on the server.
 	if err := pg.Exec(ctx, fmt.Sprintf(`SET password_encryption = 'scram-sha-256'; ALTER ROLE %s PASSWORD '%s'`, user, password)); err != nil {
 		t.Fatal(err)
@@ -107,4 +81,25 @@ func TestSCRAMPassThroughStaleVerifier(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "verifier") {
 		t.Fatalf("login with a stale verifier: %v, want an error naming the verifier", err)
 	}
+}
+
+// scramRole creates user on the test server with a SCRAM password (dropped
+// when the test ends) and returns its verifier as pg_authid holds it.
+func scramRole(t *testing.T, user, password string) string {
+	t.Helper()
+	ctx := context.Background()
+	if err := pg.Exec(ctx, fmt.Sprintf(`DROP ROLE IF EXISTS %[1]s; SET password_encryption = 'scram-sha-256'; CREATE ROLE %[1]s LOGIN PASSWORD '%[2]s'`, user, password)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+user) })
+	su, err := pgx.Connect(ctx, pg.DSN("postgres", "postgres", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer su.Close(ctx)
+	var verifier string
+	if err := su.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", user).Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	return verifier
 }
