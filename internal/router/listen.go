@@ -491,11 +491,12 @@ func (s *Session) notify(m []byte) {
 		s.mu.Unlock()
 		s.r.log.Warn("client does not read its notifications: disconnecting", slog.Uint64("client", s.ID),
 			slog.Int("limit_bytes", maxNotifyQueue))
-		if !stuck {
+		if stuck {
+			s.cc.Close()
+		} else {
 			s.fatalClient("54000",
 				fmt.Sprintf("pauseproxy: too many undelivered notifications (more than %d bytes): the client does not read them", maxNotifyQueue))
 		}
-		s.cc.Close()
 		return
 	}
 	s.notifyQ = append(s.notifyQ, m...)

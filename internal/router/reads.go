@@ -396,9 +396,6 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// readPool returns the replica-mode pool a session's declared read-only
-// transaction uses, or nil when the database does not route reads or has
-// no usable replica (the transaction then runs on the primary).
 // routesReads reports whether read-only transactions of this database may
 // go to replicas (read_only_routing): the first message of a transaction
 // is looked at only then.
@@ -408,13 +405,10 @@ func (d *Database) routesReads() bool {
 	return d.cfg.RoutesReadsToReplicas()
 }
 
+// readPool returns the replica-mode pool a session's declared read-only
+// transaction uses, or nil when the database has no usable replica (the
+// transaction then runs on the primary). The caller checked routesReads.
 func (d *Database) readPool(s *Session) *pool.Pool {
-	d.mu.Lock()
-	routes := d.cfg.RoutesReadsToReplicas()
-	d.mu.Unlock()
-	if !routes {
-		return nil
-	}
 	if !d.readsUsable() {
 		return nil
 	}

@@ -151,7 +151,9 @@ func (s *Session) retryAtReadyLocked(c *pool.Conn) {
 // before that message. It returns false when the session must end. Called
 // with pmu held.
 func (s *Session) runQueuedRetry() bool {
-	if !s.retryQueued.CompareAndSwap(true, false) {
+	if !s.retryQueued.Load() || !s.retryQueued.CompareAndSwap(true, false) {
+		// The load first: this runs at every blocking read, and a retry
+		// is rare.
 		return true
 	}
 	s.mu.Lock()
