@@ -172,7 +172,21 @@ func (c *Conn) Write(p []byte) error {
 // Cancel sends a CancelRequest for this connection's backend on a new
 // connection to the same server, over TLS when this connection uses it.
 func (c *Conn) Cancel(timeout time.Duration) error {
-	c.pool.cancelStarted(c)
+	c.BeginCancel()
+	return c.SendCancel(timeout)
+}
+
+// BeginCancel marks a cancel of this connection's backend as under way:
+// from now until SendCancel returns, a Put parks the connection instead of
+// handing it to the next client. A caller that decides to cancel while it
+// knows the connection is still bound to it calls BeginCancel before the
+// binding can end, so the cancel can never reach the next client's
+// statement.
+func (c *Conn) BeginCancel() { c.pool.cancelStarted(c) }
+
+// SendCancel sends the CancelRequest that BeginCancel announced and ends
+// it; the connection goes back to the pool if it was released meanwhile.
+func (c *Conn) SendCancel(timeout time.Duration) error {
 	defer c.pool.cancelEnded(c)
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.Dial(c.srv.Network, c.srv.Address)

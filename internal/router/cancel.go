@@ -1,6 +1,11 @@
 package router
 
-import "github.com/pauseproxy/pauseproxy/internal/pool"
+import (
+	"log/slog"
+	"time"
+
+	"github.com/pauseproxy/pauseproxy/internal/pool"
+)
 
 // Cancels that reach the right statement.
 //
@@ -22,11 +27,43 @@ import "github.com/pauseproxy/pauseproxy/internal/pool"
 //     kept from the next client until the cancel is done (pool.Conn.Cancel
 //     parks it), as PgBouncer does, so it finds the backend idle.
 
+//
+// Every cancel is decided under mu while its server connection is still
+// bound to the session, and marked in the pool there (cancelLocked): a
+// statement that ends just as its cancel is decided (the server's answer
+// crossing the CancelRequest) has its connection parked until the cancel
+// is done, never handed to the next client with the cancel on its way.
+
 // wrote notes that bytes of this binding reached srv, and sends a cancel
-// that waited for that. Called by the client pump.
+// that waited for that. Called by the client pump without mu, except by
+// handle's parameter resync, which has just raised swallow and so takes
+// no lock here.
 func (s *Session) wrote(srv *pool.Conn) {
 	s.written.Store(true)
-	if s.swallow.Load() == 0 && s.cancelWanted.CompareAndSwap(true, false) {
-		go s.r.cancelServer(s, srv)
+	if s.swallow.Load() == 0 && s.cancelWanted.Load() {
+		s.mu.Lock()
+		s.cancelIfBoundLocked(srv)
+		s.mu.Unlock()
 	}
+}
+
+// cancelIfBoundLocked sends a cancel that waited, if srv is still the
+// bound connection (a binding that ended has nothing left to cancel).
+// Called with mu held.
+func (s *Session) cancelIfBoundLocked(srv *pool.Conn) {
+	if s.bnd.server == srv && s.cancelWanted.CompareAndSwap(true, false) {
+		s.cancelLocked(srv)
+	}
+}
+
+// cancelLocked cancels what srv's backend runs for this session. Called
+// with mu held and srv bound to s: the pool marks the cancel before mu is
+// released, so a release that follows parks srv until the cancel is done.
+func (s *Session) cancelLocked(srv *pool.Conn) {
+	srv.BeginCancel()
+	go func() {
+		if err := srv.SendCancel(5 * time.Second); err != nil {
+			s.r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
+		}
+	}()
 }

@@ -431,29 +431,21 @@ func (r *Router) Cancel(k CancelKey) {
 		return
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	srv := s.bnd.server
-	if srv == nil && s.phase == phaseWaiting {
-		// The statement waits in the proxy (a full pool, PAUSE, a role
-		// change): it leaves the queue and is never sent.
-		s.waitCancel(errClientCancel)
-	}
-	s.mu.Unlock()
 	if srv == nil {
+		if s.phase == phaseWaiting {
+			// The statement waits in the proxy (a full pool, PAUSE, a
+			// role change): it leaves the queue and is never sent.
+			s.waitCancel(errClientCancel)
+		}
 		return
 	}
 	// Now, or once the client's statement has reached the server
 	// (cancel.go).
 	s.cancelWanted.Store(true)
 	if s.written.Load() && s.swallow.Load() == 0 && s.cancelWanted.CompareAndSwap(true, false) {
-		r.cancelServer(s, srv)
-	}
-}
-
-// cancelServer sends a CancelRequest for srv's backend. The pool keeps srv
-// from the next client until it is done (pool.Conn.Cancel).
-func (r *Router) cancelServer(s *Session, srv *pool.Conn) {
-	if err := srv.Cancel(5 * time.Second); err != nil {
-		r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
+		s.cancelLocked(srv)
 	}
 }
 

@@ -204,13 +204,12 @@ func (s *Session) swallowed(c *pool.Conn, m wire.Message) bool {
 			end := s.endAfterSwallow
 			if end {
 				s.detachLocked()
-			}
-			s.mu.Unlock()
-			if !end && s.written.Load() && s.cancelWanted.CompareAndSwap(true, false) {
+			} else if s.written.Load() {
 				// The client's cancel came while the proxy's own query ran
 				// (cancel.go): its statement runs now.
-				go s.r.cancelServer(s, c)
+				s.cancelIfBoundLocked(c)
 			}
+			s.mu.Unlock()
 			return end
 		}
 	}

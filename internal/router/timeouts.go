@@ -71,16 +71,13 @@ func (s *Session) stopQueryTimeoutLocked() {
 
 func (s *Session) queryTimedOut() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	srv := s.bnd.server
-	running := srv != nil && s.bnd.pending > 0
-	s.mu.Unlock()
-	if !running {
+	if srv == nil || s.bnd.pending <= 0 {
 		return
 	}
 	s.r.log.Info("query_timeout: cancelling the running query", slog.Uint64("client", s.ID), slog.String("database", s.db.Name))
-	if err := srv.Cancel(5 * time.Second); err != nil {
-		s.r.log.Warn("query_timeout: cancel failed", slog.Uint64("client", s.ID), slog.Any("err", err))
-	}
+	s.cancelLocked(srv)
 }
 
 // armTxTimeoutLocked starts transaction_timeout (PgBouncer 1.25) for the
