@@ -50,18 +50,35 @@ func (s *Session) wrote(srv *pool.Conn) {
 // cancelIfBoundLocked sends a cancel that waited, if srv is still the
 // bound connection (a binding that ended has nothing left to cancel).
 // Called with mu held.
+//
+// It goes out deferredCancelDelay later: the client's statement was just
+// written (behind the proxy's own query, or to an idle backend), and
+// PostgreSQL drops a cancel that reaches a backend still between two
+// statements; a backend descheduled right there on a loaded machine would
+// otherwise run the statement to its end. The connection is marked now,
+// so a release meanwhile parks it until the cancel is done.
 func (s *Session) cancelIfBoundLocked(srv *pool.Conn) {
 	if s.bnd.server == srv && s.cancelWanted.CompareAndSwap(true, false) {
-		s.cancelLocked(srv)
+		s.cancelAfterLocked(srv, deferredCancelDelay)
 	}
 }
+
+// deferredCancelDelay is how long a cancel that waited for the client's
+// statement to reach the server waits more before it is sent.
+const deferredCancelDelay = 50 * time.Millisecond
 
 // cancelLocked cancels what srv's backend runs for this session. Called
 // with mu held and srv bound to s: the pool marks the cancel before mu is
 // released, so a release that follows parks srv until the cancel is done.
-func (s *Session) cancelLocked(srv *pool.Conn) {
+func (s *Session) cancelLocked(srv *pool.Conn) { s.cancelAfterLocked(srv, 0) }
+
+// cancelAfterLocked is cancelLocked, the CancelRequest sent after delay.
+func (s *Session) cancelAfterLocked(srv *pool.Conn, delay time.Duration) {
 	srv.BeginCancel()
 	go func() {
+		if delay > 0 {
+			time.Sleep(delay)
+		}
 		if err := srv.SendCancel(5 * time.Second); err != nil {
 			s.r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
 		}
