@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 )
 
 // PatroniAPI says how to reach Patroni's REST API beyond its URLs. The zero
@@ -73,6 +75,10 @@ type PatroniHTTP struct {
 	byOrigin map[string]*url.Userinfo
 	def      *url.Userinfo
 	cert     bool // a client certificate is configured
+	// certAsked is set when a server asked for a client certificate and
+	// none was configured: with TLS 1.3 the refusal comes after the
+	// handshake, and the client often sees only a reset or EOF.
+	certAsked atomic.Bool
 }
 
 // NewPatroniHTTP returns a client of the REST API at urls through tr,
@@ -106,6 +112,15 @@ func NewPatroniHTTP(api PatroniAPI, urls []string, tr *http.Transport) (*Patroni
 	if err != nil {
 		return h, bases, err
 	}
+	if !h.cert {
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		tlsCfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			h.certAsked.Store(true)
+			return &tls.Certificate{}, nil
+		}
+	}
 	tr.TLSClientConfig = tlsCfg
 	return h, bases, nil
 }
@@ -135,6 +150,9 @@ func (h *PatroniHTTP) Do(req *http.Request) (*http.Response, error) {
 		// url.Error repeats the URL: keep only the cause.
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err
+		}
+		if oe, dial := errors.AsType[*net.OpError](err); h.certAsked.Load() && (!dial || oe.Op != "dial") {
+			err = fmt.Errorf("%w (the server asked for a client certificate, as Patroni's restapi.verify_client does, and none is configured: set patroni_cert_file and patroni_key_file)", err)
 		}
 		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
 	}
