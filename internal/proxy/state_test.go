@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // pgconnTo opens a pgconn through p, closed when the test ends.
@@ -592,5 +593,65 @@ func TestSessionModeIsTransparent(t *testing.T) {
 	}
 	if code := sqlstate(err); code != "57P01" && !c.IsClosed() {
 		t.Fatalf("want FATAL 57P01 and a closed connection, got %v", err)
+	}
+}
+
+// TestSchemaChangeUnderPortalDescribe is pgjdbc's way: it Parses a named
+// statement, Binds it and Describes the portal, never the statement, and
+// from then on Binds with one result format per column it learned. After
+// a schema change, on a server connection that never had the statement,
+// that Bind must get PostgreSQL's 0A000, which pgjdbc recovers from, not
+// the 08P01 "bind message has 2 result formats but query has 3 columns"
+// of a statement prepared afresh with the new shape.
+func TestSchemaChangeUnderPortalDescribe(t *testing.T) {
+	p := startProxy(t, proxyOptions{PoolSize: 1})
+	ctx := context.Background()
+	admin := pgconnTo(t, p, "")
+	if _, err := admin.Exec(ctx, "DROP TABLE IF EXISTS scp; CREATE TABLE scp (a int, c text); INSERT INTO scp VALUES (1, 'x')").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	a := pgconnTo(t, p, "")
+	fe := a.Frontend()
+	fe.Send(&pgproto3.Parse{Name: "S_1", Query: "SELECT * FROM scp"})
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := m.(*pgproto3.ErrorResponse); ok {
+			t.Fatalf("Parse: %s", e.Message)
+		}
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	// pgconn's ExecPrepared is Bind, Describe portal, Execute, Sync.
+	res := a.ExecPrepared(ctx, "S_1", nil, nil, []int16{1, 0}).Read()
+	if res.Err != nil || len(res.FieldDescriptions) != 2 {
+		t.Fatalf("before the change: %v (%d columns)", res.Err, len(res.FieldDescriptions))
+	}
+
+	dc, err := pgconn.Connect(ctx, pg.DSN("app", "apppass", "appdb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = dc.Exec(ctx, "ALTER TABLE scp ADD COLUMN b int DEFAULT 2").ReadAll()
+	dc.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh server connection, which lacks the statement (admin
+	// RECONNECT).
+	db, _ := p.Router.Database("appdb")
+	db.Reconnect()
+	for i := 0; i < 2; i++ {
+		err := a.ExecPrepared(ctx, "S_1", nil, nil, []int16{1, 0}).Read().Err
+		if sqlstate(err) != "0A000" {
+			t.Fatalf("Bind after the change (%d): want 0A000, got %v", i, err)
+		}
 	}
 }

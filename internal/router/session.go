@@ -68,6 +68,11 @@ type Session struct {
 	rsynthPump []byte    // the same for the client pump
 	repl       []byte    // a rewritten server message to send instead (mu)
 	shapeCh    chan bool // the client pump waits here for a shape check (shape.go; mu)
+	// boundDef is the named statement the last Bind bound to the portal
+	// boundPortal, so that a Describe of that portal (pgjdbc's way to
+	// learn a statement's columns) records the statement's shape.
+	boundDef    *stmtDef
+	boundPortal []byte
 
 	// Effects of client statements on recorded state (effects.go), guarded
 	// by mu. unnamedEff is the effect of the unnamed statement, portalEff

@@ -27,7 +27,9 @@ import (
 // server would plan it with the new shape without a word. So:
 //
 //   - The first row description a server gives for a statement (a
-//     client's Describe) is kept with it (stmtDef.shape).
+//     client's Describe of it, or of a portal just bound to it: pgjdbc
+//     never describes its statements, only portals) is kept with it
+//     (stmtDef.shape).
 //   - Before a statement with a known shape is prepared on a server
 //     connection that lacks it, the proxy checks the new preparation's
 //     shape (Parse, Describe, Flush, and the client pump waits for the

@@ -57,12 +57,14 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		}
 		if len(stmt) == 0 {
 			s.noteBind(portal, nil, true)
+			s.boundDef = nil
 			out = s.ensureUnnamed(out)
 			s.exps.push(exp{kind: expBind})
 			return append(out, m...), false
 		}
 		def := s.stmts[string(stmt)]
 		s.noteBind(portal, def, false)
+		s.boundDef, s.boundPortal = def, append(s.boundPortal[:0], portal...)
 		if def == nil {
 			// Unknown to the proxy: the server answers "does not exist"
 			// with the client's own name.
@@ -72,6 +74,7 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		if def.stale.Load() {
 			// PostgreSQL's answer until the client prepares it again
 			// (shape.go).
+			s.boundDef = nil
 			s.exps.push(exp{kind: expBindStale, def: def})
 			return s.appendBindRenamed(out, m, portal, end, staleName), false
 		}
@@ -84,6 +87,16 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		// Statements the proxy sends first are answered first: their
 		// expectations go before the Describe's.
 		body := m.Body()
+		if len(body) >= 2 && body[0] == 'P' {
+			// A portal's columns are its statement's (with the formats
+			// the Bind asked for, which shapes do not compare).
+			var def *stmtDef
+			if s.boundDef != nil && bytes.Equal(body[1:len(body)-1], s.boundPortal) {
+				def = s.boundDef
+			}
+			s.exps.push(exp{kind: expDescribe, def: def})
+			return m, false
+		}
 		if len(body) < 2 || body[0] != 'S' {
 			s.exps.push(exp{kind: expDescribe})
 			return m, false
@@ -128,8 +141,10 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 	case wire.MsgSync:
 		s.exps.push(exp{kind: expSync})
 	case wire.MsgQuery:
-		// A simple Query destroys the unnamed statement (docs 55.2.3).
+		// A simple Query destroys the unnamed statement (docs 55.2.3)
+		// and the unnamed portal.
 		s.unnamed = s.unnamed[:0]
+		s.boundDef = nil
 		s.unnamedAt = s.binding
 		if s.rest() == 0 {
 			// A streamed query (stream.go) is not looked into.
