@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pauseproxy/pauseproxy/internal/ops"
 	"github.com/pauseproxy/pauseproxy/internal/pgtest"
 	"github.com/pauseproxy/pauseproxy/internal/proxytest"
 )
@@ -30,6 +31,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "pauseproxy")
+	// Lock files of this test binary only: internal/ops's tests, run at
+	// the same time by go test, take locks of the same names.
+	os.Setenv(ops.LockDirEnv, dir)
 	if out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build pauseproxy: %v\n%s", err, out)
 		os.Exit(1)

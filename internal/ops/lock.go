@@ -41,11 +41,21 @@ func acquireLock(dc *config.Database, scope string, log *slog.Logger) (release f
 	return fileLock(scope)
 }
 
-// fileLock takes an exclusive flock on <tmp>/pauseproxy-<scope>.switchover.lock.
-// The file stays: removing it would let a waiter lock a file no longer
-// linked while a newcomer locks a new one.
+// LockDirEnv names the environment variable that moves the lock files of
+// commands not using Consul out of the temporary directory (for a host
+// where operators do not share one /tmp, or tests that must not meet).
+const LockDirEnv = "PAUSEPROXY_LOCK_DIR"
+
+// fileLock takes an exclusive flock on
+// <dir>/pauseproxy-<scope>.switchover.lock, dir being $PAUSEPROXY_LOCK_DIR
+// or the temporary directory. The file stays: removing it would let a
+// waiter lock a file no longer linked while a newcomer locks a new one.
 func fileLock(scope string) (func() error, string, error) {
-	path := filepath.Join(os.TempDir(), "pauseproxy-"+safeName(scope)+".switchover.lock")
+	dir := os.Getenv(LockDirEnv)
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	path := filepath.Join(dir, "pauseproxy-"+safeName(scope)+".switchover.lock")
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, path, fmt.Errorf("lock file: %w", err)

@@ -78,6 +78,9 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	testDir = dir
+	// Lock files of this test binary only: other packages' tests (run at
+	// the same time by go test) take locks of the same names.
+	os.Setenv(ops.LockDirEnv, dir)
 	bin = filepath.Join(dir, "pauseproxy")
 	if out, err := exec.Command("go", "build", "-race", "-o", bin, "github.com/pauseproxy/pauseproxy/cmd/pauseproxy").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build pauseproxy: %v\n%s", err, out)
