@@ -35,7 +35,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	if px.ClientLoginTimeout > 0 {
 		nc.SetDeadline(time.Now().Add(px.ClientLoginTimeout))
 	}
-	conn, st, isTLS, tlsCert, err := s.startup(nc)
+	conn, st, isTLS, cb, err := s.startup(nc)
 	if err != nil {
 		if errors.Is(err, wire.ErrTerminate) && s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.Debug("client closed before its startup packet", slog.String("addr", nc.RemoteAddr().String()))
@@ -123,13 +123,6 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	// reads through it too, with a lower limit, so that whatever a client
 	// sends right after its password stays there for the session.
 	rd := wire.NewPooledReader(conn, maxAuthMessageSize, clientReadBufs)
-	var cb auth.ChannelBinding
-	if tlsCert != nil {
-		if cb, err = auth.TLSServerEndPoint(tlsCert); err != nil {
-			// SCRAM-SHA-256-PLUS is not offered; plain SCRAM still is.
-			s.log.Debug("no channel binding for this certificate", slog.Any("err", err))
-		}
-	}
 	serverPassword, serverSCRAM, err := s.authenticate(ctx, &messageReader{rd: rd}, conn, cfg, method, user, db, unknownDB, cb)
 	if err != nil {
 		s.refuse(conn, err, who)
@@ -181,25 +174,25 @@ var clientReadBufs = wire.NewBufferPool(4 << 10)
 //
 // The packets are read through a small buffer: a client's SSLRequest and
 // StartupMessage then cost a read(2) each instead of two (length, body).
-func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bool, tlsCert *x509.Certificate, err error) {
+func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bool, cb auth.ChannelBinding, err error) {
 	conn = nc
 	br := bufio.NewReaderSize(nc, startupBufSize)
 	sslDone, gssDone := false, false
 	for {
 		st, err := wire.ReadStartup(br)
 		if err != nil {
-			return conn, nil, isTLS, tlsCert, err
+			return conn, nil, isTLS, cb, err
 		}
 		switch st.Kind {
 		case wire.SSLRequest:
 			if sslDone {
-				return conn, nil, isTLS, tlsCert, &wire.ProtocolError{Code: "08P01", Msg: "duplicate SSLRequest"}
+				return conn, nil, isTLS, cb, &wire.ProtocolError{Code: "08P01", Msg: "duplicate SSLRequest"}
 			}
 			sslDone = true
 			tc := s.tlsConf.Load()
 			if tc == nil {
 				if _, err := conn.Write([]byte{'N'}); err != nil {
-					return conn, nil, isTLS, tlsCert, err
+					return conn, nil, isTLS, cb, err
 				}
 				continue
 			}
@@ -207,25 +200,24 @@ func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bo
 				// Bytes sent in the clear before the handshake could be
 				// taken for part of the encrypted session; PostgreSQL
 				// refuses them too (CVE-2021-23214).
-				return conn, nil, isTLS, tlsCert, &wire.ProtocolError{Code: "08P01", Msg: "received unencrypted data after SSL request"}
+				return conn, nil, isTLS, cb, &wire.ProtocolError{Code: "08P01", Msg: "received unencrypted data after SSL request"}
 			}
 			if _, err := conn.Write([]byte{'S'}); err != nil {
-				return conn, nil, isTLS, tlsCert, err
+				return conn, nil, isTLS, cb, err
 			}
-			t := tls.Server(conn, tc)
+			t := tls.Server(conn, tc.cfg)
 			if err := t.Handshake(); err != nil {
-				return conn, nil, isTLS, tlsCert, fmt.Errorf("TLS handshake: %w", err)
+				return conn, nil, isTLS, cb, fmt.Errorf("TLS handshake: %w", err)
 			}
-			conn, isTLS = t, true
-			tlsCert = presented(tc)
+			conn, isTLS, cb = t, true, tc.cb
 			br.Reset(t)
 		case wire.GSSENCRequest:
 			if gssDone {
-				return conn, nil, isTLS, tlsCert, &wire.ProtocolError{Code: "08P01", Msg: "duplicate GSSENCRequest"}
+				return conn, nil, isTLS, cb, &wire.ProtocolError{Code: "08P01", Msg: "duplicate GSSENCRequest"}
 			}
 			gssDone = true
 			if _, err := conn.Write([]byte{'N'}); err != nil {
-				return conn, nil, isTLS, tlsCert, err
+				return conn, nil, isTLS, cb, err
 			}
 		default:
 			if n := br.Buffered(); n > 0 {
@@ -234,7 +226,7 @@ func (s *Server) startup(nc net.Conn) (conn net.Conn, st *wire.Startup, isTLS bo
 				rest, _ := br.Peek(n)
 				conn = &prefixConn{Conn: conn, prefix: bytes.Clone(rest)}
 			}
-			return conn, st, isTLS, tlsCert, nil
+			return conn, st, isTLS, cb, nil
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pauseproxy/pauseproxy/internal/auth"
 	"github.com/pauseproxy/pauseproxy/internal/config"
 	"github.com/pauseproxy/pauseproxy/internal/logagg"
 	"github.com/pauseproxy/pauseproxy/internal/router"
@@ -48,7 +49,7 @@ type Server struct {
 	admin  AdminConsole
 
 	conf    atomic.Pointer[config.Config]
-	tlsConf atomic.Pointer[tls.Config]
+	tlsConf atomic.Pointer[clientTLSConf]
 	secrets atomic.Pointer[secretStore]
 	clients atomic.Int64 // connected clients, logging in or logged in
 	// budget bounds the client messages held whole at once
@@ -79,7 +80,7 @@ func New(cfg *config.Config, r *router.Router, admin AdminConsole, log *slog.Log
 // limits). Listeners keep their addresses; changing them needs a restart,
 // as in PgBouncer.
 func (s *Server) Reload(cfg *config.Config) error {
-	tc, err := clientTLS(cfg.Proxy.ClientTLS)
+	tc, err := clientTLSWithBinding(cfg.Proxy.ClientTLS, s.log)
 	if err != nil {
 		return err
 	}
@@ -217,6 +218,30 @@ func closeAll(ls []net.Listener) {
 	for _, l := range ls {
 		l.Close()
 	}
+}
+
+// clientTLSConf is what the proxy offers clients over TLS: the TLS
+// settings and the channel binding of the certificate it presents
+// (SCRAM-SHA-256-PLUS), computed once per load of the configuration.
+type clientTLSConf struct {
+	cfg *tls.Config
+	cb  auth.ChannelBinding
+}
+
+// clientTLSWithBinding is clientTLS and the channel binding of its
+// certificate; nil when clients are offered no TLS. Without a binding
+// (a certificate whose hash RFC 5929 cannot choose), SCRAM-SHA-256-PLUS
+// is not offered; plain SCRAM still is.
+func clientTLSWithBinding(t config.TLS, log *slog.Logger) (*clientTLSConf, error) {
+	tc, err := clientTLS(t)
+	if err != nil || tc == nil {
+		return nil, err
+	}
+	cb, err := auth.TLSServerEndPoint(presented(tc))
+	if err != nil {
+		log.Warn("SCRAM-SHA-256-PLUS not offered: no channel binding for client_tls_cert_file", slog.Any("err", err))
+	}
+	return &clientTLSConf{cfg: tc, cb: cb}, nil
 }
 
 func clientTLS(t config.TLS) (*tls.Config, error) {
