@@ -16,7 +16,7 @@ import (
 // timed out, a lost server, a stale statement, a timeout). Rather than a
 // call at each of those places, the writer's underlying connection is
 // wrapped in an errorScanner that follows the message framing of the bytes
-// actually written (what a retry rolled back never reaches it) and counts
+// handed to the connection (what a retry rolled back never reaches it) and counts
 // each ErrorResponse's 'C' field. It reads only the 5-byte headers of
 // other messages and keeps no buffer: a few integers per session.
 //
@@ -142,12 +142,15 @@ func countErrors(w io.Writer, d *Database) io.Writer {
 	return &errorScanner{w: w, counts: &d.stats.ClientErrors}
 }
 
+// Write counts before it writes, so that a client that has received an
+// error finds it counted (a scrape right after sees it). An error whose
+// write fails (a client gone) still counts: it was sent to the client as
+// far as the proxy could.
 func (e *errorScanner) Write(p []byte) (int, error) {
-	n, err := e.w.Write(p)
 	if !e.broken {
-		e.scan(p[:n])
+		e.scan(p)
 	}
-	return n, err
+	return e.w.Write(p)
 }
 
 // scan follows the framing of p, which continues what earlier writes
