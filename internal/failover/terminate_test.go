@@ -2,6 +2,7 @@ package failover_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,71 @@ func TestTerminateBackendEndsOnlyThatStatement(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+// TestSessionTimeoutFatalHoldsNoOne: a server connection that PostgreSQL
+// ends by one of the session's own timeouts (idle_in_transaction_session_
+// timeout while a client holds it, idle_session_timeout while it idles in
+// the pool) is that connection's death only. The client in the
+// transaction gets the server's reason; a client arriving as a pooled
+// connection dies gets its statement run on another one; and no
+// role-change cycle holds the database.
+func TestSessionTimeoutFatalHoldsNoOne(t *testing.T) {
+	ctx := context.Background()
+	for _, sql := range []string{
+		"DROP ROLE IF EXISTS idler",
+		"CREATE ROLE idler LOGIN PASSWORD 'idlerpass'",
+		"ALTER ROLE idler SET idle_in_transaction_session_timeout = '300ms'",
+		"ALTER ROLE idler SET idle_session_timeout = '300ms'",
+	} {
+		if err := pg.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := fmt.Sprintf("host = \"127.0.0.1\"\nport = %d\ndbname = \"postgres\"\nuser = \"idler\"\npassword = \"idlerpass\"\n", pg.Port)
+	p := startProxy(t, db, `hold_timeout = "20s"`)
+	c, err := pgx.Connect(ctx, p.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for len(p.events) > 0 {
+		<-p.events
+	}
+
+	// Held in a transaction past idle_in_transaction_session_timeout.
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	_, err = tx.Exec(ctx, "SELECT 2")
+	if err == nil || !strings.Contains(err.Error(), "idle-in-transaction timeout") {
+		t.Fatalf("statement after the server's idle-in-transaction timeout: %v, want the server's reason", err)
+	}
+	tx.Rollback(ctx)
+
+	// Pooled connections dying of idle_session_timeout, some as the
+	// client arrives: every statement runs.
+	for i := 0; i < 12; i++ {
+		time.Sleep(time.Duration(250+10*i) * time.Millisecond)
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 42").Scan(&n); err != nil || n != 42 {
+			t.Fatalf("statement %d after an idle pause: %d %v", i, n, err)
+		}
+	}
+	time.Sleep(time.Second)
+	select {
+	case ev := <-p.events:
+		t.Fatalf("a session's own timeout started a role-change cycle: %+v", ev)
+	default:
 	}
 }

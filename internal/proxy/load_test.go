@@ -188,18 +188,10 @@ func TestGarbageLeavesOthersUnharmed(t *testing.T) {
 
 	// After login: an oversized message length and a truncated message.
 	t.Run("oversized message after login", func(t *testing.T) {
-		c, err := pgconn.Connect(ctx, p.DSN("app", "apppass", "appdb"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hj, err := c.Hijack()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer hj.Conn.Close()
-		hj.Conn.Write([]byte{'Q', 0x7f, 0xff, 0xff, 0xff})
-		hj.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b, _ := io.ReadAll(hj.Conn)
+		nc := hijacked(t, p.DSN("app", "apppass", "appdb"))
+		nc.Write([]byte{'Q', 0x7f, 0xff, 0xff, 0xff})
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(nc)
 		if len(b) == 0 || b[0] != 'E' || !bytes.Contains(b, []byte("08P01")) {
 			t.Fatalf("want a FATAL 08P01 ErrorResponse, got %q", b)
 		}

@@ -19,6 +19,20 @@ import (
 // run again elsewhere (the operator meant to stop it), and no role-change
 // cycle holds the database's other clients.
 
+// Other FATALs end one session by its own doing and never mean the server
+// goes away: a timeout of the session (idle_in_transaction_session_timeout,
+// idle_session_timeout, PostgreSQL 17's transaction_timeout) or a protocol
+// violation. They are that connection's death too, without a probe.
+
+// sessionFatal reports the SQLSTATEs of such FATALs.
+func sessionFatal(code string) bool {
+	switch code {
+	case "25P03", "25P04", "57P05", "08P01":
+		return true
+	}
+	return false
+}
+
 // killProbeTimeout bounds the check; a server that cannot answer in time is
 // taken to be going away, the safe side (a hold and a verification).
 const killProbeTimeout = 2 * time.Second
@@ -39,6 +53,10 @@ func (d *Database) killedAlone(t pool.Target) bool {
 // reported an error before it closed. A 57P01 is checked first, so that an
 // operator terminating idle pooled connections starts no role change.
 func (d *Database) idleServerError(code string, gen uint64) {
+	if sessionFatal(code) {
+		// Its own timeout (idle_session_timeout): the pool drops it.
+		return
+	}
 	if code != "57P01" {
 		d.serverTrouble(code, gen)
 		return

@@ -35,6 +35,9 @@ type fakeServer struct {
 	refuse map[string]int
 	// beforeRefuse runs before each refusal is sent.
 	beforeRefuse func()
+	// fatal ends the connection running a query with a FATAL of this
+	// SQLSTATE, once per entry.
+	fatal map[string]string
 }
 
 func (f *fakeServer) dial(ctx context.Context, t pool.Target) (*pool.Server, error) {
@@ -65,6 +68,12 @@ func (f *fakeServer) serve(c net.Conn) {
 			q := strings.TrimSuffix(string(m.Body()), "\x00")
 			f.mu.Lock()
 			f.queries = append(f.queries, q)
+			if code, ok := f.fatal[q]; ok {
+				delete(f.fatal, q)
+				f.mu.Unlock()
+				c.Write(wire.AppendError(nil, wire.SeverityFatal, code, "terminating connection ("+code+")"))
+				return
+			}
 			if f.refuse[q] > 0 {
 				f.refuse[q]--
 				f.mu.Unlock()
@@ -404,6 +413,62 @@ func TestRefusedBatchRunsAgain(t *testing.T) {
 	// The session goes on as before.
 	c.send(t, query("SELECT 3"))
 	c.next(t, wire.MsgReadyForQuery)
+}
+
+func TestSessionFatals(t *testing.T) {
+	// A FATAL that ends one session by its own doing is that connection's
+	// death: no trouble signal for the role-change engine. One that comes
+	// as the batch arrives at a connection idle_session_timeout ends
+	// (57P05) ran nothing: the batch runs again elsewhere. A protocol
+	// violation (08P01) is the batch's own doing: the client gets it.
+	for _, tc := range []struct {
+		code    string
+		retried bool
+		trouble bool
+	}{
+		{"57P05", true, false},
+		{"08P01", false, false},
+		{"25P03", false, false},
+		{"XX000", false, true}, // anything else: the server is in question
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			h := newHarness(t, "")
+			h.fake.fatal = map[string]string{"SELECT 'x'": tc.code}
+			c := h.connect(t)
+			c.send(t, query("SELECT 'x'"))
+			var sawErr bool
+			for {
+				m := c.next(t, 0)
+				if m.Type() == wire.MsgErrorResponse {
+					sawErr = true
+					if f, _ := wire.ParseError(m); !strings.Contains(string(f.Message), tc.code) {
+						t.Errorf("the error does not give the server's reason: %s", f.Message)
+					}
+				}
+				if m.Type() == wire.MsgReadyForQuery {
+					break
+				}
+			}
+			if sawErr == tc.retried {
+				t.Errorf("client saw an error: %v, want %v", sawErr, !tc.retried)
+			}
+			if got := h.db.stats.Retries.Load(); (got == 1) != tc.retried {
+				t.Errorf("retries = %d", got)
+			}
+			// The session goes on.
+			c.send(t, query("SELECT 3"))
+			c.next(t, wire.MsgReadyForQuery)
+			// The signal follows the client's answer: wait for it where
+			// it is due; by now it would have come where it is not.
+			deadline := time.Now().Add(10 * time.Second)
+			for tc.trouble && len(h.db.trouble) == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if got := len(h.db.trouble) == 1; got != tc.trouble {
+				t.Errorf("trouble signalled: %v, want %v", got, tc.trouble)
+			}
+		})
+	}
 }
 
 func TestClientLeavesDuringRetry(t *testing.T) {

@@ -86,7 +86,14 @@ func (s *Session) capture(m wire.Message) {
 // refusedLocked reports whether the batch in flight can be run again after
 // the server refused it with code. Called with mu held.
 func (s *Session) refusedLocked(code string) bool {
-	return retryable(code) && s.batchOK && s.batchDone && s.unseenLocked() &&
+	return retryable(code) && s.rerunnableLocked()
+}
+
+// rerunnableLocked reports whether the batch can run again: whole, kept,
+// nothing of its answer seen by the client, and retries left. Called with
+// mu held.
+func (s *Session) rerunnableLocked() bool {
+	return s.batchOK && s.batchDone && s.unseenLocked() &&
 		s.bnd.pending == 1 && s.bnd.unsynced == 0 && s.retries < maxRetries
 }
 

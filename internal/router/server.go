@@ -327,7 +327,8 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		// it: nothing sent since was run.
 		s.fatalCode = c.IdleFatal()
 	}
-	alone := false
+	// alone: this connection died, its server goes on (killed.go).
+	alone := sessionFatal(s.fatalCode)
 	if s.fatalCode == "57P01" {
 		// Terminated alone, or the server going away? Asked without mu
 		// held: the client pump may need it meanwhile.
@@ -339,7 +340,12 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 			return
 		}
 	}
-	if s.fatalCode != "" && !(alone && bound) && s.refusedLocked(s.fatalCode) {
+	// A connection that died of its own timeout before the batch reached
+	// it (in the pool, or idle_session_timeout firing as the batch was on
+	// its way) ran nothing of it: the batch runs again, on another
+	// connection.
+	diedIdle := s.fatalCode == "57P05" || !bound && sessionFatal(s.fatalCode)
+	if s.fatalCode != "" && (!(alone && bound) && s.refusedLocked(s.fatalCode) || diedIdle && s.rerunnableLocked()) {
 		// The server refused the batch as it went away (or the
 		// connection was dead before the batch reached it): run it
 		// again, on the next primary unless the server goes on.

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -221,6 +222,11 @@ func (s *Session) Run(ctx context.Context) {
 		s.db.stats.Received.Add(int64(len(m)))
 		lastTyp = m.Type()
 		if lastTyp == wire.MsgTerminate {
+			return
+		}
+		if !wire.SessionMessage(lastTyp) {
+			// What PostgreSQL answers, before any server hears of it.
+			s.fatalClient("08P01", fmt.Sprintf("invalid frontend message type %d", lastTyp))
 			return
 		}
 		if !s.handle(ctx, m) {

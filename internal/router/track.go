@@ -393,7 +393,8 @@ func (s *Session) answerUnbound(m wire.Message) bool {
 		return true
 	case wire.MsgClose:
 		body := m.Body()
-		if len(body) < 2 {
+		if len(body) < 2 || body[0] != 'S' && body[0] != 'P' {
+			// The server's 08P01 for a malformed Close.
 			return false
 		}
 		if body[0] == 'S' {

@@ -17,6 +17,19 @@ func (m Message) Type() byte { return m[0] }
 // Body is the message without its 5-byte header.
 func (m Message) Body() []byte { return m[5:] }
 
+// SessionMessage reports whether t is a message type a client may send
+// once logged in (PostgreSQL's PostgresMain loop); any other type,
+// PasswordMessage included, ends a PostgreSQL session with 08P01
+// "invalid frontend message type".
+func SessionMessage(t byte) bool {
+	switch t {
+	case MsgBind, MsgClose, MsgCopyData, MsgCopyDone, MsgCopyFail, MsgDescribe, MsgExecute,
+		MsgFlush, MsgFunctionCall, MsgParse, MsgQuery, MsgSync, MsgTerminate:
+		return true
+	}
+	return false
+}
+
 // Message type bytes (PostgreSQL docs, "Message Formats", 55.7).
 const (
 	// Frontend.
