@@ -38,6 +38,9 @@ type fakeServer struct {
 	// fatal ends the connection running a query with a FATAL of this
 	// SQLSTATE, once per entry.
 	fatal map[string]string
+	// lateReady answers a query with 57014 at once and its
+	// ReadyForQuery only this much later.
+	lateReady map[string]time.Duration
 }
 
 func (f *fakeServer) dial(ctx context.Context, t pool.Target) (*pool.Server, error) {
@@ -68,6 +71,17 @@ func (f *fakeServer) serve(c net.Conn) {
 			q := strings.TrimSuffix(string(m.Body()), "\x00")
 			f.mu.Lock()
 			f.queries = append(f.queries, q)
+			if d, ok := f.lateReady[q]; ok {
+				f.mu.Unlock()
+				if _, err := c.Write(wire.AppendError(nil, wire.SeverityError, "57014", "canceling statement due to statement timeout")); err != nil {
+					return
+				}
+				time.Sleep(d)
+				if _, err := c.Write(wire.AppendReadyForQuery(nil, status)); err != nil {
+					return
+				}
+				continue
+			}
 			if code, ok := f.fatal[q]; ok {
 				delete(f.fatal, q)
 				f.mu.Unlock()
@@ -468,6 +482,38 @@ func TestSessionFatals(t *testing.T) {
 				t.Errorf("trouble signalled: %v, want %v", got, tc.trouble)
 			}
 		})
+	}
+}
+
+func TestNothingAfterTerminate(t *testing.T) {
+	// node-postgres sends Terminate as soon as it reads an ErrorResponse,
+	// before the ReadyForQuery behind it: the proxy closes that server
+	// connection, and must tell the client nothing more (it took a late
+	// "server connection lost" for an unhandled error and crashed).
+	h := newHarness(t, "")
+	h.fake.lateReady = map[string]time.Duration{"SELECT 'timed out'": 300 * time.Millisecond}
+	// A loaded machine: end is slow to close the client's connection
+	// after the server's.
+	testHookBeforeClientClose = func() { time.Sleep(100 * time.Millisecond) }
+	t.Cleanup(func() { testHookBeforeClientClose = nil })
+	c := h.connect(t)
+	c.send(t, query("SELECT 'timed out'"))
+	c.next(t, wire.MsgErrorResponse)
+	c.send(t, []byte{wire.MsgTerminate, 0, 0, 0, 4})
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				return
+			}
+			if m.Type() == wire.MsgErrorResponse {
+				f, _ := wire.ParseError(m)
+				t.Fatalf("after Terminate the client got %s %s", f.Code, f.Message)
+			}
+		case <-deadline:
+			t.Fatal("the client's connection was not closed after Terminate")
+		}
 	}
 }
 

@@ -367,6 +367,17 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	s.tx = wire.TxIdle
 	s.setPhaseLocked(phaseIdle)
 	closing := s.closing
+	if closing {
+		// The client has left (Terminate, or a failed read), or is being
+		// ended: it is told nothing more. PostgreSQL sends nothing after
+		// Terminate, and node-postgres takes an error arriving after its
+		// Terminate for an unhandled one. (end closes a server
+		// connection with an answer still due: a client that sends
+		// Terminate as soon as it reads an ErrorResponse.)
+		s.fatalReason = ""
+		s.mu.Unlock()
+		return
+	}
 	msg := "pauseproxy: server connection lost during the transaction"
 	if s.fatalReason != "" {
 		msg += ": " + s.fatalReason

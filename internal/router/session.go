@@ -163,6 +163,11 @@ type Session struct {
 // CancelRequest.
 var errClientCancel = errors.New("canceled by the client's cancel request")
 
+// testHookBeforeClientClose, set by tests only, runs in end between
+// closing the server connection and the client's: a descheduled end lets
+// the server's reader act first.
+var testHookBeforeClientClose func()
+
 // errClosing refuses a server to a session that is ending.
 var errClosing = errors.New("the session is ending")
 
@@ -625,6 +630,9 @@ func (s *Session) end() {
 			srv.Retire()
 			srv.Kill()
 		}
+	}
+	if testHookBeforeClientClose != nil {
+		testHookBeforeClientClose()
 	}
 	s.cc.Close()
 	if s.mode == config.PoolModeTransaction {
