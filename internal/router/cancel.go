@@ -57,15 +57,54 @@ func (s *Session) wrote(srv *pool.Conn) {
 // statements; a backend descheduled right there on a loaded machine would
 // otherwise run the statement to its end. The connection is marked now,
 // so a release meanwhile parks it until the cancel is done.
+//
+// Should the statement still run cancelRecheck after the cancel went out
+// (the backend was not there yet: a machine loaded enough to keep it off
+// the CPU that long), the cancel is sent again, up to cancelResends times,
+// as long as the same binding still waits for the same answer. The client
+// asked for it to stop while it ran; directly on PostgreSQL its cancel
+// would have found it running.
 func (s *Session) cancelIfBoundLocked(srv *pool.Conn) {
-	if s.bnd.server == srv && s.cancelWanted.CompareAndSwap(true, false) {
-		s.cancelAfterLocked(srv, deferredCancelDelay)
+	if s.bnd.server != srv || !s.cancelWanted.CompareAndSwap(true, false) {
+		return
 	}
+	srv.BeginCancel()
+	binding, answered := s.binding, s.answered
+	go func() {
+		time.Sleep(deferredCancelDelay)
+		for i := 0; ; i++ {
+			if err := srv.SendCancel(5 * time.Second); err != nil {
+				s.r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
+				return
+			}
+			if i == cancelResends {
+				return
+			}
+			time.Sleep(cancelRecheck)
+			s.mu.Lock()
+			running := s.bnd.server == srv && s.binding == binding && s.answered == answered && s.bnd.pending > 0 && !s.closing
+			if running {
+				srv.BeginCancel()
+			}
+			s.mu.Unlock()
+			if !running {
+				return
+			}
+			s.r.log.Info("cancel sent again: the statement it was meant for still runs", slog.Uint64("client", s.ID))
+		}
+	}()
 }
 
 // deferredCancelDelay is how long a cancel that waited for the client's
 // statement to reach the server waits more before it is sent.
 const deferredCancelDelay = 50 * time.Millisecond
+
+// cancelRecheck and cancelResends bound the resending of a deferred cancel
+// whose statement still runs.
+const (
+	cancelRecheck = 500 * time.Millisecond
+	cancelResends = 3
+)
 
 // cancelLocked cancels what srv's backend runs for this session. Called
 // with mu held and srv bound to s: the pool marks the cancel before mu is

@@ -115,6 +115,7 @@ func (s *Session) readyForQuery(c *pool.Conn, m wire.Message, more bool) bool {
 		return true
 	}
 	s.bnd.pending--
+	s.answered++
 	s.stopQueryTimeoutLocked()
 	if s.mode == config.PoolModeSession && status == wire.TxIdle && s.bnd.pending <= 0 {
 		// In session mode a transaction ends when the server says so.

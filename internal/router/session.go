@@ -64,6 +64,7 @@ type Session struct {
 	unnamed    []byte              // the client's last Parse of the unnamed statement
 	unnamedAt  uint64              // binding in which unnamed was last sent
 	binding    uint64              // counts bindings
+	answered   uint64              // counts ReadyForQuery from servers (mu)
 	exps       expQueue
 	rsynth     []byte    // scratch for the reader goroutine's owed answers
 	rsynthPump []byte    // the same for the client pump
