@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"slices"
 	"time"
@@ -224,46 +225,73 @@ func (c *Cluster) WaitWritable(ctx context.Context, n *Node) error {
 
 // waitReady waits until a leader is running, every other member streams
 // from it and, on Consul, every member's service is registered and passing.
+//
+// A replica that does not stream for replicaStuckAfter is cloned again
+// (patronictl reinit), once: on a loaded machine the leader can change
+// while a replica is cloned from it, leaving that replica's WAL ahead of
+// the new leader's on the same timeline ("requested starting point ... is
+// ahead of the WAL flush position"), which Patroni 3.0.2 does not repair
+// by itself.
 func (c *Cluster) waitReady(ctx context.Context) error {
-	var why string
+	var why, stuck string
+	var stuckSince time.Time
+	reinit := map[string]bool{}
 	for {
 		if err := c.checkAlive(); err != nil {
 			return err
 		}
-		ok, w := c.ready(ctx)
+		ok, w, notStreaming := c.ready(ctx)
 		if ok {
 			return nil
 		}
 		why = w
+		switch {
+		case notStreaming == "":
+			stuck = ""
+		case notStreaming != stuck:
+			stuck, stuckSince = notStreaming, time.Now()
+		case time.Since(stuckSince) > replicaStuckAfter && !reinit[stuck]:
+			reinit[stuck] = true
+			fmt.Fprintf(os.Stderr, "patronitest: cluster %s: %s has not streamed for %s: cloning it again\n", c.Scope, stuck, replicaStuckAfter)
+			if out, err := c.Patronictl(ctx, "reinit", c.Scope, stuck); err != nil {
+				fmt.Fprintf(os.Stderr, "patronitest: reinit %s: %v\n%s", stuck, err, out)
+			}
+		}
 		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
 			return fmt.Errorf("patronitest: cluster %s not ready: %s: %w%s", c.Scope, why, err, c.logTails(25))
 		}
 	}
 }
 
-func (c *Cluster) ready(ctx context.Context) (bool, string) {
+// replicaStuckAfter is how long waitReady lets a replica not stream before
+// it clones it again.
+const replicaStuckAfter = 30 * time.Second
+
+// ready reports whether the cluster is ready, why not, and the member that
+// does not stream when that is why.
+func (c *Cluster) ready(ctx context.Context) (bool, string, string) {
 	s, err := c.Status(ctx)
 	if err != nil {
-		return false, err.Error()
+		return false, err.Error(), ""
 	}
 	l := s.leader()
 	if l == nil || l.State != "running" {
-		return false, "no running leader"
+		return false, "no running leader", ""
 	}
 	if len(s.Members) != len(c.Members) {
-		return false, fmt.Sprintf("%d of %d members registered", len(s.Members), len(c.Members))
+		return false, fmt.Sprintf("%d of %d members registered", len(s.Members), len(c.Members)), ""
 	}
 	for _, m := range s.Members {
 		// 3.0.2 says "running" for a replica; later versions "streaming".
 		if m.State != "running" && m.State != "streaming" {
-			return false, fmt.Sprintf("%s is %s", m.Name, m.State)
+			return false, fmt.Sprintf("%s is %s", m.Name, m.State), ""
 		}
 	}
 	var st struct {
 		Replication []replication `json:"replication"`
 	}
 	if err := c.getJSON(ctx, c.Node(l.Name).APIURL+"/patroni", &st); err != nil {
-		return false, err.Error()
+		return false, err.Error(), ""
 	}
 	for _, m := range s.Members {
 		if m.Name == l.Name {
@@ -272,18 +300,18 @@ func (c *Cluster) ready(ctx context.Context) (bool, string) {
 		if !slices.ContainsFunc(st.Replication, func(r replication) bool {
 			return r.ApplicationName == m.Name && r.State == "streaming"
 		}) {
-			return false, fmt.Sprintf("%s does not stream from %s", m.Name, l.Name)
+			return false, fmt.Sprintf("%s does not stream from %s", m.Name, l.Name), m.Name
 		}
 	}
 	if c.Store == StoreConsul {
 		var entries []json.RawMessage
 		u := "http://" + c.ConsulAddr + "/v1/health/service/" + url.PathEscape(c.Scope) + "?passing=1"
 		if err := c.getJSON(ctx, u, &entries); err != nil {
-			return false, err.Error()
+			return false, err.Error(), ""
 		}
 		if len(entries) != len(c.Members) {
-			return false, fmt.Sprintf("%d of %d Consul services passing", len(entries), len(c.Members))
+			return false, fmt.Sprintf("%d of %d Consul services passing", len(entries), len(c.Members)), ""
 		}
 	}
-	return true, ""
+	return true, "", ""
 }
