@@ -87,11 +87,18 @@
 //     transaction that did nothing; the reader retires the connection and
 //     queues the batch, which runs again (on the pump's side, under pmu)
 //     once a primary is verified (retry.go for the exact conditions). No
-//     idle timeout runs meanwhile: the client waits for its answer. A backend terminated
-//     alone (pg_terminate_backend) is not retried (killed.go).
+//     idle timeout runs meanwhile: the client waits for its answer. A
+//     backend terminated alone (pg_terminate_backend) is not retried, nor
+//     does one ended by its session's own timeout hold anyone; a batch
+//     that met idle_session_timeout on its way runs again (killed.go).
 //  7. Closing: the client left, a timeout fired, the proxy drains, or (in
 //     session mode) the server connection died. end releases a clean
-//     server connection, and closes one with anything in flight.
+//     server connection, and closes one with anything in flight; from
+//     then on the client is sent nothing (ServerFailed stays silent).
+//
+// Before any of this, a message type no logged-in session may send ends
+// the client with PostgreSQL's FATAL 08P01 (wire.SessionMessage), and a
+// server never sees it.
 //
 // # Transactions and the pool
 //
@@ -116,7 +123,8 @@
 //     result types; effects.go, effects_session.go: statements that change
 //     recorded state; params.go, settable.go: session parameters.
 //   - listen.go: LISTEN/NOTIFY in transaction mode.
-//   - retry.go: the safe retry; killed.go: a backend terminated alone.
+//   - retry.go: the safe retry; killed.go: a backend terminated alone,
+//     and FATALs that end one session only.
 //   - database.go, dial.go, rolechange.go, holds.go, drain.go, refusal.go:
 //     databases, their pools, holds and role changes; reads.go,
 //     reads_session.go: replica targets and read-only routing.
