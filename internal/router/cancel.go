@@ -23,6 +23,11 @@ import (
 //     and the proxy's query answered (Session.swallowed). Each side sets
 //     its own flag before it looks at the other's and the one that wins
 //     the CompareAndSwap sends the cancel, so exactly one does.
+//   - The statement was written only just now, at the start of a binding:
+//     the backend may not run it yet (it had to wake, or finish the
+//     proxy's SET first), and PostgreSQL drops a cancel that reaches a
+//     backend between statements. Such a cancel is sent again while the
+//     same statement still runs (cancelCheckedLocked).
 //   - The statement ended as the cancel arrived: the server connection is
 //     kept from the next client until the cancel is done (pool.Conn.Cancel
 //     parks it), as PgBouncer does, so it finds the backend idle.
@@ -68,10 +73,24 @@ func (s *Session) cancelIfBoundLocked(srv *pool.Conn) {
 	if s.bnd.server != srv || !s.cancelWanted.CompareAndSwap(true, false) {
 		return
 	}
+	s.cancelCheckedLocked(srv, deferredCancelDelay)
+}
+
+// freshBinding is how long after a binding began a cancel is sent the
+// checked way (cancelCheckedLocked): the client's statement was written
+// to the backend only just now, behind the proxy's SETs or to a backend
+// idle until then, and may not run yet. Later in a binding a cancel finds
+// the backend as it would directly on PostgreSQL.
+const freshBinding = 200 * time.Millisecond
+
+// cancelCheckedLocked sends a cancel after delay, and again while the same
+// statement still runs (see cancelIfBoundLocked). Called with mu held and
+// srv bound to s.
+func (s *Session) cancelCheckedLocked(srv *pool.Conn, delay time.Duration) {
 	srv.BeginCancel()
 	binding, answered := s.binding, s.answered
 	go func() {
-		time.Sleep(deferredCancelDelay)
+		time.Sleep(delay)
 		for i := 0; ; i++ {
 			if err := srv.SendCancel(5 * time.Second); err != nil {
 				s.r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))

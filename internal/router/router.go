@@ -445,7 +445,11 @@ func (r *Router) Cancel(k CancelKey) {
 	// (cancel.go).
 	s.cancelWanted.Store(true)
 	if s.written.Load() && s.swallow.Load() == 0 && s.cancelWanted.CompareAndSwap(true, false) {
-		s.cancelLocked(srv)
+		if time.Since(s.bnd.start) < freshBinding {
+			s.cancelCheckedLocked(srv, 0)
+		} else {
+			s.cancelLocked(srv)
+		}
 	}
 }
 
