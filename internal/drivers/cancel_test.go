@@ -24,8 +24,9 @@ import (
 // lost about 1 trial in 20 until every cancel was decided and marked in
 // the pool while its server connection was still bound (router
 // cancel.go), and a cancel that waited for the statement to reach the
-// server went out 50 ms after it did; none in over 900 trials since, 280
-// of them with two copies of the whole suite loading the machine.
+// server went out 50 ms after it did; one in over 1,500 after that, with
+// two copies of the whole suite loading the machine, until cancels early
+// in a binding were resent while their statement still ran.
 func TestCancelAfterWaitingForServer(t *testing.T) {
 	p := startProxyOne(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
