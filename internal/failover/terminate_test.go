@@ -32,24 +32,33 @@ func terminate(t *testing.T, c *pgtest.Cluster, marker string) {
 	})
 }
 
+// settledClient connects through p and runs a statement, then drops the
+// role-change events so far (the login's cycle, if any, is not what the
+// tests look for). The connection closes when the test ends.
+func settledClient(t *testing.T, p *testProxy) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(ctx) })
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for len(p.events) > 0 {
+		<-p.events
+	}
+	return c
+}
+
 func TestTerminateBackendEndsOnlyThatStatement(t *testing.T) {
 	for _, mode := range []string{"transaction", "session"} {
 		t.Run(mode, func(t *testing.T) {
 			p := startProxy(t, staticDB(pg), `hold_timeout = "20s"`+"\npool_mode = \""+mode+"\"")
 			ctx := context.Background()
-			victim, err := pgx.Connect(ctx, p.DSN())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer victim.Close(ctx)
-			if _, err := victim.Exec(ctx, "SELECT 1"); err != nil {
-				t.Fatal(err)
-			}
-			// Settle: the login's cycle (if any) is not what we look for.
-			time.Sleep(500 * time.Millisecond)
-			for len(p.events) > 0 {
-				<-p.events
-			}
+			victim := settledClient(t, p)
 			marker := "victim_" + mode
 			done := make(chan error, 1)
 			var got string
@@ -124,18 +133,7 @@ func TestSessionTimeoutFatalHoldsNoOne(t *testing.T) {
 	}
 	db := fmt.Sprintf("host = \"127.0.0.1\"\nport = %d\ndbname = \"postgres\"\nuser = \"idler\"\npassword = \"idlerpass\"\n", pg.Port)
 	p := startProxy(t, db, `hold_timeout = "20s"`)
-	c, err := pgx.Connect(ctx, p.DSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	for len(p.events) > 0 {
-		<-p.events
-	}
+	c := settledClient(t, p)
 
 	// Held in a transaction past idle_in_transaction_session_timeout.
 	tx, err := c.Begin(ctx)

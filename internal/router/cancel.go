@@ -31,7 +31,6 @@ import (
 //   - The statement ended as the cancel arrived: the server connection is
 //     kept from the next client until the cancel is done (pool.Conn.Cancel
 //     parks it), as PgBouncer does, so it finds the backend idle.
-
 //
 // Every cancel is decided under mu while its server connection is still
 // bound to the session, and marked in the pool there (cancelLocked): a
@@ -60,20 +59,13 @@ func (s *Session) wrote(srv *pool.Conn) {
 // written (behind the proxy's own query, or to an idle backend), and
 // PostgreSQL drops a cancel that reaches a backend still between two
 // statements; a backend descheduled right there on a loaded machine would
-// otherwise run the statement to its end. The connection is marked now,
-// so a release meanwhile parks it until the cancel is done.
-//
-// Should the statement still run cancelRecheck after the cancel went out
-// (the backend was not there yet: a machine loaded enough to keep it off
-// the CPU that long), the cancel is sent again, up to cancelResends times,
-// as long as the same binding still waits for the same answer. The client
-// asked for it to stop while it ran; directly on PostgreSQL its cancel
-// would have found it running.
+// otherwise run the statement to its end. It is checked
+// (cancelCheckedLocked) for the same reason.
 func (s *Session) cancelIfBoundLocked(srv *pool.Conn) {
 	if s.bnd.server != srv || !s.cancelWanted.CompareAndSwap(true, false) {
 		return
 	}
-	s.cancelCheckedLocked(srv, deferredCancelDelay)
+	s.sendCancelLocked(srv, deferredCancelDelay, cancelResends)
 }
 
 // freshBinding is how long after a binding began a cancel is sent the
@@ -83,10 +75,37 @@ func (s *Session) cancelIfBoundLocked(srv *pool.Conn) {
 // the backend as it would directly on PostgreSQL.
 const freshBinding = 200 * time.Millisecond
 
-// cancelCheckedLocked sends a cancel after delay, and again while the same
-// statement still runs (see cancelIfBoundLocked). Called with mu held and
-// srv bound to s.
-func (s *Session) cancelCheckedLocked(srv *pool.Conn, delay time.Duration) {
+// cancelCheckedLocked sends a cancel now, checked: should the statement
+// still run cancelRecheck after the cancel went out (the backend was not
+// on it yet: a machine loaded enough to keep it off the CPU that long),
+// the cancel is sent again, up to cancelResends times, as long as the same
+// binding still waits for the same answer. The client asked for it to
+// stop while it ran; directly on PostgreSQL its cancel would have found it
+// running. Called with mu held and srv bound to s.
+func (s *Session) cancelCheckedLocked(srv *pool.Conn) {
+	s.sendCancelLocked(srv, 0, cancelResends)
+}
+
+// cancelLocked cancels what srv's backend runs for this session, once.
+// Called with mu held and srv bound to s.
+func (s *Session) cancelLocked(srv *pool.Conn) { s.sendCancelLocked(srv, 0, 0) }
+
+// deferredCancelDelay is how long a cancel that waited for the client's
+// statement to reach the server waits more before it is sent.
+const deferredCancelDelay = 50 * time.Millisecond
+
+// cancelRecheck and cancelResends bound the resending of a checked cancel
+// whose statement still runs.
+const (
+	cancelRecheck = 500 * time.Millisecond
+	cancelResends = 3
+)
+
+// sendCancelLocked marks a cancel of srv's backend in the pool now, so a
+// release that follows parks srv until the cancel is done, and sends it
+// after delay, then up to resends more times while the same statement
+// still runs. Called with mu held and srv bound to s.
+func (s *Session) sendCancelLocked(srv *pool.Conn, delay time.Duration, resends int) {
 	srv.BeginCancel()
 	binding, answered := s.binding, s.answered
 	go func() {
@@ -96,7 +115,7 @@ func (s *Session) cancelCheckedLocked(srv *pool.Conn, delay time.Duration) {
 				s.r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
 				return
 			}
-			if i == cancelResends {
+			if i == resends {
 				return
 			}
 			time.Sleep(cancelRecheck)
@@ -110,35 +129,6 @@ func (s *Session) cancelCheckedLocked(srv *pool.Conn, delay time.Duration) {
 				return
 			}
 			s.r.log.Info("cancel sent again: the statement it was meant for still runs", slog.Uint64("client", s.ID))
-		}
-	}()
-}
-
-// deferredCancelDelay is how long a cancel that waited for the client's
-// statement to reach the server waits more before it is sent.
-const deferredCancelDelay = 50 * time.Millisecond
-
-// cancelRecheck and cancelResends bound the resending of a deferred cancel
-// whose statement still runs.
-const (
-	cancelRecheck = 500 * time.Millisecond
-	cancelResends = 3
-)
-
-// cancelLocked cancels what srv's backend runs for this session. Called
-// with mu held and srv bound to s: the pool marks the cancel before mu is
-// released, so a release that follows parks srv until the cancel is done.
-func (s *Session) cancelLocked(srv *pool.Conn) { s.cancelAfterLocked(srv, 0) }
-
-// cancelAfterLocked is cancelLocked, the CancelRequest sent after delay.
-func (s *Session) cancelAfterLocked(srv *pool.Conn, delay time.Duration) {
-	srv.BeginCancel()
-	go func() {
-		if delay > 0 {
-			time.Sleep(delay)
-		}
-		if err := srv.SendCancel(5 * time.Second); err != nil {
-			s.r.log.Warn("cancel request failed", slog.Uint64("client", s.ID), slog.Any("err", err))
 		}
 	}()
 }

@@ -66,9 +66,12 @@ func (s *Session) noteParse(m wire.Message, out []byte) wire.Message {
 	return wire.Message(wire.FinishMessage(msg, start)[len(out):])
 }
 
-// noteBind records the effect of the statement the unnamed portal runs.
-// Called by the client pump with mu held.
+// noteBind records what a Bind bound: the named statement behind the
+// portal, for a Describe of that portal (shape.go), and the effect of the
+// statement the unnamed portal runs. Called by the client pump with mu
+// held.
 func (s *Session) noteBind(portal []byte, def *stmtDef, unnamedStmt bool) {
+	s.boundDef, s.boundPortal = def, append(s.boundPortal[:0], portal...)
 	if len(portal) > 0 {
 		return
 	}

@@ -446,7 +446,7 @@ func (r *Router) Cancel(k CancelKey) {
 	s.cancelWanted.Store(true)
 	if s.written.Load() && s.swallow.Load() == 0 && s.cancelWanted.CompareAndSwap(true, false) {
 		if time.Since(s.bnd.start) < freshBinding {
-			s.cancelCheckedLocked(srv, 0)
+			s.cancelCheckedLocked(srv)
 		} else {
 			s.cancelLocked(srv)
 		}

@@ -367,8 +367,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	inTx := s.tx == wire.TxActive || s.tx == wire.TxFailed
 	s.tx = wire.TxIdle
 	s.setPhaseLocked(phaseIdle)
-	closing := s.closing
-	if closing {
+	if s.closing {
 		// The client has left (Terminate, or a failed read), or is being
 		// ended: it is told nothing more. PostgreSQL sends nothing after
 		// Terminate, and node-postgres takes an error arriving after its
@@ -384,7 +383,7 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 		msg += ": " + s.fatalReason
 		s.fatalReason = ""
 	}
-	if s.mode == config.PoolModeSession && !closing {
+	if s.mode == config.PoolModeSession {
 		// The client's session (its temporary tables, prepared
 		// statements, SETs) died with the server connection: as
 		// PostgreSQL, a FATAL and the end of the connection.
@@ -415,10 +414,10 @@ func (s *Session) ServerFailed(c *pool.Conn, err error) {
 	// Always flush: the last messages forwarded may have been held back
 	// because more was buffered (the FATAL that came right behind them).
 	s.sendLocked(true, owedOut, nil, nil)
-	if !closing && !alone {
+	if !alone {
 		s.db.serverTrouble("08006", c.Target().Gen)
 		s.r.log.Info("server connection lost under a client", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID), slog.Any("err", err))
-	} else if alone {
+	} else {
 		s.r.log.Info("server connection terminated under a client (the server goes on)", slog.Uint64("client", s.ID), slog.Uint64("server", c.ID))
 	}
 }

@@ -71,8 +71,10 @@ type Session struct {
 	repl       []byte    // a rewritten server message to send instead (mu)
 	shapeCh    chan bool // the client pump waits here for a shape check (shape.go; mu)
 	// boundDef is the named statement the last Bind bound to the portal
-	// boundPortal, so that a Describe of that portal (pgjdbc's way to
-	// learn a statement's columns) records the statement's shape.
+	// boundPortal (nil: none, or the unnamed one), so that a Describe of
+	// that portal (pgjdbc's way to learn a statement's columns) records
+	// the statement's shape. A Bind that failed, or a portal gone since,
+	// gets no row description to record.
 	boundDef    *stmtDef
 	boundPortal []byte
 

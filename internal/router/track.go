@@ -57,14 +57,12 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		}
 		if len(stmt) == 0 {
 			s.noteBind(portal, nil, true)
-			s.boundDef = nil
 			out = s.ensureUnnamed(out)
 			s.exps.push(exp{kind: expBind})
 			return append(out, m...), false
 		}
 		def := s.stmts[string(stmt)]
 		s.noteBind(portal, def, false)
-		s.boundDef, s.boundPortal = def, append(s.boundPortal[:0], portal...)
 		if def == nil {
 			// Unknown to the proxy: the server answers "does not exist"
 			// with the client's own name.
@@ -74,7 +72,6 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 		if def.stale.Load() {
 			// PostgreSQL's answer until the client prepares it again
 			// (shape.go).
-			s.boundDef = nil
 			s.exps.push(exp{kind: expBindStale, def: def})
 			return s.appendBindRenamed(out, m, portal, end, staleName), false
 		}
@@ -141,10 +138,8 @@ func (s *Session) track(srv *pool.Conn, m wire.Message) (out []byte, synth bool)
 	case wire.MsgSync:
 		s.exps.push(exp{kind: expSync})
 	case wire.MsgQuery:
-		// A simple Query destroys the unnamed statement (docs 55.2.3)
-		// and the unnamed portal.
+		// A simple Query destroys the unnamed statement (docs 55.2.3).
 		s.unnamed = s.unnamed[:0]
-		s.boundDef = nil
 		s.unnamedAt = s.binding
 		if s.rest() == 0 {
 			// A streamed query (stream.go) is not looked into.
